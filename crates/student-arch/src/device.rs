@@ -37,6 +37,7 @@ pub fn default_device_name() -> &'static str {
 
 /// The device called `name`: `flex`, `ndarray` or `wgpu`.
 pub fn device(name: &str) -> Result<Device> {
+    #[allow(unused_variables)]
     let unavailable = |feature: &str| {
         ArchError::Device {
         name: name.to_string(),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod io;
 pub mod model;
 pub mod pooling;
+pub mod student;
 pub mod tokenizer;
 pub mod weights;
 
@@ -20,5 +21,6 @@ pub use config::{BertConfig, HiddenAct};
 pub use embed::SentenceEncoder;
 pub use error::{ArchError, Result};
 pub use model::{BertInput, BertModel, BertOutput};
+pub use student::{model_size, LayerSelection, ModelSize, StudentSpec};
 pub use tokenizer::BertTokenizer;
 pub use weights::{load_pretrained, save_pretrained, LoadReport};

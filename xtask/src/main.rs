@@ -35,6 +35,78 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Fine-tune the teacher on a task, distil a smaller student, evaluate both, write report.json/report.md.
+    Distill {
+        /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Text column of a file dataset.
+        #[arg(long)]
+        text_column: Option<String>,
+        /// Label column of a file dataset.
+        #[arg(long)]
+        label_column: Option<String>,
+        /// tinybert or distilbert.
+        #[arg(long)]
+        method: Option<String>,
+        /// Teacher layers to keep, e.g. 0,2,4 (default: every other).
+        #[arg(long, value_delimiter = ',')]
+        student_layers: Option<Vec<usize>>,
+        /// Epochs of every stage.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Longest input in tokens.
+        #[arg(long)]
+        max_len: Option<usize>,
+        /// Use at most this many training examples.
+        #[arg(long)]
+        max_train: Option<usize>,
+        /// Evaluate on at most this many dev/test examples.
+        #[arg(long)]
+        max_eval: Option<usize>,
+        /// A JSON config file (fields as in the output's config.json); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// default (about 10 minutes on 2 cores) or full.
+        #[arg(long, default_value = "default")]
+        preset: String,
+        /// Output directory.
+        #[arg(long, default_value = "runs/distill")]
+        out: PathBuf,
+        /// Device among those compiled in.
+        #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+        device: String,
+        /// Continue an interrupted run in --out.
+        #[arg(long)]
+        resume: bool,
+        /// Stop every stage after N steps, leaving a checkpoint (for testing --resume).
+        #[arg(long, hide = true)]
+        stop_after: Option<usize>,
+    },
+    /// Print the test accuracy of a saved classifier on a dataset as JSON.
+    Eval {
+        /// A directory written by `distill` (teacher/ or student/).
+        #[arg(long)]
+        model: PathBuf,
+        /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file (all of a file is evaluated).
+        #[arg(long)]
+        dataset: String,
+        /// Text column of a file dataset.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Label column of a file dataset.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// Seed of the built-in datasets' split (use the run's seed to score its test split).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Device among those compiled in.
+        #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+        device: String,
+    },
     /// Run the test suite as CI does: fetch what the tests need, then `cargo test` on the whole workspace.
     Ci {
         /// Also run the GPU code path on wgpu (needs a Vulkan driver; lavapipe works on a CPU-only machine).
@@ -55,6 +127,106 @@ fn main() -> Result<()> {
             batch_size,
         } => embed(model, &device, batch_size)?,
         Cmd::Ci { wgpu } => ci(wgpu)?,
+        Cmd::Distill {
+            teacher,
+            dataset,
+            text_column,
+            label_column,
+            method,
+            student_layers,
+            epochs,
+            max_len,
+            max_train,
+            max_eval,
+            config,
+            preset,
+            out,
+            device,
+            resume,
+            stop_after,
+        } => {
+            let mut c = match config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    pipeline::DistillConfig::from_json(&text, &path)?
+                }
+                None => pipeline::DistillConfig::preset(&preset)?,
+            };
+            if teacher.is_some() {
+                c.teacher = teacher;
+            }
+            if let Some(d) = dataset {
+                c.dataset = d;
+            }
+            if let Some(t) = text_column {
+                c.columns.text = t;
+            }
+            if let Some(l) = label_column {
+                c.columns.label = l;
+            }
+            if let Some(m) = method {
+                c.method = match m.as_str() {
+                    "tinybert" => pipeline::Method::Tinybert,
+                    "distilbert" => pipeline::Method::Distilbert,
+                    other => bail!("--method {other}: expected tinybert or distilbert"),
+                };
+            }
+            if student_layers.is_some() {
+                c.student_layers = student_layers;
+            }
+            if let Some(e) = epochs {
+                for stage in [
+                    &mut c.teacher_finetune,
+                    &mut c.intermediate,
+                    &mut c.prediction,
+                ] {
+                    stage.epochs = e;
+                }
+            }
+            if let Some(m) = max_len {
+                c.max_length = m;
+            }
+            if max_train.is_some() {
+                c.max_train_examples = max_train;
+            }
+            if max_eval.is_some() {
+                c.max_eval_examples = max_eval;
+            }
+            let options = pipeline::RunOptions {
+                out_dir: out.clone(),
+                device_name: device.clone(),
+                device: student_arch::device::device(&device)?,
+                resume,
+                cache: pipeline::cache_dir(),
+                stop_after,
+            };
+            let report = pipeline::distill(&c, &options)?;
+            println!("{}", pipeline::run::report_markdown(&report));
+            println!("{}", out.join("report.json").display());
+        }
+        Cmd::Eval {
+            model,
+            dataset,
+            text_column,
+            label_column,
+            seed,
+            device,
+        } => {
+            let device = student_arch::device::device(&device)?;
+            let result = pipeline::eval::evaluate_saved(
+                &model,
+                &dataset,
+                &pipeline::data::Columns {
+                    text: text_column,
+                    label: label_column,
+                },
+                seed,
+                &pipeline::cache_dir(),
+                &device,
+            )?;
+            println!("{}", serde_json::to_string(&result)?);
+        }
     }
     Ok(())
 }

@@ -1,10 +1,19 @@
-//! `pipeline` runs the compression stages end to end: fetching the teacher and data by package name, and (in
-//! later issues) fine-tuning, distillation, sensitivity, quantization and reports.
+//! `pipeline` runs the compression stages end to end: fetching the teacher and data by package name, reading
+//! labelled data, fine-tuning the teacher, building and distilling the student (TinyBERT or DistilBERT), and
+//! evaluating both into `report.json` / `report.md`.
 //!
 //! Architecture invariant: `pipeline` is the only crate that depends on all the others; none of them depends on
 //! it, and it never names a backend.
 #![warn(missing_docs)]
 
+pub mod classifier;
+pub mod data;
+pub mod error;
+pub mod eval;
 pub mod fetch;
+pub mod run;
+pub mod train;
 
+pub use error::{PipelineError, Result};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
+pub use run::{distill, DistillConfig, Method, Report, RunOptions};

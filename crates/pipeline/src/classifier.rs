@@ -1,0 +1,197 @@
+//! A sequence classifier: a BERT encoder, mean pooling over real tokens, and a linear head. Saved as a Hugging
+//! Face BERT directory plus `classifier.weight`/`classifier.bias` in the same safetensors file and a
+//! `classifier.json` with the label names, so `cargo xtask embed` and other tools still open the encoder.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use student_arch::io::write_atomic;
+use student_arch::pooling::mean_pool;
+use student_arch::weights::{named_tensors, safetensors_bytes, to_f32, CONFIG_FILE, WEIGHTS_FILE};
+use student_arch::{load_pretrained, BertInput, BertModel, BertOutput};
+
+use crate::error::{io_err, PipelineError, Result};
+
+/// The file that marks a directory as a fine-tuned classifier.
+pub const CLASSIFIER_FILE: &str = "classifier.json";
+
+/// What `classifier.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierMeta {
+    /// Label names, index = class id.
+    pub labels: Vec<String>,
+    /// Always "mean": the head reads the mean of the last hidden states over real tokens.
+    pub pooling: String,
+    /// Longest input in tokens used in training.
+    pub max_length: usize,
+}
+
+/// Encoder + mean pooling + linear head.
+#[derive(Module, Debug)]
+pub struct SequenceClassifier {
+    /// The encoder.
+    pub encoder: BertModel,
+    /// `hidden → num_labels`.
+    pub head: Linear,
+}
+
+/// A classifier's output.
+#[derive(Clone, Debug)]
+pub struct ClassifierOutput {
+    /// `[batch_size, num_labels]`.
+    pub logits: Tensor<2>,
+    /// Everything the encoder computed.
+    pub encoder: BertOutput,
+}
+
+impl SequenceClassifier {
+    /// A new head (seeded, Normal(0, 0.02)) on `encoder`.
+    pub fn new(encoder: BertModel, num_labels: usize, seed: u64, device: &Device) -> Self {
+        let hidden = encoder.config.hidden_size;
+        let mut rng = student_arch::model::SeededRng::new(seed ^ 0xC1A5);
+        let w: Vec<f32> = (0..hidden * num_labels)
+            .map(|_| (rng.normal() * 0.02) as f32)
+            .collect();
+        let mut head = LinearConfig::new(hidden, num_labels).init(device);
+        head.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(w, [hidden, num_labels]),
+            device,
+        ));
+        head.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
+        Self { encoder, head }
+    }
+
+    /// # Shapes
+    /// - input: `[batch_size, seq_length]` ids and mask
+    /// - logits: `[batch_size, num_labels]`
+    pub fn forward(&self, input: BertInput) -> ClassifierOutput {
+        let mask = input.attention_mask.clone();
+        let encoder = self.encoder.forward(input);
+        let pooled = mean_pool(encoder.last_hidden_state(), mask);
+        ClassifierOutput {
+            logits: self.head.forward(pooled),
+            encoder,
+        }
+    }
+
+    /// Number of labels.
+    pub fn num_labels(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    /// Saves the classifier as an HF BERT directory plus head and `classifier.json`, atomically per file.
+    pub fn save(&self, dir: &Path, meta: &ClassifierMeta) -> Result<()> {
+        let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = named_tensors(&self.encoder)?;
+        let [hidden, labels] = self.head.weight.dims();
+        let w = host(self.head.weight.val())?;
+        let mut t = vec![0.0; w.len()];
+        for h in 0..hidden {
+            for l in 0..labels {
+                t[l * hidden + h] = w[h * labels + l];
+            }
+        }
+        tensors.insert("classifier.weight".into(), (vec![labels, hidden], t));
+        let bias = self
+            .head
+            .bias
+            .as_ref()
+            .map(|b| host(b.val()))
+            .transpose()?
+            .unwrap_or_else(|| vec![0.0; labels]);
+        tensors.insert("classifier.bias".into(), (vec![labels], bias));
+        write_atomic(&dir.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
+        write_atomic(
+            &dir.join(CONFIG_FILE),
+            self.encoder.config.to_json().as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join(CLASSIFIER_FILE),
+            serde_json::to_string_pretty(meta)
+                .expect("meta serialises")
+                .as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Loads a classifier saved by [`SequenceClassifier::save`].
+    pub fn load(dir: &Path, device: &Device) -> Result<(Self, ClassifierMeta)> {
+        let meta_path = dir.join(CLASSIFIER_FILE);
+        if !meta_path.exists() {
+            return Err(PipelineError::Checkpoint {
+                path: meta_path,
+                message: "not a fine-tuned classifier (no classifier.json); fine-tune it with `cargo xtask distill --teacher DIR`".into(),
+            });
+        }
+        let meta: ClassifierMeta = serde_json::from_str(
+            &std::fs::read_to_string(&meta_path).map_err(io_err("reading", &meta_path))?,
+        )
+        .map_err(|e| PipelineError::Checkpoint {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        let (encoder, _) = load_pretrained(dir, device)?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let bytes = std::fs::read(&weights_path).map_err(io_err("reading", &weights_path))?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Checkpoint {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
+        let hidden = encoder.config.hidden_size;
+        let labels = meta.labels.len();
+        let read = |key: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let view = file.tensor(key).map_err(|_| PipelineError::Checkpoint {
+                path: weights_path.clone(),
+                message: format!("missing {key} {shape:?}"),
+            })?;
+            if view.shape() != shape {
+                return Err(PipelineError::Checkpoint {
+                    path: weights_path.clone(),
+                    message: format!(
+                        "{key} has shape {:?}, expected {shape:?} ({} labels in classifier.json)",
+                        view.shape(),
+                        labels
+                    ),
+                });
+            }
+            to_f32(view.dtype(), view.data()).map_err(|dtype| PipelineError::Checkpoint {
+                path: weights_path.clone(),
+                message: format!("{key} has dtype {dtype}"),
+            })
+        };
+        let w = read("classifier.weight", &[labels, hidden])?;
+        let b = read("classifier.bias", &[labels])?;
+        let mut t = vec![0.0; w.len()];
+        for l in 0..labels {
+            for h in 0..hidden {
+                t[h * labels + l] = w[l * hidden + h];
+            }
+        }
+        let mut head = LinearConfig::new(hidden, labels).init(device);
+        head.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [hidden, labels]),
+            device,
+        ));
+        head.bias = Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [labels]),
+            device,
+        )));
+        Ok((Self { encoder, head }, meta))
+    }
+}
+
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| {
+            PipelineError::Arch(student_arch::ArchError::Data {
+                what: "classifier tensor".into(),
+                message: format!("{e:?}"),
+            })
+        })
+}

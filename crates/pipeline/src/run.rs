@@ -1,0 +1,580 @@
+//! The distillation recipe end to end: fine-tune the teacher on the task, build the student, distil it
+//! (TinyBERT's two task stages or DistilBERT's triple loss), evaluate both, and write the report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use kd_losses::{
+    classification_cross_entropy, DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms,
+};
+use serde::{Deserialize, Serialize};
+use student_arch::io::write_atomic;
+use student_arch::weights::copy_tokenizer_files;
+use student_arch::{load_pretrained, model_size, BertTokenizer, LayerSelection, StudentSpec};
+
+use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+use crate::data::{load_dataset, split, Columns, Dataset};
+use crate::error::{io_err, PipelineError, Result};
+use crate::eval::{evaluate, latency_ms, Scores};
+use crate::train::{run_stage, Encoded, StageConfig, StageContext, StageOutcome};
+
+/// The distillation method of the task stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Intermediate (embedding, attention, hidden via W_h), then prediction-layer distillation.
+    Tinybert,
+    /// Hinton loss on the logits + hard-label cross-entropy + cosine on hidden states.
+    Distilbert,
+}
+
+/// Everything a run needs. Saved as `config.json` in the output directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistillConfig {
+    /// A Hugging Face BERT directory; `None` means the fetched MiniLM teacher.
+    pub teacher: Option<PathBuf>,
+    /// A built-in dataset name or a CSV/TSV/JSONL path.
+    pub dataset: String,
+    /// Columns of a file dataset.
+    pub columns: Columns,
+    /// The task-distillation method.
+    pub method: Method,
+    /// Teacher layers the student keeps (copied); `None`: every other one.
+    pub student_layers: Option<Vec<usize>>,
+    /// Longest input in tokens.
+    pub max_length: usize,
+    /// Use at most this many training examples (a fixed, seeded subset).
+    pub max_train_examples: Option<usize>,
+    /// Evaluate on at most this many dev and test examples.
+    pub max_eval_examples: Option<usize>,
+    /// Fraction of the data held out for dev.
+    pub dev_fraction: f64,
+    /// Fraction of the data held out for test.
+    pub test_fraction: f64,
+    /// Seed of splits, data order and initialisation.
+    pub seed: u64,
+    /// Softmax temperature of the soft losses.
+    pub temperature: f64,
+    /// Fine-tuning the teacher.
+    pub teacher_finetune: StageConfig,
+    /// TinyBERT's intermediate-layer stage (unused by DistilBERT).
+    pub intermediate: StageConfig,
+    /// TinyBERT's prediction stage, or DistilBERT's whole task stage.
+    pub prediction: StageConfig,
+    /// Examples per batch for evaluation and latency.
+    pub eval_batch_size: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        Self::preset("default").expect("the default preset exists")
+    }
+}
+
+impl DistillConfig {
+    /// A named recipe: `default` (about 10 minutes on a 2-core CPU) or `full` (all the data, more epochs).
+    pub fn preset(name: &str) -> Result<Self> {
+        let quick = Self {
+            teacher: None,
+            dataset: "rotten-tomatoes".into(),
+            columns: Columns::default(),
+            method: Method::Tinybert,
+            student_layers: None,
+            max_length: 48,
+            max_train_examples: Some(2400),
+            max_eval_examples: Some(1000),
+            dev_fraction: 0.1,
+            test_fraction: 0.1,
+            seed: 42,
+            temperature: 1.0,
+            teacher_finetune: StageConfig {
+                epochs: 2,
+                learning_rate: 5e-5,
+                ..Default::default()
+            },
+            intermediate: StageConfig {
+                epochs: 2,
+                learning_rate: 1e-4,
+                ..Default::default()
+            },
+            prediction: StageConfig {
+                epochs: 3,
+                learning_rate: 5e-5,
+                ..Default::default()
+            },
+            eval_batch_size: 64,
+        };
+        match name {
+            "default" => Ok(quick),
+            "full" => Ok(Self {
+                max_length: 64,
+                max_train_examples: None,
+                max_eval_examples: None,
+                teacher_finetune: StageConfig {
+                    epochs: 3,
+                    ..quick.teacher_finetune.clone()
+                },
+                intermediate: StageConfig {
+                    epochs: 4,
+                    ..quick.intermediate.clone()
+                },
+                prediction: StageConfig {
+                    epochs: 4,
+                    ..quick.prediction.clone()
+                },
+                ..quick
+            }),
+            other => Err(PipelineError::Config {
+                field: "preset",
+                message: format!("unknown preset {other:?}; use default or full"),
+            }),
+        }
+    }
+
+    /// Reads a TOML-free JSON config (fields not given take the default preset's values).
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| PipelineError::Data {
+            path: path.to_path_buf(),
+            line: Some(e.line() as u64),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_length < 8 {
+            return Err(PipelineError::Config {
+                field: "max_length",
+                message: format!("{} is too short; use at least 8", self.max_length),
+            });
+        }
+        if !(self.temperature > 0.0) {
+            return Err(PipelineError::Config {
+                field: "temperature",
+                message: format!("must be positive, found {}", self.temperature),
+            });
+        }
+        self.teacher_finetune.validate("teacher_finetune")?;
+        self.intermediate.validate("intermediate")?;
+        self.prediction.validate("prediction")
+    }
+}
+
+/// Accuracy, size and speed of one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// Test macro-F1.
+    pub macro_f1: f64,
+    /// Parameters.
+    pub params: usize,
+    /// Bytes of the parameters in f32.
+    pub bytes: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Median milliseconds of one forward pass of `eval_batch_size` test examples.
+    pub latency_ms: f64,
+    /// Where it was saved.
+    pub path: PathBuf,
+}
+
+/// The report of a run: `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The dataset.
+    pub dataset: String,
+    /// The labels.
+    pub labels: Vec<String>,
+    /// The method.
+    pub method: Method,
+    /// The device name.
+    pub device: String,
+    /// Train, dev and test sizes.
+    pub split_sizes: [usize; 3],
+    /// The fine-tuned teacher.
+    pub teacher: ModelReport,
+    /// The student.
+    pub student: ModelReport,
+    /// Student accuracy / teacher accuracy.
+    pub accuracy_ratio: f64,
+    /// Every stage with its throughput.
+    pub stages: Vec<StageOutcome>,
+    /// Wall seconds of the whole run in this process.
+    pub seconds: f64,
+}
+
+/// Tokenises examples.
+pub fn encode(
+    tokenizer: &BertTokenizer,
+    dataset: &[crate::data::Example],
+    max_length: usize,
+) -> Result<Vec<Encoded>> {
+    dataset
+        .iter()
+        .map(|e| {
+            Ok(Encoded {
+                ids: tokenizer.encode(&e.text, max_length)?,
+                label: e.label,
+            })
+        })
+        .collect()
+}
+
+/// How a run is executed (not part of the recipe).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// The device name (for the report).
+    pub device_name: String,
+    /// The device.
+    pub device: Device,
+    /// Continue an interrupted run.
+    pub resume: bool,
+    /// Cache of fetched packages.
+    pub cache: PathBuf,
+    /// Stop each stage after this many steps (resume tests).
+    pub stop_after: Option<usize>,
+}
+
+fn finetuned_or_new(
+    dir: &Path,
+    labels: &[String],
+    seed: u64,
+    device: &Device,
+) -> Result<(SequenceClassifier, bool)> {
+    if dir.join(CLASSIFIER_FILE).exists() {
+        let (model, meta) = SequenceClassifier::load(dir, device)?;
+        if meta.labels != labels {
+            return Err(PipelineError::Config {
+                field: "teacher",
+                message: format!(
+                    "{} was fine-tuned for labels {:?}, the dataset has {labels:?}",
+                    dir.display(),
+                    meta.labels
+                ),
+            });
+        }
+        return Ok((model, true));
+    }
+    let (encoder, _) = load_pretrained(dir, device)?;
+    Ok((
+        SequenceClassifier::new(encoder, labels.len(), seed, device),
+        false,
+    ))
+}
+
+/// Runs the whole recipe and writes the output directory.
+pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
+    config.validate()?;
+    let started = Instant::now();
+    let out = &options.out_dir;
+    std::fs::create_dir_all(out).map_err(io_err("creating", out))?;
+    write_atomic(
+        &out.join("config.json"),
+        serde_json::to_string_pretty(config)
+            .expect("config serialises")
+            .as_bytes(),
+    )?;
+    let teacher_dir = match &config.teacher {
+        Some(dir) => dir.clone(),
+        None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, &options.cache)?,
+    };
+    let tokenizer = BertTokenizer::from_dir(&teacher_dir)?;
+    let dataset: Dataset = load_dataset(&config.dataset, &config.columns, None, &options.cache)?;
+    let mut splits = split(
+        &dataset.examples,
+        config.seed,
+        config.dev_fraction,
+        config.test_fraction,
+    )?;
+    if let Some(n) = config.max_train_examples {
+        splits.train.truncate(n);
+    }
+    if let Some(n) = config.max_eval_examples {
+        splits.dev.truncate(n);
+        splits.test.truncate(n);
+    }
+    let train = encode(&tokenizer, &splits.train, config.max_length)?;
+    let dev = encode(&tokenizer, &splits.dev, config.max_length)?;
+    let test = encode(&tokenizer, &splits.test, config.max_length)?;
+    let plain = options.device.clone();
+    let ad = plain.clone().autodiff();
+    let labels = dataset.label_names.clone();
+    let meta = ClassifierMeta {
+        labels: labels.clone(),
+        pooling: "mean".into(),
+        max_length: config.max_length,
+    };
+    let ctx = |name: &str, vocab_size: usize| StageContext {
+        name: name.into(),
+        out_dir: out.clone(),
+        seed: config.seed,
+        resume: options.resume,
+        pad_id: tokenizer.pad_id,
+        vocab_size,
+        device: ad.clone(),
+        stop_after: options.stop_after,
+    };
+    let dev_score = |m: &SequenceClassifier| -> Result<Option<f64>> {
+        if dev.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            evaluate(
+                &m.valid(),
+                &dev,
+                labels.len(),
+                config.eval_batch_size,
+                tokenizer.pad_id,
+                &plain,
+            )?
+            .accuracy,
+        ))
+    };
+    let mut stages = Vec::new();
+
+    // 1. The teacher, fine-tuned on the task unless it already is.
+    let (teacher, already) = finetuned_or_new(&teacher_dir, &labels, config.seed, &ad)?;
+    let teacher_out = out.join("teacher");
+    let teacher = if already {
+        teacher
+    } else {
+        let vocab = teacher.encoder.config.vocab_size;
+        let (t, outcome) = run_stage(
+            &ctx("teacher-finetune", vocab),
+            teacher,
+            &train,
+            &config.teacher_finetune,
+            |m, input, y| {
+                let out = m.forward(input);
+                let loss = classification_cross_entropy(out.logits, y)?;
+                Ok(LossTerms {
+                    ce: None,
+                    mlm: None,
+                    label: Some(loss.clone()),
+                    cos: None,
+                    emb: None,
+                    att: None,
+                    hidden: None,
+                    pred: None,
+                    total: loss,
+                })
+            },
+            dev_score,
+        )?;
+        stages.push(outcome);
+        t
+    };
+    let teacher = teacher.valid();
+    teacher.save(&teacher_out, &meta)?;
+    copy_tokenizer_files(&teacher_dir, &teacher_out)?;
+
+    // 2. The student.
+    let spec = StudentSpec {
+        layers: config
+            .student_layers
+            .clone()
+            .map(LayerSelection::Explicit)
+            .unwrap_or(LayerSelection::EveryOther),
+        seed: config.seed,
+        ..Default::default()
+    };
+    let student_encoder = spec.build(&teacher.encoder, &ad)?;
+    let mut student = SequenceClassifier {
+        encoder: student_encoder,
+        head: teacher.head.clone(),
+    }
+    .fork(&ad)
+    .train();
+    let vocab = student.encoder.config.vocab_size;
+    let n_student = student.encoder.num_layers();
+    let n_teacher = teacher.encoder.num_layers();
+    let map = LayerMap::uniform(n_student, n_teacher)
+        .or_else(|_| LayerMap::last_k(n_student, n_teacher))?;
+    let hidden = (
+        student.encoder.config.hidden_size,
+        teacher.encoder.config.hidden_size,
+    );
+    let teacher_forward = |input: &BertInput| -> Result<crate::classifier::ClassifierOutput> {
+        let plain_input = BertInput {
+            input_ids: Tensor::<2, Int>::from_data(input.input_ids.to_data(), &plain),
+            attention_mask: Tensor::<2, Int>::from_data(input.attention_mask.to_data(), &plain),
+            token_type_ids: None,
+        };
+        Ok(teacher.forward(plain_input))
+    };
+    let mix_loss = |mix_config: LossMixConfig| -> Result<kd_losses::LossMix> {
+        Ok(mix_config.init(hidden.0, hidden.1, &ad)?)
+    };
+
+    // 3./4. Task distillation.
+    let phases: Vec<(&str, LossMixConfig, &StageConfig)> = match config.method {
+        Method::Tinybert => vec![
+            (
+                "tinybert-intermediate",
+                LossMixConfig::tinybert_intermediate(),
+                &config.intermediate,
+            ),
+            (
+                "tinybert-prediction",
+                LossMixConfig {
+                    temperature: config.temperature,
+                    ..LossMixConfig::tinybert_prediction()
+                },
+                &config.prediction,
+            ),
+        ],
+        Method::Distilbert => vec![(
+            "distilbert-task",
+            LossMixConfig {
+                alpha_ce: 1.0,
+                alpha_label: 1.0,
+                alpha_cos: 1.0,
+                temperature: config.temperature.max(1.0),
+                ..Default::default()
+            },
+            &config.prediction,
+        )],
+    };
+    for (name, mix_config, stage_config) in phases {
+        let mix = mix_loss(mix_config)?;
+        let pair = StudentWithMix { student, mix };
+        let eval_pred = name != "tinybert-intermediate";
+        let (trained, outcome) = run_stage(
+            &ctx(name, vocab),
+            pair,
+            &train,
+            stage_config,
+            |m, input, y| {
+                let t_out = teacher_forward(&input)?;
+                let mask = input.attention_mask.clone();
+                let s_out = m.student.forward(input);
+                Ok(m.mix.forward(DistillInputs {
+                    student: &s_out.encoder,
+                    teacher: &t_out.encoder,
+                    student_logits: Some(Logits::PerSequence(s_out.logits)),
+                    teacher_logits: Some(Logits::PerSequence(t_out.logits)),
+                    mlm_labels: None,
+                    class_labels: Some(y),
+                    attention_mask: mask,
+                    layer_map: &map,
+                })?)
+            },
+            |m| {
+                if eval_pred {
+                    dev_score(&m.student)
+                } else {
+                    Ok(None)
+                }
+            },
+        )?;
+        stages.push(outcome);
+        student = trained.student;
+    }
+    let student = student.valid();
+    let student_out = out.join("student");
+    student.save(&student_out, &meta)?;
+    copy_tokenizer_files(&teacher_dir, &student_out)?;
+
+    // 5. Evaluation on the test split.
+    let report_of = |m: &SequenceClassifier, path: PathBuf| -> Result<ModelReport> {
+        let Scores { accuracy, macro_f1 } = evaluate(
+            m,
+            &test,
+            labels.len(),
+            config.eval_batch_size,
+            tokenizer.pad_id,
+            &plain,
+        )?;
+        let size = model_size(m);
+        Ok(ModelReport {
+            accuracy,
+            macro_f1,
+            params: size.params,
+            bytes: size.bytes,
+            layers: m.encoder.num_layers(),
+            latency_ms: latency_ms(m, &test, config.eval_batch_size, tokenizer.pad_id, &plain)?,
+            path,
+        })
+    };
+    let teacher_report = report_of(&teacher, teacher_out)?;
+    let student_report = report_of(&student, student_out)?;
+    let report = Report {
+        dataset: dataset.name.clone(),
+        labels: labels.clone(),
+        method: config.method,
+        device: options.device_name.clone(),
+        split_sizes: [train.len(), dev.len(), test.len()],
+        accuracy_ratio: student_report.accuracy / teacher_report.accuracy.max(1e-12),
+        teacher: teacher_report,
+        student: student_report,
+        stages,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(&report)
+            .expect("report serialises")
+            .as_bytes(),
+    )?;
+    write_atomic(&out.join("report.md"), report_markdown(&report).as_bytes())?;
+    Ok(report)
+}
+
+use student_arch::BertInput;
+
+/// The student and the loss mix (with W_h, W_e) trained together.
+#[derive(Module, Debug)]
+pub struct StudentWithMix {
+    /// The student classifier.
+    pub student: SequenceClassifier,
+    /// The loss mix and its projections.
+    pub mix: kd_losses::LossMix,
+}
+
+/// The report as a Markdown page.
+pub fn report_markdown(r: &Report) -> String {
+    let mut s = format!(
+        "# Distillation report: {} ({:?})\n\nDevice: {}. Split sizes (train/dev/test): {}/{}/{}. Labels: {:?}.\n\n",
+        r.dataset, r.method, r.device, r.split_sizes[0], r.split_sizes[1], r.split_sizes[2], r.labels
+    );
+    s += "| model | layers | test accuracy | macro-F1 | params | MB (f32) | latency (ms / batch) |\n|---|---|---|---|---|---|---|\n";
+    for (name, m) in [("teacher", &r.teacher), ("student", &r.student)] {
+        s += &format!(
+            "| {name} | {} | {:.4} | {:.4} | {} | {:.1} | {:.1} |\n",
+            m.layers,
+            m.accuracy,
+            m.macro_f1,
+            m.params,
+            m.bytes as f64 / 1e6,
+            m.latency_ms
+        );
+    }
+    s += &format!(
+        "\nStudent / teacher accuracy: {:.2}%. Speed-up: {:.2}x. Size: {:.1}% of the teacher.\n\n",
+        100.0 * r.accuracy_ratio,
+        r.teacher.latency_ms / r.student.latency_ms.max(1e-9),
+        100.0 * r.student.params as f64 / r.teacher.params as f64
+    );
+    s += "| stage | steps | first loss | last loss | best dev | tokens/s | seconds |\n|---|---|---|---|---|---|---|\n";
+    for st in &r.stages {
+        s += &format!(
+            "| {} | {} | {:.4} | {:.4} | {} | {:.0} | {:.0} |\n",
+            st.name,
+            st.steps,
+            st.first_loss,
+            st.last_loss,
+            st.best_dev
+                .map(|d| format!("{d:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            st.tokens_per_second,
+            st.seconds
+        );
+    }
+    s
+}

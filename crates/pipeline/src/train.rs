@@ -1,0 +1,442 @@
+//! The training loop shared by every stage: AdamW with linear warm-up and decay, gradient clipping, a progress
+//! bar with the loss terms, a JSON-lines metrics log, evaluation every N steps, the best checkpoint kept,
+//! atomic checkpoints, resume, and a clear stop on a NaN or infinite loss.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, OptimizerRecord};
+use burn::store::ModuleRecord;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_losses::LossTerms;
+use serde::{Deserialize, Serialize};
+use student_arch::io::{temporary_path, write_atomic};
+use student_arch::BertInput;
+
+use crate::data::shuffle;
+use crate::error::{io_err, PipelineError, Result};
+
+/// A tokenised example.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Word-piece ids with `[CLS]` and `[SEP]`.
+    pub ids: Vec<u32>,
+    /// Class id.
+    pub label: usize,
+}
+
+/// Hyper-parameters of one training stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StageConfig {
+    /// Passes over the training set. Default: 1.
+    pub epochs: usize,
+    /// Examples per step. Default: 32.
+    pub batch_size: usize,
+    /// Peak learning rate. Default: 5e-5.
+    pub learning_rate: f64,
+    /// Fraction of steps spent warming up. Default: 0.1.
+    pub warmup_fraction: f64,
+    /// AdamW weight decay. Default: 0.01.
+    pub weight_decay: f64,
+    /// Gradient-norm clipping. Default: 1.0.
+    pub max_grad_norm: f64,
+    /// Evaluate on dev every N steps (0: at the end of each epoch only). Default: 0.
+    pub eval_every: usize,
+    /// Write a resumable checkpoint every N steps. Default: 20.
+    pub checkpoint_every: usize,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 32,
+            learning_rate: 5e-5,
+            warmup_fraction: 0.1,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            eval_every: 0,
+            checkpoint_every: 20,
+        }
+    }
+}
+
+impl StageConfig {
+    /// Checks the values; `stage` names the stage in errors.
+    pub fn validate(&self, stage: &'static str) -> Result<()> {
+        let bad = |message: String| {
+            Err(PipelineError::Config {
+                field: stage,
+                message,
+            })
+        };
+        if self.batch_size == 0 {
+            return bad("batch_size must be positive".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(format!(
+                "learning_rate must be positive, found {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return bad(format!(
+                "warmup_fraction must be in [0, 1), found {}",
+                self.warmup_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Linear warm-up to the peak, then linear decay to 0 at the last step.
+pub fn learning_rate(config: &StageConfig, step: usize, total_steps: usize) -> f64 {
+    let warmup = ((total_steps as f64) * config.warmup_fraction).ceil() as usize;
+    if step < warmup {
+        return config.learning_rate * (step + 1) as f64 / warmup as f64;
+    }
+    let remaining = total_steps.saturating_sub(step) as f64;
+    let decay = (total_steps - warmup).max(1) as f64;
+    config.learning_rate * (remaining / decay).clamp(0.0, 1.0)
+}
+
+/// What a stage did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageOutcome {
+    /// The stage's name.
+    pub name: String,
+    /// Optimizer steps taken (in this process and before a resume).
+    pub steps: usize,
+    /// Real (non-padding) tokens trained on in this process.
+    pub tokens: usize,
+    /// Wall seconds in this process.
+    pub seconds: f64,
+    /// `tokens / seconds`.
+    pub tokens_per_second: f64,
+    /// Mean total loss over the first 10% of steps.
+    pub first_loss: f32,
+    /// Mean total loss over the last 10% of steps.
+    pub last_loss: f32,
+    /// Best dev score seen, if evaluated.
+    pub best_dev: Option<f64>,
+}
+
+/// Where a stage keeps its state, and how it reports.
+#[derive(Clone, Debug)]
+pub struct StageContext {
+    /// The stage's name, e.g. `teacher-finetune`.
+    pub name: String,
+    /// The run's output directory.
+    pub out_dir: PathBuf,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Continue from this stage's checkpoint if there is one.
+    pub resume: bool,
+    /// Padding id of the tokenizer.
+    pub pad_id: u32,
+    /// Vocabulary size of the model.
+    pub vocab_size: usize,
+    /// The autodiff device the stage trains on.
+    pub device: Device,
+    /// Stop after this many steps in this process (to test resume); `None` runs to the end.
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct StageState {
+    step: usize,
+    done: bool,
+    best_dev: Option<f64>,
+    losses: Vec<f32>,
+}
+
+impl StageContext {
+    fn dir(&self) -> PathBuf {
+        self.out_dir.join("checkpoints").join(&self.name)
+    }
+
+    /// The checkpoint file of the model at the last saved step.
+    pub fn model_checkpoint(&self) -> PathBuf {
+        self.dir().join("model.bpk")
+    }
+
+    /// The checkpoint of the best dev score.
+    pub fn best_checkpoint(&self) -> PathBuf {
+        self.dir().join("best.bpk")
+    }
+
+    fn log(&self, value: serde_json::Value) -> Result<()> {
+        let path = self.out_dir.join("metrics.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        writeln!(f, "{value}").map_err(io_err("writing", &path))
+    }
+}
+
+/// One batch: ids padded per batch, labels.
+pub fn batch_input(
+    batch: &[&Encoded],
+    pad_id: u32,
+    vocab_size: usize,
+    device: &Device,
+) -> Result<(BertInput, Tensor<1, Int>)> {
+    let ids: Vec<Vec<u32>> = batch.iter().map(|e| e.ids.clone()).collect();
+    let input = BertInput::from_token_ids(&ids, pad_id, vocab_size, device)?;
+    let labels: Vec<i64> = batch.iter().map(|e| e.label as i64).collect();
+    Ok((
+        input,
+        Tensor::from_data(TensorData::new(labels, [batch.len()]), device),
+    ))
+}
+
+fn save_record<M: Module>(model: &M, path: &Path) -> Result<()> {
+    let tmp = temporary_path(path);
+    model
+        .clone()
+        .into_record()
+        .save(&tmp)
+        .map_err(|e| PipelineError::Checkpoint {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    std::fs::rename(&tmp, path).map_err(io_err("renaming into place", path))
+}
+
+/// Loads a module record saved by a stage into `model`.
+pub fn load_record<M: Module>(model: M, path: &Path) -> Result<M> {
+    let record = ModuleRecord::load(path).map_err(|e| PipelineError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("{e}; delete it to start the stage again"),
+    })?;
+    model
+        .try_load_record(record)
+        .map_err(|e| PipelineError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("does not fit the model ({e}); it belongs to another configuration"),
+        })
+}
+
+/// Runs one stage. `loss` computes the named loss terms of a batch; `evaluate` scores a model on dev (higher
+/// is better). Returns the model at the best dev score (or the last step when `evaluate` gives `None`).
+pub fn run_stage<M, L, E>(
+    ctx: &StageContext,
+    mut model: M,
+    train: &[Encoded],
+    config: &StageConfig,
+    loss: L,
+    evaluate: E,
+) -> Result<(M, StageOutcome)>
+where
+    M: Module,
+    L: Fn(&M, BertInput, Tensor<1, Int>) -> Result<LossTerms>,
+    E: Fn(&M) -> Result<Option<f64>>,
+{
+    if train.is_empty() {
+        return Err(PipelineError::Config {
+            field: "dataset",
+            message: format!("stage {} has no training examples", ctx.name),
+        });
+    }
+    std::fs::create_dir_all(ctx.dir()).map_err(io_err("creating", ctx.dir()))?;
+    let state_path = ctx.dir().join("state.json");
+    let optim_path = ctx.dir().join("optim.bpk");
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(
+            config.max_grad_norm as f32,
+        )))
+        .init();
+    let mut state = StageState::default();
+    if ctx.resume && state_path.exists() {
+        state = serde_json::from_str(
+            &std::fs::read_to_string(&state_path).map_err(io_err("reading", &state_path))?,
+        )
+        .map_err(|e| PipelineError::Checkpoint {
+            path: state_path.clone(),
+            message: e.to_string(),
+        })?;
+        let path = if state.done && ctx.best_checkpoint().exists() {
+            ctx.best_checkpoint()
+        } else {
+            ctx.model_checkpoint()
+        };
+        model = load_record(model, &path)?;
+        if state.done {
+            let outcome = outcome(ctx, &state, 0, 0.0);
+            return Ok((model, outcome));
+        }
+        let record = OptimizerRecord::load(&optim_path).map_err(|e| PipelineError::Checkpoint {
+            path: optim_path.clone(),
+            message: e.to_string(),
+        })?;
+        optim = optim.load_record(record);
+        eprintln!("{}: resuming at step {}", ctx.name, state.step);
+    }
+    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let bar = indicatif::ProgressBar::new(total_steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(ctx.name.clone());
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    let mut steps_here = 0usize;
+    let save_state = |state: &StageState| -> Result<()> {
+        write_atomic(
+            &state_path,
+            serde_json::to_string(state)
+                .expect("state serialises")
+                .as_bytes(),
+        )
+        .map_err(Into::into)
+    };
+    let checkpoint =
+        |model: &M, optim: &burn::optim::ModuleOptimizer, state: &StageState| -> Result<()> {
+            save_record(model, &ctx.model_checkpoint())?;
+            let tmp = temporary_path(&optim_path);
+            optim
+                .to_record()
+                .save(&tmp)
+                .map_err(|e| PipelineError::Checkpoint {
+                    path: optim_path.clone(),
+                    message: e.to_string(),
+                })?;
+            std::fs::rename(&tmp, &optim_path)
+                .map_err(io_err("renaming into place", &optim_path))?;
+            save_state(state)
+        };
+    let evaluate_now = |model: &M, state: &mut StageState| -> Result<()> {
+        if let Some(score) = evaluate(model)? {
+            ctx.log(serde_json::json!({"stage": ctx.name, "step": state.step, "dev": score}))?;
+            if state.best_dev.is_none_or(|b| score > b) {
+                state.best_dev = Some(score);
+                save_record(model, &ctx.best_checkpoint())?;
+            }
+        }
+        Ok(())
+    };
+    while state.step < total_steps {
+        if ctx.stop_after.is_some_and(|n| steps_here >= n) {
+            checkpoint(&model, &optim, &state)?;
+            bar.abandon_with_message("stopped; continue with --resume");
+            return Err(PipelineError::Checkpoint {
+                path: ctx.model_checkpoint(),
+                message: format!(
+                    "stopped after {steps_here} steps as asked; continue with --resume"
+                ),
+            });
+        }
+        let epoch = state.step / steps_per_epoch;
+        let in_epoch = state.step % steps_per_epoch;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        shuffle(&mut order, ctx.seed.wrapping_add(epoch as u64 * 7919));
+        let idx = &order
+            [in_epoch * config.batch_size..((in_epoch + 1) * config.batch_size).min(train.len())];
+        let batch: Vec<&Encoded> = idx.iter().map(|&i| &train[i]).collect();
+        tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
+        let terms = loss(&model, input, labels)?;
+        let values = terms.values().map_err(|e| match e {
+            kd_losses::LossError::NonFinite { term, value } => PipelineError::NonFinite {
+                stage: ctx.name.clone(),
+                step: state.step,
+                term: term.to_string(),
+                value,
+                checkpoint: ctx.model_checkpoint().display().to_string(),
+            },
+            other => other.into(),
+        })?;
+        let lr = learning_rate(config, state.step, total_steps);
+        let grads = GradientsParams::from_grads(terms.total.backward(), &model);
+        model = optim.step(lr, model, grads);
+        state.step += 1;
+        steps_here += 1;
+        let total = values.last().map(|(_, v)| *v).unwrap_or(f32::NAN);
+        state.losses.push(total);
+        let mut record = serde_json::json!({"stage": ctx.name, "step": state.step, "lr": lr});
+        for (name, v) in &values {
+            record[*name] = serde_json::json!(v);
+        }
+        ctx.log(record)?;
+        bar.set_message(
+            values
+                .iter()
+                .map(|(n, v)| format!("{n}={v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        bar.inc(1);
+        let end_of_epoch = state.step % steps_per_epoch == 0;
+        if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
+            evaluate_now(&model, &mut state)?;
+        }
+        if state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps {
+            checkpoint(&model, &optim, &state)?;
+        }
+    }
+    bar.finish();
+    state.done = true;
+    save_state(&state)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if state.best_dev.is_some() && ctx.best_checkpoint().exists() {
+        model = load_record(model, &ctx.best_checkpoint())?;
+    }
+    Ok((model, outcome(ctx, &state, tokens, seconds)))
+}
+
+fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {
+    let n = state.losses.len();
+    let k = (n / 10).max(1).min(n.max(1));
+    let mean = |s: &[f32]| {
+        if s.is_empty() {
+            f32::NAN
+        } else {
+            s.iter().sum::<f32>() / s.len() as f32
+        }
+    };
+    StageOutcome {
+        name: ctx.name.clone(),
+        steps: state.step,
+        tokens,
+        seconds,
+        tokens_per_second: if seconds > 0.0 {
+            tokens as f64 / seconds
+        } else {
+            0.0
+        },
+        first_loss: mean(&state.losses[..k.min(n)]),
+        last_loss: mean(&state.losses[n.saturating_sub(k)..]),
+        best_dev: state.best_dev,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        let c = StageConfig {
+            learning_rate: 1.0,
+            warmup_fraction: 0.1,
+            ..Default::default()
+        };
+        assert!((learning_rate(&c, 0, 100) - 0.1).abs() < 1e-12);
+        assert!((learning_rate(&c, 9, 100) - 1.0).abs() < 1e-12);
+        assert!(learning_rate(&c, 50, 100) < 1.0 && learning_rate(&c, 50, 100) > 0.5);
+        assert!(learning_rate(&c, 99, 100) > 0.0 && learning_rate(&c, 99, 100) < 0.02);
+    }
+}

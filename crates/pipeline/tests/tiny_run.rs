@@ -1,0 +1,69 @@
+//! The distill code path on a tiny configuration: a user CSV, one epoch, a run stopped mid-way and resumed,
+//! and every output file written. Needs the teacher (`BERT_COMPRESS_TEACHER`, set by `cargo xtask ci`).
+
+use std::path::PathBuf;
+
+use pipeline::{distill, DistillConfig, Method, RunOptions};
+
+fn csv(dir: &std::path::Path) -> PathBuf {
+    let good = ["a wonderful, moving film", "great acting and a clever story", "I loved every minute", "a delight from start to end"];
+    let bad = ["a dull, lifeless mess", "boring and far too long", "I hated every minute", "a tedious waste of time"];
+    let mut text = String::from("review,verdict\n");
+    for i in 0..6 {
+        for g in good {
+            text += &format!("\"{g} {i}\",fresh\n");
+        }
+        for b in bad {
+            text += &format!("\"{b} {i}\",rotten\n");
+        }
+    }
+    let path = dir.join("reviews.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn tiny_distill_stops_resumes_and_writes_everything() {
+    let teacher = PathBuf::from(std::env::var_os("BERT_COMPRESS_TEACHER").expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"));
+    let dir = std::env::temp_dir().join(format!("pipeline-tiny-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = DistillConfig::preset("default").unwrap();
+    config.teacher = Some(teacher);
+    config.dataset = csv(&dir).display().to_string();
+    config.columns.text = "review".into();
+    config.columns.label = "verdict".into();
+    config.method = Method::Tinybert;
+    config.max_length = 16;
+    config.max_train_examples = Some(32);
+    for stage in [&mut config.teacher_finetune, &mut config.intermediate, &mut config.prediction] {
+        stage.epochs = 1;
+        stage.batch_size = 8;
+        stage.checkpoint_every = 1;
+    }
+    let out = dir.join("run");
+    let mut options = RunOptions {
+        out_dir: out.clone(),
+        device_name: "flex".into(),
+        device: burn::tensor::Device::flex(),
+        resume: false,
+        cache: dir.join("cache"),
+        stop_after: Some(2),
+    };
+    let err = distill(&config, &options).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    assert!(out.join("checkpoints/teacher-finetune/model.bpk").exists());
+    options.resume = true;
+    options.stop_after = None;
+    let report = distill(&config, &options).unwrap();
+    assert_eq!(report.stages[0].steps, 4, "the resumed teacher stage ends at its last step");
+    assert_eq!(report.teacher.layers, 6);
+    assert_eq!(report.student.layers, 3);
+    assert!(report.student.params < report.teacher.params);
+    for f in ["config.json", "metrics.jsonl", "report.json", "report.md", "teacher/model.safetensors", "teacher/classifier.json", "student/model.safetensors", "student/tokenizer.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // The student directory is an ordinary HF BERT directory.
+    student_arch::load_pretrained(&out.join("student"), &burn::tensor::Device::flex()).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

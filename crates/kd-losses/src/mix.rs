@@ -293,17 +293,11 @@ impl LossMix {
             match need_logits(term)? {
                 (Logits::PerSequence(s), Logits::PerSequence(t)) => Ok(per_row(s, t)?.mean()),
                 (Logits::PerToken(s), Logits::PerToken(t)) => {
-                    let [b, l, v] = s.dims();
-                    crate::error::same_dims(term_op(term), s.dims(), t.dims())?;
                     let positions = match &mlm_labels {
                         Some(labels) => masked_positions(labels),
                         None => attention_mask.clone(),
                     };
-                    let rows = per_row(s.reshape([b * l, v]), t.reshape([b * l, v]))?;
-                    Ok(crate::soft_target::masked_mean(
-                        rows.reshape([b, l]),
-                        positions.float(),
-                    ))
+                    crate::soft_target::masked_rows(term_op(term), s, t, positions, per_row)
                 }
                 _ => Err(LossError::Shape {
                     op: term_op(term),

@@ -27,6 +27,22 @@ pub(crate) fn masked_mean(values: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
     (values * mask).sum() / count
 }
 
+/// A per-row soft loss applied to every position of `[batch_size, seq_length, classes]` logits, averaged over the
+/// positions where `mask` is 1.
+pub(crate) fn masked_rows(
+    op: &'static str,
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    mask: Tensor<2, Int>,
+    per_row: impl Fn(Tensor<2>, Tensor<2>) -> Result<Tensor<1>>,
+) -> Result<Tensor<1>> {
+    same_dims(op, student.dims(), teacher.dims())?;
+    let [b, s, c] = student.dims();
+    mask_dims(op, mask.dims(), b, s)?;
+    let rows = per_row(student.reshape([b * s, c]), teacher.reshape([b * s, c]))?;
+    Ok(masked_mean(rows.reshape([b, s]), mask.float()))
+}
+
 fn reduce(values: Tensor<1>, reduction: Reduction) -> Tensor<1> {
     match reduction {
         Reduction::Sum => values.sum(),
@@ -101,12 +117,9 @@ impl SoftTargetLoss {
         teacher: Tensor<3>,
         mask: Tensor<2, Int>,
     ) -> Result<Tensor<1>> {
-        same_dims("SoftTargetLoss", student.dims(), teacher.dims())?;
-        let [b, s, c] = student.dims();
-        mask_dims("SoftTargetLoss", mask.dims(), b, s)?;
-        let per_row =
-            self.forward_no_reduction(student.reshape([b * s, c]), teacher.reshape([b * s, c]))?;
-        Ok(masked_mean(per_row.reshape([b, s]), mask.float()))
+        masked_rows("SoftTargetLoss", student, teacher, mask, |s, t| {
+            self.forward_no_reduction(s, t)
+        })
     }
 }
 
@@ -171,11 +184,8 @@ impl SoftCrossEntropyLoss {
         teacher: Tensor<3>,
         mask: Tensor<2, Int>,
     ) -> Result<Tensor<1>> {
-        same_dims("SoftCrossEntropyLoss", student.dims(), teacher.dims())?;
-        let [b, s, c] = student.dims();
-        mask_dims("SoftCrossEntropyLoss", mask.dims(), b, s)?;
-        let per_row =
-            self.forward_no_reduction(student.reshape([b * s, c]), teacher.reshape([b * s, c]))?;
-        Ok(masked_mean(per_row.reshape([b, s]), mask.float()))
+        masked_rows("SoftCrossEntropyLoss", student, teacher, mask, |s, t| {
+            self.forward_no_reduction(s, t)
+        })
     }
 }

@@ -6,8 +6,18 @@ use std::path::PathBuf;
 use pipeline::{distill, DistillConfig, Method, RunOptions};
 
 fn csv(dir: &std::path::Path) -> PathBuf {
-    let good = ["a wonderful, moving film", "great acting and a clever story", "I loved every minute", "a delight from start to end"];
-    let bad = ["a dull, lifeless mess", "boring and far too long", "I hated every minute", "a tedious waste of time"];
+    let good = [
+        "a wonderful, moving film",
+        "great acting and a clever story",
+        "I loved every minute",
+        "a delight from start to end",
+    ];
+    let bad = [
+        "a dull, lifeless mess",
+        "boring and far too long",
+        "I hated every minute",
+        "a tedious waste of time",
+    ];
     let mut text = String::from("review,verdict\n");
     for i in 0..6 {
         for g in good {
@@ -24,7 +34,10 @@ fn csv(dir: &std::path::Path) -> PathBuf {
 
 #[test]
 fn tiny_distill_stops_resumes_and_writes_everything() {
-    let teacher = PathBuf::from(std::env::var_os("BERT_COMPRESS_TEACHER").expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"));
+    let teacher = PathBuf::from(
+        std::env::var_os("BERT_COMPRESS_TEACHER")
+            .expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
+    );
     let dir = std::env::temp_dir().join(format!("pipeline-tiny-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -36,7 +49,11 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     config.method = Method::Tinybert;
     config.max_length = 16;
     config.max_train_examples = Some(32);
-    for stage in [&mut config.teacher_finetune, &mut config.intermediate, &mut config.prediction] {
+    for stage in [
+        &mut config.teacher_finetune,
+        &mut config.intermediate,
+        &mut config.prediction,
+    ] {
         stage.epochs = 1;
         stage.batch_size = 8;
         stage.checkpoint_every = 1;
@@ -56,11 +73,23 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     options.resume = true;
     options.stop_after = None;
     let report = distill(&config, &options).unwrap();
-    assert_eq!(report.stages[0].steps, 4, "the resumed teacher stage ends at its last step");
+    assert_eq!(
+        report.stages[0].steps, 4,
+        "the resumed teacher stage ends at its last step"
+    );
     assert_eq!(report.teacher.layers, 6);
     assert_eq!(report.student.layers, 3);
     assert!(report.student.params < report.teacher.params);
-    for f in ["config.json", "metrics.jsonl", "report.json", "report.md", "teacher/model.safetensors", "teacher/classifier.json", "student/model.safetensors", "student/tokenizer.json"] {
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "report.json",
+        "report.md",
+        "teacher/model.safetensors",
+        "teacher/classifier.json",
+        "student/model.safetensors",
+        "student/tokenizer.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // The student directory is an ordinary HF BERT directory.

@@ -67,7 +67,7 @@ enum Cmd {
         /// Evaluate on at most this many dev/test examples.
         #[arg(long)]
         max_eval: Option<usize>,
-        /// A JSON config file (fields as in the output's config.json); flags override it.
+        /// A TOML or JSON config file (fields as in the output's config.json); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
         /// default (about 10 minutes on 2 cores) or full.
@@ -103,6 +103,52 @@ enum Cmd {
         /// Seed of the built-in datasets' split (use the run's seed to score its test split).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Device among those compiled in.
+        #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+        device: String,
+    },
+    /// Q-BERT sensitivity of a saved classifier: each block's top Hessian eigenvalue and trace over several
+    /// training batches, ranked by mean + std. Writes the report (JSON and .md) and the batches it used.
+    Sensitivity {
+        /// A classifier directory written by `distill` (teacher/ or student/).
+        #[arg(long)]
+        model: PathBuf,
+        /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file.
+        #[arg(long, default_value = "rotten-tomatoes")]
+        dataset: String,
+        /// Text column of a file dataset.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Label column of a file dataset.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// Training batches to average over.
+        #[arg(long, default_value_t = 4)]
+        batches: usize,
+        /// Examples per batch.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Block granularity: layer, matrix or head.
+        #[arg(long, default_value = "layer")]
+        block: String,
+        /// Only these blocks, comma-separated (e.g. layer.0,layer.2); default: all.
+        #[arg(long, value_delimiter = ',')]
+        blocks: Vec<String>,
+        /// Power-iteration steps per eigenvalue.
+        #[arg(long, default_value_t = 20)]
+        max_iters: usize,
+        /// Relative tolerance of the power iteration.
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f64,
+        /// Hutchinson samples per block and batch (0: no trace).
+        #[arg(long, default_value_t = 4)]
+        trace_samples: usize,
+        /// Seed of the batches and start vectors.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The report (JSON); the Markdown and the batches go beside it.
+        #[arg(long, default_value = "runs/sensitivity.json")]
+        out: PathBuf,
         /// Device among those compiled in.
         #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
         device: String,
@@ -146,11 +192,7 @@ fn main() -> Result<()> {
             stop_after,
         } => {
             let mut c = match config {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    pipeline::DistillConfig::from_json(&text, &path)?
-                }
+                Some(path) => pipeline::DistillConfig::from_file(&path)?,
                 None => pipeline::DistillConfig::preset(&preset)?,
             };
             if teacher.is_some() {
@@ -204,6 +246,55 @@ fn main() -> Result<()> {
             let report = pipeline::distill(&c, &options)?;
             println!("{}", pipeline::run::report_markdown(&report));
             println!("{}", out.join("report.json").display());
+        }
+        Cmd::Sensitivity {
+            model,
+            dataset,
+            text_column,
+            label_column,
+            batches,
+            batch_size,
+            block,
+            blocks,
+            max_iters,
+            tolerance,
+            trace_samples,
+            seed,
+            out,
+            device,
+        } => {
+            let options = pipeline::sensitivity::SensitivityOptions {
+                dataset,
+                columns: pipeline::data::Columns {
+                    text: text_column,
+                    label: label_column,
+                },
+                batches,
+                batch_size,
+                granularity: block.parse()?,
+                blocks,
+                seed,
+                hessian: hessian::SensitivityConfig {
+                    power: hessian::PowerIterationConfig {
+                        max_iterations: max_iters,
+                        tolerance,
+                        ..Default::default()
+                    },
+                    trace_samples,
+                    ..Default::default()
+                },
+            };
+            let device = student_arch::device::device(&device)?;
+            let report = pipeline::sensitivity::measure(
+                &model,
+                &options,
+                &out,
+                &pipeline::cache_dir(),
+                &device,
+                true,
+            )?;
+            println!("{}", report.to_markdown());
+            println!("{}", out.display());
         }
         Cmd::Eval {
             model,

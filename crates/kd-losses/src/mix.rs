@@ -45,6 +45,8 @@ pub struct LossMixConfig {
     pub mask_padding: bool,
     /// Whether W_h and W_e exist even when the widths match. Default: [`Projection::Auto`].
     pub projection: Projection,
+    /// Seed of the initial W_h and W_e (same seed, same projections, on any device). Default: 0.
+    pub seed: u64,
 }
 
 impl Default for LossMixConfig {
@@ -62,6 +64,7 @@ impl Default for LossMixConfig {
             attention_target: AttentionTarget::Probs,
             mask_padding: true,
             projection: Projection::Auto,
+            seed: 0,
         }
     }
 }
@@ -137,16 +140,17 @@ impl LossMixConfig {
     /// Builds the mix with its learnt projections (W_h for hidden states, W_e for embeddings) where needed.
     pub fn init(&self, d_student: usize, d_teacher: usize, device: &Device) -> Result<LossMix> {
         self.validate()?;
-        let projected = |on: bool| {
+        let projected = |on: bool, stream: u64| {
             on.then(|| {
                 ProjectedMseConfig::new(d_student, d_teacher)
                     .with_projection(self.projection)
+                    .with_seed(self.seed ^ stream)
                     .init(device)
             })
         };
         Ok(LossMix {
-            hidden: projected(self.alpha_hidden > 0.0),
-            embedding: projected(self.alpha_emb > 0.0),
+            hidden: projected(self.alpha_hidden > 0.0, 0x57_4B),
+            embedding: projected(self.alpha_emb > 0.0, 0x57_45),
             config: self.clone(),
         })
     }
@@ -219,6 +223,21 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
+    /// Only the hard-label classification cross-entropy (plain fine-tuning), which is also the total.
+    pub fn label_only(loss: Tensor<1>) -> Self {
+        Self {
+            ce: None,
+            mlm: None,
+            label: Some(loss.clone()),
+            cos: None,
+            emb: None,
+            att: None,
+            hidden: None,
+            pred: None,
+            total: loss,
+        }
+    }
+
     /// The terms that were computed, by name.
     pub fn named(&self) -> Vec<(&'static str, Tensor<1>)> {
         [

@@ -1,9 +1,10 @@
 //! TinyBERT's intermediate losses: hidden-state and embedding MSE through a learnt projection, and the
 //! attention-matrix MSE.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use student_arch::model::SeededRng;
 
 use crate::error::{as_target, mask_dims, same_dims, LossError, Result};
 
@@ -27,6 +28,8 @@ pub struct ProjectedMseConfig {
     pub projection: Projection,
     /// Whether the projection has a bias. Default: true.
     pub bias: bool,
+    /// Seed of the initial projection. Default: 0.
+    pub seed: u64,
 }
 
 impl ProjectedMseConfig {
@@ -37,7 +40,14 @@ impl ProjectedMseConfig {
             d_teacher,
             projection: Projection::Auto,
             bias: true,
+            seed: 0,
         }
+    }
+
+    /// With `seed`.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// With `projection`.
@@ -49,10 +59,33 @@ impl ProjectedMseConfig {
     /// Builds the loss, with its projection `W` (`d_student → d_teacher`) when needed.
     pub fn init(&self, device: &Device) -> ProjectedMse {
         let needed = self.projection == Projection::Always || self.d_student != self.d_teacher;
+        // PyTorch's nn.Linear initialisation, U(-1/sqrt(d_in), 1/sqrt(d_in)) for weight and bias, drawn from a
+        // seeded generator so that a run is reproducible from its seed.
         let projection = needed.then(|| {
-            LinearConfig::new(self.d_student, self.d_teacher)
+            let mut rng = SeededRng::new(self.seed);
+            let bound = 1.0 / (self.d_student as f64).sqrt();
+            let mut draw = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let mut linear = LinearConfig::new(self.d_student, self.d_teacher)
                 .with_bias(self.bias)
-                .init(device)
+                .init(device);
+            linear.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(
+                    draw(self.d_student * self.d_teacher),
+                    [self.d_student, self.d_teacher],
+                ),
+                device,
+            ));
+            if self.bias {
+                linear.bias = Some(Param::from_tensor(Tensor::from_data(
+                    TensorData::new(draw(self.d_teacher), [self.d_teacher]),
+                    device,
+                )));
+            }
+            linear
         });
         ProjectedMse { projection }
     }

@@ -66,6 +66,7 @@ pub const BUILT_IN: [&str; 2] = ["rotten-tomatoes", "bbc-news"];
 
 /// Column names for reading a file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Columns {
     /// The text column. Default: "text".
     pub text: String,

@@ -63,6 +63,9 @@ pub enum PipelineError {
     /// From `kd-losses`.
     #[error(transparent)]
     Loss(#[from] kd_losses::LossError),
+    /// From the curvature estimates.
+    #[error(transparent)]
+    Hessian(#[from] hessian::HessianError),
     /// From fetching.
     #[error(transparent)]
     Fetch(#[from] FetchError),

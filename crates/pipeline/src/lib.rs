@@ -1,6 +1,6 @@
 //! `pipeline` runs the compression stages end to end: fetching the teacher and data by package name, reading
 //! labelled data, fine-tuning the teacher, building and distilling the student (TinyBERT or DistilBERT), and
-//! evaluating both into `report.json` / `report.md`.
+//! evaluating both into `report.json` / `report.md`; and the Hessian sensitivity of a saved classifier.
 //!
 //! Architecture invariant: `pipeline` is the only crate that depends on all the others; none of them depends on
 //! it, and it never names a backend.
@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod fetch;
 pub mod run;
+pub mod sensitivity;
 pub mod train;
 
 pub use error::{PipelineError, Result};

@@ -32,7 +32,7 @@ pub enum Method {
 
 /// Everything a run needs. Saved as `config.json` in the output directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistillConfig {
     /// A Hugging Face BERT directory; `None` means the fetched MiniLM teacher.
     pub teacher: Option<PathBuf>,
@@ -134,13 +134,42 @@ impl DistillConfig {
         }
     }
 
-    /// Reads a TOML-free JSON config (fields not given take the default preset's values).
+    /// Reads a JSON config (fields not given take the default preset's values; a stage's missing fields take
+    /// [`StageConfig`]'s defaults).
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| PipelineError::Data {
             path: path.to_path_buf(),
             line: Some(e.line() as u64),
-            message: e.to_string(),
+            message: format!("{e}; the fields are those of a run's config.json"),
         })
+    }
+
+    /// Reads a TOML config: the same fields as the JSON form, stages as tables (`[prediction]`).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| PipelineError::Data {
+            path: path.to_path_buf(),
+            line: e
+                .span()
+                .map(|span| 1 + text[..span.start.min(text.len())].matches('\n').count() as u64),
+            message: format!(
+                "{}; the fields are those of a run's config.json",
+                e.message()
+            ),
+        })
+    }
+
+    /// Reads a config file, TOML (`.toml`) or JSON (`.json`).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io_err("reading the config", path))?;
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Self::from_toml(&text, path),
+            Some("json") => Self::from_json(&text, path),
+            _ => Err(PipelineError::Data {
+                path: path.to_path_buf(),
+                line: None,
+                message: "a config file must end in .toml or .json".into(),
+            }),
+        }
     }
 
     /// Checks every value.
@@ -352,18 +381,9 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             &config.teacher_finetune,
             |m, input, y| {
                 let out = m.forward(input);
-                let loss = classification_cross_entropy(out.logits, y)?;
-                Ok(LossTerms {
-                    ce: None,
-                    mlm: None,
-                    label: Some(loss.clone()),
-                    cos: None,
-                    emb: None,
-                    att: None,
-                    hidden: None,
-                    pred: None,
-                    total: loss,
-                })
+                Ok(LossTerms::label_only(classification_cross_entropy(
+                    out.logits, y,
+                )?))
             },
             dev_score,
         )?;
@@ -409,7 +429,11 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         Ok(teacher.forward(plain_input))
     };
     let mix_loss = |mix_config: LossMixConfig| -> Result<kd_losses::LossMix> {
-        Ok(mix_config.init(hidden.0, hidden.1, &ad)?)
+        let seeded = LossMixConfig {
+            seed: config.seed,
+            ..mix_config
+        };
+        Ok(seeded.init(hidden.0, hidden.1, &ad)?)
     };
 
     // 3./4. Task distillation.
@@ -577,4 +601,66 @@ pub fn report_markdown(r: &Report) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_json_configs_give_the_same_run() {
+        let toml_text = r#"
+dataset = "bbc-news"
+method = "distilbert"
+max_length = 32
+student_layers = [1, 3, 5]
+
+[columns]
+text = "body"
+
+[prediction]
+epochs = 7
+learning_rate = 1e-4
+"#;
+        let json_text = r#"{"dataset": "bbc-news", "method": "distilbert", "max_length": 32,
+            "student_layers": [1, 3, 5], "columns": {"text": "body"},
+            "prediction": {"epochs": 7, "learning_rate": 1e-4}}"#;
+        let a = DistillConfig::from_toml(toml_text, Path::new("run.toml")).unwrap();
+        let b = DistillConfig::from_json(json_text, Path::new("run.json")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.method, Method::Distilbert);
+        assert_eq!(a.student_layers, Some(vec![1, 3, 5]));
+        assert_eq!(a.columns.text, "body");
+        assert_eq!(a.columns.label, "label", "a missing column keeps its default");
+        assert_eq!(a.prediction.epochs, 7);
+        assert_eq!(a.prediction.batch_size, StageConfig::default().batch_size);
+        let default = DistillConfig::default();
+        assert_eq!(a.seed, default.seed, "fields not given keep the preset's values");
+        assert_eq!(a.teacher_finetune, default.teacher_finetune);
+    }
+
+    #[test]
+    fn config_errors_name_the_file_line_and_field() {
+        let err = DistillConfig::from_toml(
+            "dataset = \"bbc-news\"\n\n[prediction]\nepoch = 3\n",
+            Path::new("run.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("run.toml line 4"), "{err}");
+        assert!(err.contains("epoch"), "{err}");
+        let err = DistillConfig::from_json("{\"max_lenght\": 3}", Path::new("run.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run.json line 1") && err.contains("max_lenght"), "{err}");
+        let err = DistillConfig::from_file(Path::new("/nonexistent/run.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run.yaml"), "{err}");
+        let bad = DistillConfig {
+            max_length: 4,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("max_length"));
+    }
 }

@@ -30,7 +30,7 @@ pub struct Encoded {
 
 /// Hyper-parameters of one training stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StageConfig {
     /// Passes over the training set. Default: 1.
     pub epochs: usize,
@@ -117,9 +117,9 @@ pub struct StageOutcome {
     pub seconds: f64,
     /// `tokens / seconds`.
     pub tokens_per_second: f64,
-    /// Mean total loss over the first 10% of steps.
+    /// Mean total loss over the first 10% of steps (at least 2 when there are 4 or more).
     pub first_loss: f32,
-    /// Mean total loss over the last 10% of steps.
+    /// Mean total loss over the last 10% of steps (at least 2 when there are 4 or more).
     pub last_loss: f32,
     /// Best dev score seen, if evaluated.
     pub best_dev: Option<f64>,
@@ -399,7 +399,9 @@ where
 
 fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {
     let n = state.losses.len();
-    let k = (n / 10).max(1).min(n.max(1));
+    // The first and last 10% of steps, but at least 2 of each when there are enough, so that one noisy batch
+    // does not decide whether a short run learnt.
+    let k = (n / 10).max(2).min(n / 2).max(1).min(n.max(1));
     let mean = |s: &[f32]| {
         if s.is_empty() {
             f32::NAN

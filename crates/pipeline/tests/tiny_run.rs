@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pipeline::sensitivity::{measure, SensitivityOptions};
 use pipeline::{distill, DistillConfig, Method, RunOptions};
 
 fn csv(dir: &std::path::Path) -> PathBuf {
@@ -94,5 +95,75 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     }
     // The student directory is an ordinary HF BERT directory.
     student_arch::load_pretrained(&out.join("student"), &burn::tensor::Device::flex()).unwrap();
+
+    // Q-BERT sensitivity of the saved student on two batches of the same CSV: the code path of
+    // `cargo xtask sensitivity`, with few power-iteration steps.
+    let options = SensitivityOptions {
+        dataset: config.dataset.clone(),
+        columns: config.columns.clone(),
+        batches: 2,
+        batch_size: 8,
+        hessian: hessian::SensitivityConfig {
+            power: hessian::PowerIterationConfig {
+                max_iterations: 3,
+                ..Default::default()
+            },
+            trace_samples: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let report_path = dir.join("sensitivity.json");
+    let sens = measure(
+        &out.join("student"),
+        &options,
+        &report_path,
+        &dir.join("cache"),
+        &burn::tensor::Device::flex(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(sens.ranking().len(), 3, "one block per student layer");
+    for b in &sens.blocks {
+        assert_eq!(b.top_eigenvalues.len(), 2);
+        assert!(b.top_eigenvalues.iter().all(|v| v.is_finite()), "{b:?}");
+        assert_eq!(b.traces.len(), 2);
+    }
+    assert!(report_path.with_extension("md").exists());
+    let batches: Vec<pipeline::sensitivity::SavedBatch> = serde_json::from_str(
+        &std::fs::read_to_string(pipeline::sensitivity::batches_path(&report_path)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(batches.len(), 2);
+    let too_many = SensitivityOptions {
+        batches: 100,
+        ..options.clone()
+    };
+    let err = measure(
+        &out.join("student"),
+        &too_many,
+        &report_path,
+        &dir.join("cache"),
+        &burn::tensor::Device::flex(),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("fewer or smaller batches"), "{err}");
+    let unknown = SensitivityOptions {
+        blocks: vec!["layer.9".into()],
+        ..options
+    };
+    let err = measure(
+        &out.join("student"),
+        &unknown,
+        &report_path,
+        &dir.join("cache"),
+        &burn::tensor::Device::flex(),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("layer.9") && err.contains("layer.2"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

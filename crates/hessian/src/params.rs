@@ -1,0 +1,246 @@
+//! Parameters by path: listing a module's float parameters, reading a block of them, perturbing them in place
+//! of the originals (keeping their ids, so gradients can be looked up), and reading a block's gradient.
+//!
+//! Paths are the module's field names joined by dots, as Burn's `ModuleVisitor` reports them, e.g.
+//! `encoder.layers.0.attention.query.weight`. Linear weights are stored `[d_input, d_output]`.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::block::ResolvedBlock;
+use crate::error::{HessianError, Result};
+
+/// A float parameter's path and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// Dotted path, e.g. `encoder.layers.0.attention.query.weight`.
+    pub path: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+}
+
+impl ParamInfo {
+    /// Number of values.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Default)]
+struct PathStack(Vec<String>);
+
+impl PathStack {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn path(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+struct Lister {
+    stack: PathStack,
+    out: Vec<ParamInfo>,
+}
+
+impl ModuleVisitor for Lister {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.out.push(ParamInfo {
+            path: self.stack.path(),
+            shape: param.val().dims().to_vec(),
+        });
+    }
+}
+
+/// Every float parameter of `module`, in visiting order.
+pub fn parameters<M: Module>(module: &M) -> Vec<ParamInfo> {
+    let mut lister = Lister {
+        stack: PathStack::default(),
+        out: Vec::new(),
+    };
+    module.visit(&mut lister);
+    lister.out
+}
+
+fn to_f64(data: TensorData) -> Vec<f64> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("a float tensor converted to f32 reads back as f32")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+struct Reader<'a> {
+    stack: PathStack,
+    wanted: &'a HashMap<String, usize>,
+    out: Vec<Option<Vec<f64>>>,
+}
+
+impl ModuleVisitor for Reader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(&i) = self.wanted.get(&self.stack.path()) {
+            self.out[i] = Some(to_f64(param.val().into_data()));
+        }
+    }
+}
+
+fn wanted(block: &ResolvedBlock) -> HashMap<String, usize> {
+    block
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.clone(), i))
+        .collect()
+}
+
+/// The block's current values, in the block's compact order.
+pub fn read_block<M: Module>(module: &M, block: &ResolvedBlock) -> Result<Vec<f64>> {
+    let wanted = wanted(block);
+    let mut reader = Reader {
+        stack: PathStack::default(),
+        wanted: &wanted,
+        out: vec![None; block.entries.len()],
+    };
+    module.visit(&mut reader);
+    let mut compact = Vec::with_capacity(block.dim());
+    for (entry, full) in block.entries.iter().zip(reader.out) {
+        let full = full.ok_or_else(|| HessianError::UnknownParameter {
+            block: block.name.clone(),
+            path: entry.path.clone(),
+            examples: String::new(),
+        })?;
+        compact.extend(entry.indices.iter().map(|&i| full[i]));
+    }
+    Ok(compact)
+}
+
+struct Perturber<'a> {
+    stack: PathStack,
+    wanted: &'a HashMap<String, usize>,
+    deltas: Vec<Option<Vec<f32>>>,
+}
+
+impl ModuleMapper for Perturber<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(&i) = self.wanted.get(&self.stack.path()) else {
+            return param;
+        };
+        let delta = self.deltas[i].take().expect("each parameter is visited once");
+        param.map(|value| {
+            let shape = value.dims();
+            if !value.is_autodiff() {
+                let device = value.device();
+                return value + Tensor::<D>::from_data(TensorData::new(delta, shape), &device);
+            }
+            // The sum is taken below autodiff, then wrapped as a fresh leaf with the same parameter id, so its
+            // gradient is found under that id.
+            let inner = value.inner();
+            let device = inner.device();
+            let sum = inner + Tensor::<D>::from_data(TensorData::new(delta, shape), &device);
+            Tensor::from_inner(sum).require_grad()
+        })
+    }
+}
+
+/// `module` with `scale · v` added to the block's values (`v` in compact order). Parameter ids are kept.
+pub fn perturb<M: Module>(module: M, block: &ResolvedBlock, v: &[f64], scale: f64) -> Result<M> {
+    if v.len() != block.dim() {
+        return Err(HessianError::Length {
+            op: "perturb",
+            block: block.name.clone(),
+            expected: block.dim(),
+            found: v.len(),
+        });
+    }
+    let mut offset = 0;
+    let mut deltas = Vec::with_capacity(block.entries.len());
+    for entry in &block.entries {
+        let mut full = vec![0f32; entry.numel];
+        for (k, &i) in entry.indices.iter().enumerate() {
+            full[i] = (scale * v[offset + k]) as f32;
+        }
+        offset += entry.indices.len();
+        deltas.push(Some(full));
+    }
+    let wanted = wanted(block);
+    let mut mapper = Perturber {
+        stack: PathStack::default(),
+        wanted: &wanted,
+        deltas,
+    };
+    Ok(module.map(&mut mapper))
+}
+
+struct GradReader<'a> {
+    stack: PathStack,
+    wanted: &'a HashMap<String, usize>,
+    grads: &'a GradientsParams,
+    out: Vec<Option<Vec<f64>>>,
+}
+
+impl ModuleVisitor for GradReader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(&i) = self.wanted.get(&self.stack.path()) {
+            self.out[i] = self
+                .grads
+                .get::<D>(param.id)
+                .map(|g| to_f64(g.into_data()));
+        }
+    }
+}
+
+/// The block's gradient from `grads` (made from this `module`'s loss), in compact order.
+pub fn block_gradient<M: Module>(
+    module: &M,
+    grads: &GradientsParams,
+    block: &ResolvedBlock,
+) -> Result<Vec<f64>> {
+    let wanted = wanted(block);
+    let mut reader = GradReader {
+        stack: PathStack::default(),
+        wanted: &wanted,
+        grads,
+        out: vec![None; block.entries.len()],
+    };
+    module.visit(&mut reader);
+    let mut compact = Vec::with_capacity(block.dim());
+    for (entry, full) in block.entries.iter().zip(reader.out) {
+        let full = full.ok_or_else(|| HessianError::NoGradient {
+            block: block.name.clone(),
+            path: entry.path.clone(),
+        })?;
+        compact.extend(entry.indices.iter().map(|&i| full[i]));
+    }
+    Ok(compact)
+}

@@ -1,0 +1,254 @@
+//! Q-BERT's sensitivity: each block's top Hessian eigenvalue on several batches, their mean and standard
+//! deviation, ranked by mean + std (Q-BERT saw a large variance across batches), with Hutchinson's trace
+//! (HAWQ-v2) beside it. The report is JSON and a Markdown table.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::block::Block;
+use crate::error::{HessianError, Result};
+use crate::hvp::{FiniteDifferenceHvp, HessianVectorProduct};
+use crate::params::parameters;
+use crate::power::{hutchinson_trace, top_eigenpairs, PowerIterationConfig};
+
+/// Settings of [`sensitivity`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SensitivityConfig {
+    /// Power iteration. Default: 20 iterations, tolerance 1e-3, top 1.
+    pub power: PowerIterationConfig,
+    /// Rademacher samples of the Hutchinson trace per block and batch; 0 skips the trace. Default: 4.
+    pub trace_samples: usize,
+    /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]). Default: 1e-3.
+    pub eps_rel: f64,
+}
+
+impl Default for SensitivityConfig {
+    fn default() -> Self {
+        Self {
+            power: PowerIterationConfig::default(),
+            trace_samples: 4,
+            eps_rel: 1e-3,
+        }
+    }
+}
+
+/// Mean and population standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// One block's figures over the batches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockSensitivity {
+    /// The block.
+    pub name: String,
+    /// Its dimension.
+    pub dim: usize,
+    /// The top eigenvalue on each batch.
+    pub top_eigenvalues: Vec<f64>,
+    /// All `top_k` eigenvalues on each batch (`[batch][k]`).
+    pub eigenvalues: Vec<Vec<f64>>,
+    /// Whether each batch's top eigenvalue converged (when not, the value is the last estimate).
+    pub converged: Vec<bool>,
+    /// Products spent on each batch's top eigenvalue.
+    pub iterations: Vec<usize>,
+    /// Mean of the top eigenvalues over batches.
+    pub mean: f64,
+    /// Population standard deviation of the top eigenvalues over batches.
+    pub std: f64,
+    /// `mean + std`, the ranking key.
+    pub score: f64,
+    /// Hutchinson trace on each batch (empty when skipped).
+    pub traces: Vec<f64>,
+    /// Mean trace over batches.
+    pub trace_mean: Option<f64>,
+    /// Standard deviation of the trace over batches.
+    pub trace_std: Option<f64>,
+}
+
+/// The sensitivity of every block, in rank order (most sensitive first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensitivityReport {
+    /// How the Hessian-vector products were computed.
+    pub method: String,
+    /// Batches used.
+    pub batches: usize,
+    /// The settings.
+    pub config: SensitivityConfig,
+    /// Blocks, most sensitive first.
+    pub blocks: Vec<BlockSensitivity>,
+    /// Gradient passes spent in all.
+    pub gradient_passes: usize,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+impl SensitivityReport {
+    /// The blocks' names in rank order.
+    pub fn ranking(&self) -> Vec<&str> {
+        self.blocks.iter().map(|b| b.name.as_str()).collect()
+    }
+
+    /// The report as a Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "# Hessian sensitivity\n\n{} batches; products by {}; power iteration up to {} steps (tolerance {}); \
+             {} Hutchinson samples per batch. Ranked by mean + std of the top eigenvalue.\n\n",
+            self.batches,
+            self.method,
+            self.config.power.max_iterations,
+            self.config.power.tolerance,
+            self.config.trace_samples
+        );
+        s += "| rank | block | params | λ_max mean | λ_max std | mean + std | trace mean | trace std | converged |\n";
+        s += "|---|---|---|---|---|---|---|---|---|\n";
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.4e}")).unwrap_or_else(|| "-".into());
+        for (rank, b) in self.blocks.iter().enumerate() {
+            s += &format!(
+                "| {} | {} | {} | {:.4e} | {:.4e} | {:.4e} | {} | {} | {}/{} |\n",
+                rank + 1,
+                b.name,
+                b.dim,
+                b.mean,
+                b.std,
+                b.score,
+                opt(b.trace_mean),
+                opt(b.trace_std),
+                b.converged.iter().filter(|c| **c).count(),
+                b.converged.len()
+            );
+        }
+        if self.blocks.iter().any(|b| b.converged.iter().any(|c| !c)) {
+            s += "\nSome estimates did not converge within the iteration limit; their values are the last \
+                  estimates. Raise `max_iterations` or the tolerance.\n";
+        }
+        s
+    }
+
+    /// Writes the JSON to `json_path` and the Markdown beside it (`.md`), each atomically.
+    pub fn write(&self, json_path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("report serialises");
+        student_arch::io::write_atomic(json_path, json.as_bytes())?;
+        student_arch::io::write_atomic(&json_path.with_extension("md"), self.to_markdown().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Each block's top eigenvalue (and trace) on each batch, with `loss(model, batch)` the scalar loss; `model`
+/// on an autodiff device in evaluation mode. Blocks come back ranked by mean + std. `progress` shows a bar.
+pub fn sensitivity<M, B, F, E>(
+    model: &M,
+    batches: &[B],
+    blocks: &[Block],
+    loss: F,
+    config: &SensitivityConfig,
+    progress: bool,
+) -> Result<SensitivityReport>
+where
+    M: Module,
+    F: Fn(&M, &B) -> std::result::Result<Tensor<1>, E>,
+    E: std::fmt::Display,
+{
+    config.power.validate()?;
+    if batches.is_empty() {
+        return Err(HessianError::Config {
+            field: "batches",
+            message: "at least one batch is needed".into(),
+        });
+    }
+    if blocks.is_empty() {
+        return Err(HessianError::Config {
+            field: "blocks",
+            message: "no blocks to study".into(),
+        });
+    }
+    let started = Instant::now();
+    let params = parameters(model);
+    let resolved = blocks
+        .iter()
+        .map(|b| b.resolve(&params))
+        .collect::<Result<Vec<_>>>()?;
+    let bar = if progress {
+        indicatif::ProgressBar::new((blocks.len() * batches.len()) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "sensitivity [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut passes = 0;
+    let mut out = Vec::with_capacity(blocks.len());
+    for block in resolved {
+        let mut result = BlockSensitivity {
+            name: block.name.clone(),
+            dim: block.dim(),
+            top_eigenvalues: vec![],
+            eigenvalues: vec![],
+            converged: vec![],
+            iterations: vec![],
+            mean: 0.0,
+            std: 0.0,
+            score: 0.0,
+            traces: vec![],
+            trace_mean: None,
+            trace_std: None,
+        };
+        for (i, batch) in batches.iter().enumerate() {
+            bar.set_message(format!("{} batch {}", block.name, i + 1));
+            let mut hvp = FiniteDifferenceHvp::new(
+                model.clone(),
+                block.clone(),
+                |m: &M| loss(m, batch),
+                config.eps_rel,
+            )?;
+            let pairs = top_eigenpairs(&mut hvp, &config.power)?;
+            result.top_eigenvalues.push(pairs[0].value);
+            result.converged.push(pairs[0].converged);
+            result.iterations.push(pairs[0].iterations);
+            result.eigenvalues.push(pairs.iter().map(|p| p.value).collect());
+            if config.trace_samples > 0 {
+                let t = hutchinson_trace(
+                    &mut hvp,
+                    config.trace_samples,
+                    config.power.seed.wrapping_add(i as u64),
+                )?;
+                result.traces.push(t.mean);
+            }
+            passes += hvp.passes();
+            bar.inc(1);
+        }
+        (result.mean, result.std) = mean_std(&result.top_eigenvalues);
+        result.score = result.mean + result.std;
+        if !result.traces.is_empty() {
+            let (m, s) = mean_std(&result.traces);
+            result.trace_mean = Some(m);
+            result.trace_std = Some(s);
+        }
+        out.push(result);
+    }
+    bar.finish_and_clear();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(SensitivityReport {
+        method: "central difference of gradients".into(),
+        batches: batches.len(),
+        config: config.clone(),
+        blocks: out,
+        gradient_passes: passes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,172 @@
+//! `cargo xtask distill` on a tiny configuration of the real code path (a user CSV, a TOML config, the real
+//! teacher): the run is killed mid-way with SIGKILL, resumed with `--resume`, and must end with the same
+//! metrics as an uninterrupted run with the same seed. Also checks that every stage's loss falls and that the
+//! output files are written. Needs the teacher (`BERT_COMPRESS_TEACHER`, set by `cargo xtask ci`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const GOOD: [&str; 4] = [
+    "a wonderful, moving film",
+    "great acting and a clever story",
+    "I loved every minute",
+    "a delight from start to end",
+];
+const BAD: [&str; 4] = [
+    "a dull, lifeless mess",
+    "boring and far too long",
+    "I hated every minute",
+    "a tedious waste of time",
+];
+
+fn write_inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut text = String::from("review,verdict\n");
+    for i in 0..6 {
+        for g in GOOD {
+            text += &format!("\"{g}, take {i}\",fresh\n");
+        }
+        for b in BAD {
+            text += &format!("\"{b}, take {i}\",rotten\n");
+        }
+    }
+    let csv = dir.join("reviews.csv");
+    std::fs::write(&csv, text).unwrap();
+    let stage = "epochs = 2\nbatch_size = 8\nlearning_rate = 1e-4\ncheckpoint_every = 1\n";
+    let config = format!(
+        "dataset = \"{}\"\nmax_length = 16\nmax_train_examples = 32\n\n[columns]\ntext = \"review\"\nlabel = \"verdict\"\n\n[teacher_finetune]\n{stage}\n[intermediate]\n{stage}\n[prediction]\n{stage}",
+        csv.display()
+    );
+    let toml = dir.join("tiny.toml");
+    std::fs::write(&toml, config).unwrap();
+    (csv, toml)
+}
+
+fn distill(teacher: &Path, config: &Path, out: &Path, resume: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["distill", "--device", "flex", "--config"])
+        .arg(config)
+        .arg("--teacher")
+        .arg(teacher)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if resume {
+        cmd.arg("--resume");
+    }
+    cmd
+}
+
+fn run_to_end(mut cmd: Command) {
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "distill failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The step of a stage's last checkpoint, if one was written.
+fn checkpointed_step(out: &Path, stage: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join("checkpoints").join(stage).join("state.json")).ok()?;
+    serde_json::from_str::<Value>(&text).ok()?["step"].as_u64()
+}
+
+/// The last logged total loss of each (stage, step): a killed run logs the steps it repeats twice.
+fn losses(out: &Path) -> BTreeMap<(String, u64), f64> {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let mut by_step = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if let Some(total) = v["total"].as_f64() {
+            by_step.insert(
+                (v["stage"].as_str().unwrap().to_string(), v["step"].as_u64().unwrap()),
+                total,
+            );
+        }
+    }
+    by_step
+}
+
+fn report(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_one() {
+    let teacher = PathBuf::from(
+        std::env::var_os("BERT_COMPRESS_TEACHER")
+            .expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
+    );
+    let dir = std::env::temp_dir().join(format!("xtask-kill-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, config) = write_inputs(&dir);
+
+    // The uninterrupted reference.
+    let whole = dir.join("whole");
+    run_to_end(distill(&teacher, &config, &whole, false));
+
+    // Killed (SIGKILL, no chance to clean up) once the intermediate stage has checkpointed 3 of its 8 steps.
+    let killed = dir.join("killed");
+    let mut child = distill(&teacher, &config, &killed, false)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if checkpointed_step(&killed, "tinybert-intermediate").is_some_and(|s| s >= 3) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed mid-way");
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the run made no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!killed.join("report.json").exists(), "the kill came too late");
+    run_to_end(distill(&teacher, &config, &killed, true));
+
+    // Same losses at every step, same accuracies.
+    let (a, b) = (losses(&whole), losses(&killed));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (key, x) in &a {
+        let y = b[key];
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+            "{key:?}: uninterrupted {x}, resumed {y}"
+        );
+    }
+    let (ra, rb) = (report(&whole), report(&killed));
+    for model in ["teacher", "student"] {
+        for field in ["accuracy", "macro_f1", "params", "bytes"] {
+            assert_eq!(ra[model][field], rb[model][field], "{model}.{field}");
+        }
+    }
+
+    // Every stage learns something: the mean loss of its last steps is below that of its first steps.
+    for stage in ra["stages"].as_array().unwrap() {
+        let (first, last) = (stage["first_loss"].as_f64().unwrap(), stage["last_loss"].as_f64().unwrap());
+        assert!(last < first, "stage {}: loss went from {first} to {last}", stage["name"]);
+    }
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "report.json",
+        "report.md",
+        "teacher/model.safetensors",
+        "teacher/classifier.json",
+        "student/model.safetensors",
+        "student/classifier.json",
+        "student/tokenizer.json",
+    ] {
+        assert!(killed.join(f).exists(), "{f} missing");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

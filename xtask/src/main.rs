@@ -70,7 +70,7 @@ enum Cmd {
         /// A TOML or JSON config file (fields as in the output's config.json); flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// default (about 10 minutes on 2 cores) or full.
+        /// default (about 17 minutes on 2 cores) or full.
         #[arg(long, default_value = "default")]
         preset: String,
         /// Output directory.

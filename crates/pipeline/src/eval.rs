@@ -26,18 +26,22 @@ pub fn predict(
     pad_id: u32,
     device: &Device,
 ) -> Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(data.len());
+    // Batches of similar lengths pad little; predictions go back to the input order.
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| data[i].ids.len());
+    let mut out = vec![0usize; data.len()];
     let vocab = model.encoder.config.vocab_size;
-    for chunk in data.chunks(batch_size.max(1)) {
-        let batch: Vec<&Encoded> = chunk.iter().collect();
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<&Encoded> = chunk.iter().map(|&i| &data[i]).collect();
         let (input, _) = batch_input(&batch, pad_id, vocab, device)?;
         let logits = host(model.forward(input).logits)?;
         let c = logits.len() / chunk.len();
-        out.extend(logits.chunks(c).map(|row| {
-            row.iter()
+        for (&i, row) in chunk.iter().zip(logits.chunks(c)) {
+            out[i] = row
+                .iter()
                 .enumerate()
-                .fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
-        }));
+                .fold(0, |best, (k, v)| if *v > row[best] { k } else { best });
+        }
     }
     Ok(out)
 }

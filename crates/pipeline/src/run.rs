@@ -75,7 +75,7 @@ impl Default for DistillConfig {
 }
 
 impl DistillConfig {
-    /// A named recipe: `default` (about 10 minutes on a 2-core CPU) or `full` (all the data, more epochs).
+    /// A named recipe: `default` (about 17 minutes on a 2-core CPU) or `full` (all the data, more epochs).
     pub fn preset(name: &str) -> Result<Self> {
         let quick = Self {
             teacher: None,
@@ -90,6 +90,8 @@ impl DistillConfig {
             test_fraction: 0.1,
             seed: 42,
             temperature: 1.0,
+            // Measured on rotten-tomatoes (docs/RESULTS.md): with 1 teacher and 2 prediction epochs the
+            // student kept only 95.4% of the teacher's accuracy; 2 and 3 kept 98.7%.
             teacher_finetune: StageConfig {
                 epochs: 2,
                 learning_rate: 5e-5,

@@ -180,6 +180,26 @@ impl StageContext {
     }
 }
 
+/// How many batches' worth of examples are sorted by length together (see [`epoch_batches`]).
+pub const BUCKET_BATCHES: usize = 50;
+
+/// The batches of one epoch, as indices into `examples`: a seeded shuffle, then length bucketing (each run of
+/// [`BUCKET_BATCHES`] batches' worth of examples is sorted by length and cut into batches, so that dynamic
+/// padding pads little), then a seeded shuffle of the batches. The same seed gives the same batches, which is
+/// what makes a resumed run repeat an uninterrupted one.
+pub fn epoch_batches(examples: &[Encoded], batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    shuffle(&mut order, seed);
+    let mut batches: Vec<Vec<usize>> = Vec::with_capacity(examples.len().div_ceil(batch_size));
+    for bucket in order.chunks(batch_size * BUCKET_BATCHES) {
+        let mut bucket = bucket.to_vec();
+        bucket.sort_by_key(|&i| examples[i].ids.len());
+        batches.extend(bucket.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    shuffle(&mut batches, seed ^ 0xB0C4);
+    batches
+}
+
 /// One batch: ids padded per batch, labels.
 pub fn batch_input(
     batch: &[&Encoded],
@@ -341,11 +361,8 @@ where
         }
         let epoch = state.step / steps_per_epoch;
         let in_epoch = state.step % steps_per_epoch;
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        shuffle(&mut order, ctx.seed.wrapping_add(epoch as u64 * 7919));
-        let idx = &order
-            [in_epoch * config.batch_size..((in_epoch + 1) * config.batch_size).min(train.len())];
-        let batch: Vec<&Encoded> = idx.iter().map(|&i| &train[i]).collect();
+        let batches = epoch_batches(train, config.batch_size, ctx.seed.wrapping_add(epoch as u64 * 7919));
+        let batch: Vec<&Encoded> = batches[in_epoch].iter().map(|&i| &train[i]).collect();
         tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
         let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
         let terms = loss(&model, input, labels)?;
@@ -428,6 +445,29 @@ fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_batches_cover_every_example_once_and_pad_little() {
+        let examples: Vec<Encoded> = (0..1000)
+            .map(|i| Encoded {
+                ids: vec![1; 3 + (i * 7919) % 45],
+                label: 0,
+            })
+            .collect();
+        let batches = epoch_batches(&examples, 32, 5);
+        assert_eq!(batches.len(), 1000usize.div_ceil(32));
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+        assert_eq!(batches, epoch_batches(&examples, 32, 5), "same seed, same batches");
+        assert_ne!(batches, epoch_batches(&examples, 32, 6));
+        let padded: usize = batches
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| examples[i].ids.len()).max().unwrap())
+            .sum();
+        let real: usize = examples.iter().map(|e| e.ids.len()).sum();
+        assert!((padded as f64) < 1.1 * real as f64, "{padded} padded tokens for {real}");
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {

@@ -107,7 +107,7 @@ impl SequenceClassifier {
         write_atomic(&dir.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
         write_atomic(
             &dir.join(CONFIG_FILE),
-            self.encoder.config.to_json().as_bytes(),
+            self.encoder.config.to_hf_json().as_bytes(),
         )?;
         write_atomic(
             &dir.join(CLASSIFIER_FILE),

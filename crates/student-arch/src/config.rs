@@ -174,6 +174,15 @@ impl BertConfig {
         serde_json::to_string_pretty(self).expect("BertConfig always serialises")
     }
 
+    /// `config.json` as written into a saved model directory: like [`BertConfig::to_json`], but an encoder
+    /// without token types is written with `type_vocab_size = 1` (its weights hold a zero table to match), because
+    /// Hugging Face `transformers` always looks up token type 0. Loading drops such a zero table again.
+    pub fn to_hf_json(&self) -> String {
+        let mut c = self.clone();
+        c.type_vocab_size = c.type_vocab_size.max(1);
+        c.to_json()
+    }
+
     /// Width of one attention head, `hidden_size / num_attention_heads`.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads

@@ -220,6 +220,19 @@ pub fn load_weights(
     }
     .model(has_pooler)?;
     let mut report = source.finish()?;
+    // A single all-zero token-type table adds nothing: it is how an encoder without token types is saved for
+    // `transformers` (see `BertConfig::to_hf_json`), so it loads back without one.
+    let mut model = model;
+    let zero_table = match &model.embeddings.token_type_embeddings {
+        Some(t) if t.weight.dims()[0] == 1 => host(t.weight.val(), "token types")?
+            .iter()
+            .all(|v| *v == 0.0),
+        _ => false,
+    };
+    if zero_table {
+        model.embeddings.token_type_embeddings = None;
+        model.config.type_vocab_size = 0;
+    }
     report.has_pooler = has_pooler;
     Ok((model, report))
 }
@@ -292,8 +305,14 @@ pub fn named_tensors(model: &BertModel) -> Result<BTreeMap<String, (Vec<usize>, 
             "embeddings.position_embeddings.weight",
         )?,
     ];
-    if let Some(t) = &e.token_type_embeddings {
-        all.push(emb(t, "embeddings.token_type_embeddings.weight")?);
+    match &e.token_type_embeddings {
+        Some(t) => all.push(emb(t, "embeddings.token_type_embeddings.weight")?),
+        // A zero table of one type, so that `transformers` can run the model unchanged (see `to_hf_json`).
+        None => all.push((
+            "embeddings.token_type_embeddings.weight".to_string(),
+            vec![1, model.config.hidden_size],
+            vec![0.0; model.config.hidden_size],
+        )),
     }
     all.extend(norm(&e.layer_norm, "embeddings.LayerNorm")?);
     for (i, layer) in model.layers.iter().enumerate() {
@@ -359,7 +378,7 @@ pub fn safetensors_bytes(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> 
 pub fn save_pretrained(model: &BertModel, dir: &Path) -> Result<()> {
     let bytes = safetensors_bytes(&named_tensors(model)?)?;
     write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-    write_atomic(&dir.join(CONFIG_FILE), model.config.to_json().as_bytes())
+    write_atomic(&dir.join(CONFIG_FILE), model.config.to_hf_json().as_bytes())
 }
 
 /// Copies the tokenizer files that exist in `from` into `to`, so a saved model directory is self-contained.

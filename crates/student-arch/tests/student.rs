@@ -86,13 +86,14 @@ fn sizes_are_counted_from_tensors_and_agree_with_the_formula() {
     assert_eq!(t.params, formula_params(&teacher.config, true));
     assert_eq!(s.params, formula_params(&student.config, false));
     assert_eq!(s.bytes, 4 * s.params);
-    // The tensors written to disk are the same count.
+    // The tensors written to disk are the same count, plus the one zero token-type row written for
+    // `transformers` (which loading drops again).
     let on_disk: usize = named_tensors(&student)
         .unwrap()
         .values()
         .map(|(_, v)| v.len())
         .sum();
-    assert_eq!(on_disk, s.params);
+    assert_eq!(on_disk, s.params + student.config.hidden_size);
     eprintln!(
         "teacher {} params, 3-layer student {} params ({:.1}% of the teacher)",
         t.params,
@@ -167,6 +168,16 @@ fn a_student_is_a_valid_teacher_checkpoint() {
         named_tensors(&loaded).unwrap(),
         named_tensors(&student).unwrap()
     );
+    // Without token types in memory, but saved as `transformers` needs: one zero token-type row.
+    assert!(student.embeddings.token_type_embeddings.is_none());
+    assert!(loaded.embeddings.token_type_embeddings.is_none());
+    assert_eq!(loaded.config, student.config);
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["type_vocab_size"], 1);
+    let (shape, values) = &named_tensors(&student).unwrap()["embeddings.token_type_embeddings.weight"];
+    assert_eq!(shape, &vec![1, 32]);
+    assert!(values.iter().all(|v| *v == 0.0));
     let grandchild = StudentSpec::default().build(&loaded, &device).unwrap();
     assert_eq!(grandchild.num_layers(), 1);
     std::fs::remove_dir_all(dir).unwrap();

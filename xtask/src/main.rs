@@ -143,6 +143,9 @@ enum Cmd {
         /// Hutchinson samples per block and batch (0: no trace).
         #[arg(long, default_value_t = 4)]
         trace_samples: usize,
+        /// Relative step of the finite-difference Hessian-vector products.
+        #[arg(long, default_value_t = hessian::SensitivityConfig::default().eps_rel)]
+        eps_rel: f64,
         /// Seed of the batches and start vectors.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -259,6 +262,7 @@ fn main() -> Result<()> {
             max_iters,
             tolerance,
             trace_samples,
+            eps_rel,
             seed,
             out,
             device,
@@ -281,7 +285,7 @@ fn main() -> Result<()> {
                         ..Default::default()
                     },
                     trace_samples,
-                    ..Default::default()
+                    eps_rel,
                 },
             };
             let device = student_arch::device::device(&device)?;

@@ -23,7 +23,7 @@ pub struct SensitivityConfig {
     pub power: PowerIterationConfig,
     /// Rademacher samples of the Hutchinson trace per block and batch; 0 skips the trace. Default: 4.
     pub trace_samples: usize,
-    /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]). Default: 1e-3.
+    /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]). Default: 1e-4.
     pub eps_rel: f64,
 }
 
@@ -32,7 +32,7 @@ impl Default for SensitivityConfig {
         Self {
             power: PowerIterationConfig::default(),
             trace_samples: 4,
-            eps_rel: 1e-3,
+            eps_rel: 1e-4,
         }
     }
 }

@@ -136,11 +136,73 @@ impl SensitivityReport {
         s
     }
 
-    /// Writes the JSON to `json_path` and the Markdown beside it (`.md`), each atomically.
+    /// A bar chart as SVG (opens in any browser): one bar per block in rank order, the height its mean top
+    /// eigenvalue, a whisker of ± std, labelled with the block's name and mean + std. Negative means go below
+    /// the axis.
+    pub fn to_svg(&self) -> String {
+        let (bar, gap, left, top, height) = (28.0, 12.0, 70.0, 40.0, 300.0);
+        let n = self.blocks.len().max(1) as f64;
+        let width = left + n * (bar + gap) + 20.0;
+        let hi = self
+            .blocks
+            .iter()
+            .map(|b| (b.mean + b.std).max(0.0))
+            .fold(0.0, f64::max);
+        let lo = self
+            .blocks
+            .iter()
+            .map(|b| (b.mean - b.std).min(0.0))
+            .fold(0.0, f64::min);
+        let span = (hi - lo).max(f64::MIN_POSITIVE);
+        let y = |v: f64| top + height * (hi - v) / span;
+        let mut svg = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"{left}\" y=\"20\" font-size=\"14\">Top Hessian eigenvalue per block (mean ± std over {} batches), most sensitive first</text>\n\
+             <line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{hi:.3e}</text>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">0</text>\n",
+            top + height + 120.0,
+            self.batches,
+            y(0.0),
+            width - 10.0,
+            y(0.0),
+            left - 6.0,
+            y(hi) + 4.0,
+            left - 6.0,
+            y(0.0) + 4.0,
+        );
+        for (i, b) in self.blocks.iter().enumerate() {
+            let x = left + gap / 2.0 + i as f64 * (bar + gap);
+            let (y0, y1) = (y(0.0), y(b.mean));
+            svg += &format!(
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar}\" height=\"{:.1}\" fill=\"steelblue\"><title>{}: mean {:.4e}, std {:.4e}</title></rect>\n\
+                 <line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+                 <text transform=\"translate({:.1},{:.1}) rotate(60)\">{}</text>\n",
+                y0.min(y1),
+                (y0 - y1).abs(),
+                b.name,
+                b.mean,
+                b.std,
+                x + bar / 2.0,
+                y(b.mean - b.std),
+                x + bar / 2.0,
+                y(b.mean + b.std),
+                x + 4.0,
+                top + height + 12.0,
+                b.name,
+            );
+        }
+        svg + "</svg>\n"
+    }
+
+    /// Writes the JSON to `json_path`, and beside it the Markdown (`.md`) and the bar chart (`.svg`), each
+    /// atomically.
     pub fn write(&self, json_path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).expect("report serialises");
         student_arch::io::write_atomic(json_path, json.as_bytes())?;
         student_arch::io::write_atomic(&json_path.with_extension("md"), self.to_markdown().as_bytes())?;
+        student_arch::io::write_atomic(&json_path.with_extension("svg"), self.to_svg().as_bytes())?;
         Ok(())
     }
 }

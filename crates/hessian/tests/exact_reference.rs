@@ -420,4 +420,10 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
     let back: SensitivityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(back.ranking(), report.ranking());
     assert!(path.with_extension("md").exists());
+    let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("fill=\"steelblue\"").count(), report.blocks.len());
+    for b in &report.blocks {
+        assert!(svg.contains(&format!(">{}</text>", b.name)), "{} has no label", b.name);
+    }
 }

@@ -10,7 +10,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::block::ResolvedBlock;
+use crate::block::{BlockEntry, ResolvedBlock};
 use crate::error::{HessianError, Result};
 
 /// A float parameter's path and shape.
@@ -83,26 +83,6 @@ fn to_f64(data: TensorData) -> Vec<f64> {
         .collect()
 }
 
-struct Reader<'a> {
-    stack: PathStack,
-    wanted: &'a HashMap<String, usize>,
-    out: Vec<Option<Vec<f64>>>,
-}
-
-impl ModuleVisitor for Reader<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.stack.enter(name);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(&i) = self.wanted.get(&self.stack.path()) {
-            self.out[i] = Some(to_f64(param.val().into_data()));
-        }
-    }
-}
-
 fn wanted(block: &ResolvedBlock) -> HashMap<String, usize> {
     block
         .entries
@@ -112,25 +92,61 @@ fn wanted(block: &ResolvedBlock) -> HashMap<String, usize> {
         .collect()
 }
 
-/// The block's current values, in the block's compact order.
-pub fn read_block<M: Module>(module: &M, block: &ResolvedBlock) -> Result<Vec<f64>> {
-    let wanted = wanted(block);
-    let mut reader = Reader {
+/// Reads the block's parameters (`grads: None`) or their gradients (`Some`) by path, and gathers the block's
+/// part of each into one compact vector; `missing` names the error for a parameter that gave nothing.
+struct BlockReader<'a> {
+    stack: PathStack,
+    wanted: HashMap<String, usize>,
+    grads: Option<&'a GradientsParams>,
+    out: Vec<Option<Vec<f64>>>,
+}
+
+impl ModuleVisitor for BlockReader<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.stack.enter(name);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.stack.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(&i) = self.wanted.get(&self.stack.path()) {
+            self.out[i] = match self.grads {
+                None => Some(param.val().into_data()),
+                Some(grads) => grads.get::<D>(param.id).map(Tensor::into_data),
+            }
+            .map(to_f64);
+        }
+    }
+}
+
+fn read_compact<M: Module>(
+    module: &M,
+    block: &ResolvedBlock,
+    grads: Option<&GradientsParams>,
+    missing: impl Fn(&BlockEntry) -> HessianError,
+) -> Result<Vec<f64>> {
+    let mut reader = BlockReader {
         stack: PathStack::default(),
-        wanted: &wanted,
+        wanted: wanted(block),
+        grads,
         out: vec![None; block.entries.len()],
     };
     module.visit(&mut reader);
     let mut compact = Vec::with_capacity(block.dim());
     for (entry, full) in block.entries.iter().zip(reader.out) {
-        let full = full.ok_or_else(|| HessianError::UnknownParameter {
-            block: block.name.clone(),
-            path: entry.path.clone(),
-            examples: String::new(),
-        })?;
+        let full = full.ok_or_else(|| missing(entry))?;
         compact.extend(entry.indices.iter().map(|&i| full[i]));
     }
     Ok(compact)
+}
+
+/// The block's current values, in the block's compact order.
+pub fn read_block<M: Module>(module: &M, block: &ResolvedBlock) -> Result<Vec<f64>> {
+    read_compact(module, block, None, |entry| HessianError::UnknownParameter {
+        block: block.name.clone(),
+        path: entry.path.clone(),
+        examples: String::new(),
+    })
 }
 
 struct Perturber<'a> {
@@ -196,51 +212,14 @@ pub fn perturb<M: Module>(module: M, block: &ResolvedBlock, v: &[f64], scale: f6
     Ok(module.map(&mut mapper))
 }
 
-struct GradReader<'a> {
-    stack: PathStack,
-    wanted: &'a HashMap<String, usize>,
-    grads: &'a GradientsParams,
-    out: Vec<Option<Vec<f64>>>,
-}
-
-impl ModuleVisitor for GradReader<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.stack.enter(name);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(&i) = self.wanted.get(&self.stack.path()) {
-            self.out[i] = self
-                .grads
-                .get::<D>(param.id)
-                .map(|g| to_f64(g.into_data()));
-        }
-    }
-}
-
 /// The block's gradient from `grads` (made from this `module`'s loss), in compact order.
 pub fn block_gradient<M: Module>(
     module: &M,
     grads: &GradientsParams,
     block: &ResolvedBlock,
 ) -> Result<Vec<f64>> {
-    let wanted = wanted(block);
-    let mut reader = GradReader {
-        stack: PathStack::default(),
-        wanted: &wanted,
-        grads,
-        out: vec![None; block.entries.len()],
-    };
-    module.visit(&mut reader);
-    let mut compact = Vec::with_capacity(block.dim());
-    for (entry, full) in block.entries.iter().zip(reader.out) {
-        let full = full.ok_or_else(|| HessianError::NoGradient {
-            block: block.name.clone(),
-            path: entry.path.clone(),
-        })?;
-        compact.extend(entry.indices.iter().map(|&i| full[i]));
-    }
-    Ok(compact)
+    read_compact(module, block, Some(grads), |entry| HessianError::NoGradient {
+        block: block.name.clone(),
+        path: entry.path.clone(),
+    })
 }

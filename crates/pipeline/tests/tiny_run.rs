@@ -114,15 +114,17 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         ..Default::default()
     };
     let report_path = dir.join("sensitivity.json");
-    let sens = measure(
-        &out.join("student"),
-        &options,
-        &report_path,
-        &dir.join("cache"),
-        &burn::tensor::Device::flex(),
-        false,
-    )
-    .unwrap();
+    let run = |options: &SensitivityOptions| {
+        measure(
+            &out.join("student"),
+            options,
+            &report_path,
+            &dir.join("cache"),
+            &burn::tensor::Device::flex(),
+            false,
+        )
+    };
+    let sens = run(&options).unwrap();
     assert_eq!(sens.ranking().len(), 3, "one block per student layer");
     for b in &sens.blocks {
         assert_eq!(b.top_eigenvalues.len(), 2);
@@ -139,31 +141,13 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         batches: 100,
         ..options.clone()
     };
-    let err = measure(
-        &out.join("student"),
-        &too_many,
-        &report_path,
-        &dir.join("cache"),
-        &burn::tensor::Device::flex(),
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run(&too_many).unwrap_err().to_string();
     assert!(err.contains("fewer or smaller batches"), "{err}");
     let unknown = SensitivityOptions {
         blocks: vec!["layer.9".into()],
         ..options
     };
-    let err = measure(
-        &out.join("student"),
-        &unknown,
-        &report_path,
-        &dir.join("cache"),
-        &burn::tensor::Device::flex(),
-        false,
-    )
-    .unwrap_err()
-    .to_string();
+    let err = run(&unknown).unwrap_err().to_string();
     assert!(err.contains("layer.9") && err.contains("layer.2"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

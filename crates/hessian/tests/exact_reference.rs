@@ -164,7 +164,10 @@ fn mlp_blocks_match_the_exact_hessian() {
 }
 
 fn tiny_bert(r: &Value, device: &Device) -> (TinyClassifier, BertInput, Tensor<1, Int>) {
-    let dir = std::env::temp_dir().join(format!("hessian-tiny-bert-{}", std::process::id()));
+    // One directory per call: the tests of this file run in parallel threads of one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hessian-tiny-bert-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let c = &r["config"];
     let config = serde_json::json!({

@@ -73,7 +73,7 @@ class Classifier:
         return torch.nn.functional.cross_entropy(self.lin(pooled, "classifier"), labels)
 
 
-def power_iteration(model, names, batch, iters, tol, seed):
+def power_iteration(model, names, batch, iters, tol, seed, residual_tol):
     params = [model.p[n] for n in names]
     loss = model.loss(*batch)
     grads = torch.autograd.grad(loss, params, create_graph=True)
@@ -85,7 +85,8 @@ def power_iteration(model, names, batch, iters, tol, seed):
     for steps in range(1, iters + 1):
         hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
         new = sum((a * b).sum().item() for a, b in zip(v, hv))
-        done = value is not None and abs(new - value) <= tol * abs(new)
+        residual = math.sqrt(sum(((b - new * a) ** 2).sum().item() for a, b in zip(v, hv))) / abs(new)
+        done = value is not None and abs(new - value) <= tol * abs(new) and residual <= residual_tol
         value = new
         if done:
             break
@@ -100,6 +101,8 @@ def main():
     ap.add_argument("batches")
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--residual", type=float, default=1e-3,
+                    help="also require the eigenvector residual |Hv - lambda v| / |lambda| below this")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compare", help="a report from `cargo xtask sensitivity` (layer blocks)")
     args = ap.parse_args()
@@ -118,7 +121,8 @@ def main():
     layers = {}
     for i in range(model.cfg["num_hidden_layers"]):
         names = model.layer_params(i)
-        values = [power_iteration(model, names, batch, args.iters, args.tol, seed=j)[0]
+        values = [power_iteration(model, names, batch, args.iters, args.tol, seed=j,
+                                  residual_tol=args.residual)[0]
                   for j, batch in enumerate(batches)]
         t = torch.tensor(values)
         mean, std = t.mean().item(), t.std(unbiased=False).item()

@@ -107,6 +107,59 @@ enum Cmd {
         #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
         device: String,
     },
+    /// Quantize a saved classifier (uniform bits, or mixed precision from a sensitivity report under a budget),
+    /// write the quantized directory and a report: bits per layer, bytes, compression, accuracy before/after.
+    Quantize {
+        /// A directory written by `distill` (student/ or teacher/).
+        #[arg(long)]
+        model: PathBuf,
+        /// A report from `cargo xtask sensitivity --block layer|matrix` (needed by --bits mixed).
+        #[arg(long)]
+        sensitivity: Option<PathBuf>,
+        /// 8, 4, 3, 2, or mixed.
+        #[arg(long, default_value = "8")]
+        bits: String,
+        /// Groups of the encoder matrices: tensor, channel, head, or block:K (K = 32, 64, 128).
+        #[arg(long, default_value = "head")]
+        granularity: String,
+        /// Bits of the word and position embeddings (per row).
+        #[arg(long, default_value_t = 8)]
+        embedding_bits: u32,
+        /// Mixed precision: size budget of the quantized file in MB.
+        #[arg(long)]
+        budget_mb: Option<f64>,
+        /// Mixed precision: average bits over the encoder matrices.
+        #[arg(long)]
+        avg_bits: Option<f64>,
+        /// Mixed precision: qbert (more bits to larger mean + std, in rank order) or budgeted (minimise
+        /// Σ λ·‖ΔW‖² under the budget).
+        #[arg(long, default_value = "qbert")]
+        allocator: String,
+        /// Also score the same budget spent uniformly, in random order and in reverse sensitivity order.
+        #[arg(long)]
+        compare: bool,
+        /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file to score on.
+        #[arg(long, default_value = "rotten-tomatoes")]
+        dataset: String,
+        /// Text column of a file dataset.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Label column of a file dataset.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// The fp32 teacher directory to measure compression against (default: the fetched teacher).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// Seed of the split and of the random baseline.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Device among those compiled in.
+        #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+        device: String,
+    },
     /// Q-BERT sensitivity of a saved classifier: each block's top Hessian eigenvalue and trace over several
     /// training batches, ranked by mean + std. Writes the report (JSON and .md) and the batches it used.
     Sensitivity {
@@ -135,11 +188,14 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         blocks: Vec<String>,
         /// Power-iteration steps per eigenvalue.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = hessian::PowerIterationConfig::default().max_iterations)]
         max_iters: usize,
-        /// Relative tolerance of the power iteration.
-        #[arg(long, default_value_t = 1e-3)]
+        /// Relative tolerance of the power iteration (change of the estimate per step).
+        #[arg(long, default_value_t = hessian::PowerIterationConfig::default().tolerance)]
         tolerance: f64,
+        /// Tolerance of the eigenvector's relative residual ‖Hv − λv‖/|λ|, also required for convergence.
+        #[arg(long, default_value_t = hessian::PowerIterationConfig::default().residual_tolerance)]
+        residual_tolerance: f64,
         /// Hutchinson samples per block and batch (0: no trace).
         #[arg(long, default_value_t = 4)]
         trace_samples: usize,
@@ -261,6 +317,7 @@ fn main() -> Result<()> {
             blocks,
             max_iters,
             tolerance,
+            residual_tolerance,
             trace_samples,
             eps_rel,
             seed,
@@ -282,6 +339,7 @@ fn main() -> Result<()> {
                     power: hessian::PowerIterationConfig {
                         max_iterations: max_iters,
                         tolerance,
+                        residual_tolerance,
                         ..Default::default()
                     },
                     trace_samples,
@@ -299,6 +357,59 @@ fn main() -> Result<()> {
             )?;
             println!("{}", report.to_markdown());
             println!("{}", out.display());
+        }
+        Cmd::Quantize {
+            model,
+            sensitivity,
+            bits,
+            granularity,
+            embedding_bits,
+            budget_mb,
+            avg_bits,
+            allocator,
+            compare,
+            dataset,
+            text_column,
+            label_column,
+            teacher,
+            seed,
+            out,
+            device,
+        } => {
+            let bits = match bits.as_str() {
+                "mixed" => None,
+                b => Some(b.parse::<u32>().map_err(|_| {
+                    anyhow::anyhow!("--bits {b}: expected 8, 4, 3, 2 or mixed")
+                })?),
+            };
+            let allocator = match allocator.as_str() {
+                "qbert" => pipeline::quantize::Allocator::Qbert,
+                "budgeted" => pipeline::quantize::Allocator::Budgeted,
+                a => bail!("--allocator {a}: expected qbert or budgeted"),
+            };
+            let options = pipeline::quantize::QuantizeOptions {
+                bits,
+                granularity: granularity.parse()?,
+                embedding_bits,
+                sensitivity,
+                avg_bits,
+                budget_mb,
+                allocator,
+                compare,
+                dataset,
+                columns: pipeline::data::Columns {
+                    text: text_column,
+                    label: label_column,
+                },
+                seed,
+                teacher,
+                ..Default::default()
+            };
+            let device = student_arch::device::device(&device)?;
+            let report =
+                pipeline::quantize::quantize(&model, &options, &out, &pipeline::cache_dir(), &device)?;
+            println!("{}", pipeline::quantize::report_markdown(&report));
+            println!("{}", out.join("quant_report.json").display());
         }
         Cmd::Eval {
             model,

@@ -15,6 +15,7 @@ pub mod block;
 pub mod error;
 pub mod hvp;
 pub mod params;
+pub mod png;
 pub mod power;
 pub mod sensitivity;
 

@@ -1,6 +1,6 @@
 //! Q-BERT's sensitivity: each block's top Hessian eigenvalue on several batches, their mean and standard
 //! deviation, ranked by mean + std (Q-BERT saw a large variance across batches), with Hutchinson's trace
-//! (HAWQ-v2) beside it. The report is JSON and a Markdown table.
+//! (HAWQ-v2) beside it. The report is JSON, a Markdown table and a bar chart (PNG and SVG).
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,13 +13,14 @@ use crate::block::Block;
 use crate::error::{HessianError, Result};
 use crate::hvp::{FiniteDifferenceHvp, HessianVectorProduct};
 use crate::params::parameters;
+use crate::png::{Canvas, Rgb};
 use crate::power::{hutchinson_trace, top_eigenpairs, PowerIterationConfig};
 
 /// Settings of [`sensitivity`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SensitivityConfig {
-    /// Power iteration. Default: 20 iterations, tolerance 1e-3, top 1.
+    /// Power iteration. Default: up to 50 iterations, tolerance 1e-3, residual 0.01, top 1.
     pub power: PowerIterationConfig,
     /// Rademacher samples of the Hutchinson trace per block and batch; 0 skips the trace. Default: 4.
     pub trace_samples: usize,
@@ -103,12 +104,13 @@ impl SensitivityReport {
     /// The report as a Markdown table.
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
-            "# Hessian sensitivity\n\n{} batches; products by {}; power iteration up to {} steps (tolerance {}); \
-             {} Hutchinson samples per batch. Ranked by mean + std of the top eigenvalue.\n\n",
+            "# Hessian sensitivity\n\n{} batches; products by {}; power iteration up to {} steps (tolerance {}, \
+             residual {}); {} Hutchinson samples per batch. Ranked by mean + std of the top eigenvalue.\n\n",
             self.batches,
             self.method,
             self.config.power.max_iterations,
             self.config.power.tolerance,
+            self.config.power.residual_tolerance,
             self.config.trace_samples
         );
         s += "| rank | block | params | λ_max mean | λ_max std | mean + std | trace mean | trace std | converged |\n";
@@ -196,13 +198,62 @@ impl SensitivityReport {
         svg + "</svg>\n"
     }
 
-    /// Writes the JSON to `json_path`, and beside it the Markdown (`.md`) and the bar chart (`.svg`), each
-    /// atomically.
+    /// A horizontal bar chart as PNG: one bar per block in rank order, its length the mean top eigenvalue, a
+    /// whisker of ± std, labelled with the block's name and the mean ± std. Negative means go left of the axis.
+    pub fn to_png(&self) -> Vec<u8> {
+        const INK: Rgb = [0, 0, 0];
+        const BAR: Rgb = [70, 130, 180];
+        const GRID: Rgb = [200, 200, 200];
+        let (scale, row, area, top) = (2usize, 26usize, 480usize, 48usize);
+        let labels: Vec<String> = self.blocks.iter().map(|b| b.name.clone()).collect();
+        let values: Vec<String> = self
+            .blocks
+            .iter()
+            .map(|b| format!("{:.3e} ± {:.2e}", b.mean, b.std))
+            .collect();
+        let text_w = |v: &[String]| v.iter().map(|t| Canvas::text_width(t, scale)).max().unwrap_or(0);
+        let left = text_w(&labels) + 16;
+        let title = format!(
+            "top hessian eigenvalue per block: mean ± std over {} batches",
+            self.batches
+        );
+        let width = (left + area + 16 + text_w(&values)).max(Canvas::text_width(&title, scale) + 16);
+        let height = top + row * self.blocks.len().max(1) + 40;
+        let hi = self.blocks.iter().map(|b| (b.mean + b.std).max(0.0)).fold(0.0, f64::max);
+        let lo = self.blocks.iter().map(|b| (b.mean - b.std).min(0.0)).fold(0.0, f64::min);
+        let span = (hi - lo).max(f64::MIN_POSITIVE);
+        let x = |v: f64| left as i64 + ((v - lo) / span * area as f64).round() as i64;
+        let mut c = Canvas::new(width, height);
+        c.text(8, 12, &title, scale, INK);
+        let bottom = (top + row * self.blocks.len().max(1)) as i64;
+        for v in [lo, 0.0, hi] {
+            c.fill_rect(x(v), top as i64 - 4, x(v), bottom, GRID);
+            let label = if v == 0.0 { "0".to_string() } else { format!("{v:.2e}") };
+            let w = Canvas::text_width(&label, scale) as i64;
+            c.text(x(v) - w / 2, bottom + 8, &label, scale, INK);
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let y = (top + i * row) as i64;
+            let mid = y + row as i64 / 2;
+            c.text(8, mid - 5, &labels[i], scale, INK);
+            c.fill_rect(x(0.0), y + 4, x(b.mean), y + row as i64 - 5, BAR);
+            let (w0, w1) = (x(b.mean - b.std), x(b.mean + b.std));
+            c.fill_rect(w0, mid - 1, w1, mid, INK);
+            c.fill_rect(w0, mid - 5, w0, mid + 4, INK);
+            c.fill_rect(w1, mid - 5, w1, mid + 4, INK);
+            c.text((left + area + 16) as i64, mid - 5, &values[i], scale, INK);
+        }
+        c.to_png()
+    }
+
+    /// Writes the JSON to `json_path`, and beside it the Markdown (`.md`) and the bar chart (`.png`, and `.svg`
+    /// for browsers), each atomically.
     pub fn write(&self, json_path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).expect("report serialises");
         student_arch::io::write_atomic(json_path, json.as_bytes())?;
         student_arch::io::write_atomic(&json_path.with_extension("md"), self.to_markdown().as_bytes())?;
         student_arch::io::write_atomic(&json_path.with_extension("svg"), self.to_svg().as_bytes())?;
+        student_arch::io::write_atomic(&json_path.with_extension("png"), &self.to_png())?;
         Ok(())
     }
 }
@@ -313,4 +364,49 @@ where
         gradient_passes: passes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(name: &str, values: &[f64]) -> BlockSensitivity {
+        let (mean, std) = mean_std(values);
+        BlockSensitivity {
+            name: name.into(),
+            dim: 10,
+            top_eigenvalues: values.to_vec(),
+            eigenvalues: values.iter().map(|v| vec![*v]).collect(),
+            converged: vec![true; values.len()],
+            iterations: vec![5; values.len()],
+            mean,
+            std,
+            score: mean + std,
+            traces: vec![],
+            trace_mean: None,
+            trace_std: None,
+        }
+    }
+
+    #[test]
+    fn png_chart_bars_follow_the_means() {
+        let report = SensitivityReport {
+            method: "test".into(),
+            batches: 2,
+            config: SensitivityConfig::default(),
+            blocks: vec![block("layer.0", &[40.0, 60.0]), block("layer.1", &[20.0, 30.0])],
+            gradient_passes: 0,
+            seconds: 0.0,
+        };
+        let image = crate::png::tests::decode(&report.to_png());
+        // The length of the bar in each row: count bar-coloured pixels across the row's top edge (above the
+        // whisker).
+        let bar_len = |i: usize| {
+            let y = 48 + i * 26 + 6;
+            (0..image.width()).filter(|x| image.pixel(*x, y) == Some([70, 130, 180])).count() as f64
+        };
+        let (a, b) = (bar_len(0), bar_len(1));
+        assert!(a > 100.0, "first bar has {a} pixels");
+        assert!((b / a - 25.0 / 50.0).abs() < 0.02, "bars {a} and {b} pixels for means 50 and 25");
+    }
 }

@@ -94,6 +94,7 @@ fn config() -> SensitivityConfig {
             tolerance: 1e-6,
             seed: 3,
             top_k: 1,
+            ..Default::default()
         },
         trace_samples: 0,
         eps_rel: SensitivityConfig::default().eps_rel,
@@ -429,4 +430,7 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
     for b in &report.blocks {
         assert!(svg.contains(&format!(">{}</text>", b.name)), "{} has no label", b.name);
     }
+    let png = std::fs::read(path.with_extension("png")).unwrap();
+    assert_eq!(png, report.to_png());
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::pooling::mean_pool;
 use student_arch::weights::{named_tensors, safetensors_bytes, to_f32, CONFIG_FILE, WEIGHTS_FILE};
-use student_arch::{load_pretrained, BertInput, BertModel, BertOutput};
+use student_arch::weights::load_weights_from_bytes;
+use student_arch::{BertConfig, BertInput, BertModel, BertOutput};
 
 use crate::error::{io_err, PipelineError, Result};
 
@@ -84,8 +85,9 @@ impl SequenceClassifier {
         self.head.weight.dims()[1]
     }
 
-    /// Saves the classifier as an HF BERT directory plus head and `classifier.json`, atomically per file.
-    pub fn save(&self, dir: &Path, meta: &ClassifierMeta) -> Result<()> {
+    /// Every tensor under its Hugging Face name (the encoder's, plus `classifier.weight` `[labels, hidden]` and
+    /// `classifier.bias`).
+    pub fn named_tensors(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
         let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = named_tensors(&self.encoder)?;
         let [hidden, labels] = self.head.weight.dims();
         let w = host(self.head.weight.val())?;
@@ -104,6 +106,12 @@ impl SequenceClassifier {
             .transpose()?
             .unwrap_or_else(|| vec![0.0; labels]);
         tensors.insert("classifier.bias".into(), (vec![labels], bias));
+        Ok(tensors)
+    }
+
+    /// Saves the classifier as an HF BERT directory plus head and `classifier.json`, atomically per file.
+    pub fn save(&self, dir: &Path, meta: &ClassifierMeta) -> Result<()> {
+        let tensors = self.named_tensors()?;
         write_atomic(&dir.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
         write_atomic(
             &dir.join(CONFIG_FILE),
@@ -134,9 +142,17 @@ impl SequenceClassifier {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
-        let (encoder, _) = load_pretrained(dir, device)?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&weights_path).map_err(io_err("reading", &weights_path))?;
+        // A quantized directory (`cargo xtask quantize`) holds packed weights; they load dequantized.
+        let quant_path = dir.join(quant::QUANT_FILE);
+        let (weights_path, bytes, config) = if quant_path.exists() {
+            let q = quant::QuantizedModel::read(&quant_path)?;
+            (quant_path, safetensors_bytes(&q.dequantize())?, q.config)
+        } else {
+            let weights_path = dir.join(WEIGHTS_FILE);
+            let bytes = std::fs::read(&weights_path).map_err(io_err("reading", &weights_path))?;
+            (weights_path, bytes, BertConfig::from_file(&dir.join(CONFIG_FILE))?)
+        };
+        let (encoder, _) = load_weights_from_bytes(&config, &weights_path, &bytes, device)?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Checkpoint {
             path: weights_path.clone(),
             message: e.to_string(),

@@ -66,6 +66,9 @@ pub enum PipelineError {
     /// From the curvature estimates.
     #[error(transparent)]
     Hessian(#[from] hessian::HessianError),
+    /// From `quant`.
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
     /// From fetching.
     #[error(transparent)]
     Fetch(#[from] FetchError),

@@ -264,6 +264,19 @@ pub fn fetch_asset(asset: &PackageAsset, cache: &Path) -> Result<PathBuf, FetchE
     Ok(dest)
 }
 
+/// The MiniLM teacher's directory if it is already fetched (`BERT_COMPRESS_TEACHER` first, then the cache);
+/// never downloads.
+pub fn teacher_dir_if_present() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("BERT_COMPRESS_TEACHER").map(PathBuf::from),
+        Some(cache_dir().join("models").join(MINILM_TEACHER.cache_name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|d| d.join(MINILM_TEACHER.checked_file).exists())
+}
+
 /// [`fetch_asset`] of the MiniLM teacher into [`cache_dir`].
 pub fn fetch_teacher() -> Result<PathBuf, FetchError> {
     fetch_asset(&MINILM_TEACHER, &cache_dir())

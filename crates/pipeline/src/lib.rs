@@ -11,6 +11,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod quantize;
 pub mod run;
 pub mod sensitivity;
 pub mod train;

@@ -211,7 +211,18 @@ pub fn load_weights(
         weights_path,
         "the model directory needs its weights; run `cargo xtask fetch` for the teacher",
     )?;
-    let mut source = SafetensorsSource::new(weights_path, &bytes)?;
+    load_weights_from_bytes(config, weights_path, &bytes, device)
+}
+
+/// Builds an encoder of `config` from safetensors `bytes` already in memory (for example dequantized weights);
+/// `weights_path` names them in errors.
+pub fn load_weights_from_bytes(
+    config: &BertConfig,
+    weights_path: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<(BertModel, LoadReport)> {
+    let mut source = SafetensorsSource::new(weights_path, bytes)?;
     let has_pooler = source.contains("pooler.dense.weight");
     let model = Builder {
         source: &mut source,

@@ -1,0 +1,386 @@
+//! `cargo xtask quantize`: quantize a saved classifier (uniform bits, or mixed precision from a Hessian
+//! sensitivity report under a size budget), write the quantized directory, and report bits, bytes, compression
+//! against the fp32 teacher and accuracy before and after. With `compare`, the same budget is also spent
+//! uniformly, in a random order and in the reverse order of sensitivity, so the Hessian's contribution is
+//! measured rather than assumed.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use quant::mixed::{self, CostKind, Unit, UnitCosts};
+use quant::{Granularity, QuantPlan, QuantizedModel, QUANT_FILE};
+use serde::{Deserialize, Serialize};
+use student_arch::io::write_atomic;
+use student_arch::weights::{copy_tokenizer_files, CONFIG_FILE, TOKENIZER_FILES, WEIGHTS_FILE};
+use student_arch::BertConfig;
+
+use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
+use crate::data::Columns;
+use crate::error::{io_err, PipelineError, Result};
+use crate::eval::evaluate_saved;
+
+/// How bits are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocator {
+    /// Q-BERT's rule: more bits to larger mean + std, in rank order.
+    Qbert,
+    /// Minimise Σ λ·‖ΔW‖² under the budget.
+    Budgeted,
+}
+
+/// Settings of [`quantize`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizeOptions {
+    /// Every layer at these bits; `None` for mixed precision (needs `sensitivity` and a budget).
+    pub bits: Option<u32>,
+    /// Groups of the encoder matrices. Default: per head.
+    pub granularity: Granularity,
+    /// Bits of the word and position embeddings.
+    pub embedding_bits: u32,
+    /// A report from `cargo xtask sensitivity --block layer|matrix`.
+    pub sensitivity: Option<PathBuf>,
+    /// Budget as average bits over the encoder matrices.
+    pub avg_bits: Option<f64>,
+    /// Budget as the size of the quantized file in MB (10⁶ bytes).
+    pub budget_mb: Option<f64>,
+    /// Bit options of mixed precision.
+    pub bit_options: Vec<u32>,
+    /// Mixed-precision rule.
+    pub allocator: Allocator,
+    /// Also spend the same budget uniformly, randomly and in reverse sensitivity order, and score each.
+    pub compare: bool,
+    /// Dataset to score on (test split of a built-in one, or all of a file).
+    pub dataset: String,
+    /// Columns of a file dataset.
+    pub columns: Columns,
+    /// Seed of the split and of the random baseline.
+    pub seed: u64,
+    /// The fp32 teacher directory the compression ratio is measured against.
+    pub teacher: Option<PathBuf>,
+}
+
+impl Default for QuantizeOptions {
+    fn default() -> Self {
+        Self {
+            bits: Some(8),
+            granularity: Granularity::Head,
+            embedding_bits: 8,
+            sensitivity: None,
+            avg_bits: None,
+            budget_mb: None,
+            bit_options: vec![2, 3, 4, 8],
+            allocator: Allocator::Qbert,
+            compare: false,
+            dataset: "rotten-tomatoes".into(),
+            columns: Columns::default(),
+            seed: 42,
+            teacher: None,
+        }
+    }
+}
+
+/// One scored variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// "hessian (qbert)", "uniform", "random", "reverse", ...
+    pub name: String,
+    /// Bits per unit, in the units' order.
+    pub bits: Vec<u32>,
+    /// Average bits over the encoder matrices.
+    pub avg_layer_bits: f64,
+    /// Size of the quantized file.
+    pub file_bytes: u64,
+    /// Test accuracy.
+    pub accuracy: f64,
+    /// Test macro-F1.
+    pub macro_f1: f64,
+}
+
+/// What `cargo xtask quantize` writes to `quant_report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizeReport {
+    /// The input model directory.
+    pub model: String,
+    /// The output directory.
+    pub out: String,
+    /// The plan written.
+    pub plan: QuantPlan,
+    /// The units bits were assigned to (empty for uniform bits).
+    pub units: Vec<Unit>,
+    /// Bits of each encoder matrix (Hugging Face name → bits).
+    pub matrix_bits: Vec<(String, u32)>,
+    /// Average bits over the encoder matrices.
+    pub avg_layer_bits: f64,
+    /// Size of the quantized weights file.
+    pub file_bytes: u64,
+    /// Everything a user ships: the weights file, config, tokenizer files and classifier.json.
+    pub artifact_bytes: u64,
+    /// The fp32 input model's files (same list).
+    pub input_bytes: u64,
+    /// The fp32 teacher's files (same list), if the teacher was found.
+    pub teacher_bytes: Option<u64>,
+    /// `teacher_bytes / artifact_bytes`.
+    pub compression_vs_teacher: Option<f64>,
+    /// `input_bytes / artifact_bytes`.
+    pub compression_vs_input: f64,
+    /// The fp32 model's test accuracy.
+    pub fp32_accuracy: f64,
+    /// The fp32 model's macro-F1.
+    pub fp32_macro_f1: f64,
+    /// The quantized model's accuracy and the baselines at the same budget (the first is the written model).
+    pub variants: Vec<Variant>,
+    /// Test examples scored.
+    pub examples: usize,
+}
+
+/// Sum of the sizes of a model directory's shipped files.
+pub fn artifact_bytes(dir: &Path) -> u64 {
+    let mut names = vec![QUANT_FILE, WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE];
+    names.extend(TOKENIZER_FILES);
+    names
+        .iter()
+        .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn write_quantized(q: &QuantizedModel, from: &Path, to: &Path) -> Result<u64> {
+    std::fs::create_dir_all(to).map_err(io_err("creating", to))?;
+    let bytes = q.write(&to.join(QUANT_FILE))?;
+    write_atomic(&to.join(CONFIG_FILE), q.config.to_hf_json().as_bytes())?;
+    copy_tokenizer_files(from, to)?;
+    let meta = from.join(CLASSIFIER_FILE);
+    let text = std::fs::read(&meta).map_err(io_err("reading", &meta))?;
+    write_atomic(&to.join(CLASSIFIER_FILE), &text)?;
+    // A stale fp32 file would be loaded by tools that do not know the quantized one.
+    let stale = to.join(WEIGHTS_FILE);
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(io_err("removing", &stale))?;
+    }
+    Ok(bytes)
+}
+
+/// Quantizes the classifier in `model_dir` into `out` and scores it.
+pub fn quantize(
+    model_dir: &Path,
+    options: &QuantizeOptions,
+    out: &Path,
+    cache: &Path,
+    device: &Device,
+) -> Result<QuantizeReport> {
+    let (model, _) = SequenceClassifier::load(model_dir, device)?;
+    let tensors = model.named_tensors()?;
+    // The Hugging Face form of the config (one zero token-type row for encoders without types), which is how
+    // the tensors are laid out.
+    let config = BertConfig::from_json(&model.encoder.config.to_hf_json())?;
+    let layers = config.num_hidden_layers;
+    let mut base = QuantPlan::uniform(layers, options.bits.unwrap_or(options.bit_options[0]));
+    base.granularity = options.granularity;
+    base.embedding_bits = options.embedding_bits;
+    let cfg_err = |field: &'static str, message: String| PipelineError::Config { field, message };
+
+    let mut units = vec![];
+    let mut candidates: Vec<(String, QuantPlan, Vec<u32>)> = vec![];
+    match options.bits {
+        Some(bits) => {
+            if options.avg_bits.is_some() || options.budget_mb.is_some() {
+                return Err(cfg_err(
+                    "bits",
+                    format!("--bits {bits} sets every layer; a budget (--avg-bits, --budget-mb) needs --bits mixed"),
+                ));
+            }
+            candidates.push((format!("uniform {bits}-bit"), base.clone(), vec![bits; layers]));
+        }
+        None => {
+            let path = options.sensitivity.as_ref().ok_or_else(|| {
+                cfg_err(
+                    "sensitivity",
+                    "--bits mixed needs --sensitivity FILE (from `cargo xtask sensitivity --block layer`)".into(),
+                )
+            })?;
+            let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+            units = mixed::units_from_report(path, &text, layers)?;
+            let (kind, budget) = match (options.avg_bits, options.budget_mb) {
+                (Some(b), None) => (CostKind::CodeBits, b),
+                (None, Some(mb)) => (CostKind::Bytes, mb),
+                _ => {
+                    return Err(cfg_err(
+                        "budget",
+                        "--bits mixed needs exactly one of --avg-bits B or --budget-mb X".into(),
+                    ))
+                }
+            };
+            let costs = mixed::unit_costs(&units, &tensors, &config, &base, &options.bit_options, kind)?;
+            let budget = match kind {
+                CostKind::CodeBits => {
+                    let params: f64 = units
+                        .iter()
+                        .flat_map(|u| &u.tensors)
+                        .map(|t| tensors[t].1.len() as f64)
+                        .sum();
+                    budget * params
+                }
+                CostKind::Bytes => {
+                    // The file minus the units at their smallest option is the fixed part.
+                    let lowest: Vec<usize> = vec![0; units.len()];
+                    let plan = mixed::plan_for(&units, &costs, &lowest, &base);
+                    let q = quant::quantize_tensors(&tensors, &config, &plan)?;
+                    let fixed = q.to_bytes()?.len() as f64 - costs.total(&lowest);
+                    budget * 1e6 - fixed
+                }
+            };
+            let chosen = match options.allocator {
+                Allocator::Qbert => mixed::qbert_rule(&units, &costs, budget)?,
+                Allocator::Budgeted => mixed::allocate_budgeted(&units, &costs, budget)?,
+            };
+            let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
+            let name = match options.allocator {
+                Allocator::Qbert => "hessian (Q-BERT rule)",
+                Allocator::Budgeted => "hessian (budgeted)",
+            };
+            candidates.push((name.into(), mixed::plan_for(&units, &costs, &chosen, &base), bits(&chosen)));
+            if options.compare {
+                add_baselines(&mut candidates, &units, &costs, &chosen, &base, budget, options.seed)?;
+            }
+        }
+    }
+
+    let fp32 = evaluate_saved(model_dir, &options.dataset, &options.columns, options.seed, cache, device)?;
+    let mut variants = vec![];
+    let mut written = None;
+    for (i, (name, plan, bits)) in candidates.iter().enumerate() {
+        let q = quant::quantize_tensors(&tensors, &config, plan)?;
+        let dir = if i == 0 {
+            out.to_path_buf()
+        } else {
+            out.join("baselines").join(name.split_whitespace().next().unwrap_or("variant"))
+        };
+        let file_bytes = write_quantized(&q, model_dir, &dir)?;
+        let scored = evaluate_saved(&dir, &options.dataset, &options.columns, options.seed, cache, device)?;
+        variants.push(Variant {
+            name: name.clone(),
+            bits: bits.clone(),
+            avg_layer_bits: q.average_layer_bits(),
+            file_bytes,
+            accuracy: scored.accuracy,
+            macro_f1: scored.macro_f1,
+        });
+        if i == 0 {
+            written = Some(q);
+        }
+    }
+    let q = written.expect("at least one candidate");
+    let artifact = artifact_bytes(out);
+    let input = artifact_bytes(model_dir);
+    let teacher_dir = options.teacher.clone().or_else(|| crate::fetch::teacher_dir_if_present());
+    let teacher_bytes = teacher_dir.as_deref().map(artifact_bytes).filter(|b| *b > 0);
+    let mut matrix_bits: Vec<(String, u32)> =
+        q.quantized.iter().filter(|(n, _)| n.starts_with("encoder.")).map(|(n, t)| (n.clone(), t.spec.bits)).collect();
+    matrix_bits.sort_by_key(|(n, _)| layer_order(n));
+    let report = QuantizeReport {
+        model: model_dir.display().to_string(),
+        out: out.display().to_string(),
+        plan: q.plan.clone(),
+        units,
+        matrix_bits,
+        avg_layer_bits: q.average_layer_bits(),
+        file_bytes: variants[0].file_bytes,
+        artifact_bytes: artifact,
+        input_bytes: input,
+        teacher_bytes,
+        compression_vs_teacher: teacher_bytes.map(|t| t as f64 / artifact as f64),
+        compression_vs_input: input as f64 / artifact as f64,
+        fp32_accuracy: fp32.accuracy,
+        fp32_macro_f1: fp32.macro_f1,
+        variants,
+        examples: fp32.examples,
+    };
+    write_atomic(
+        &out.join("quant_report.json"),
+        serde_json::to_string_pretty(&report).expect("report serialises").as_bytes(),
+    )?;
+    write_atomic(&out.join("quant_report.md"), report_markdown(&report).as_bytes())?;
+    Ok(report)
+}
+
+fn layer_order(name: &str) -> (usize, String) {
+    let layer = name
+        .strip_prefix("encoder.layer.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(usize::MAX);
+    (layer, name.to_string())
+}
+
+fn add_baselines(
+    candidates: &mut Vec<(String, QuantPlan, Vec<u32>)>,
+    units: &[Unit],
+    costs: &UnitCosts,
+    chosen: &[usize],
+    base: &QuantPlan,
+    budget: f64,
+    seed: u64,
+) -> Result<()> {
+    let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
+    // Uniform: the largest single width that fits the budget.
+    if let Some(o) = (0..costs.bits.len()).rev().find(|o| costs.total(&vec![*o; units.len()]) <= budget * (1.0 + 1e-12)) {
+        let all = vec![o; units.len()];
+        candidates.push((format!("uniform {}-bit", costs.bits[o]), mixed::plan_for(units, costs, &all, base), bits(&all)));
+    }
+    let random = mixed::shuffled(chosen, costs, seed);
+    candidates.push(("random order (same size)".into(), mixed::plan_for(units, costs, &random, base), bits(&random)));
+    // Reverse: the Q-BERT rule with the ranking turned upside down.
+    let reversed: Vec<Unit> = units.iter().map(|u| Unit { score: -u.score, ..u.clone() }).collect();
+    let reverse = mixed::qbert_rule(&reversed, costs, budget)?;
+    candidates.push(("reverse sensitivity".into(), mixed::plan_for(units, costs, &reverse, base), bits(&reverse)));
+    Ok(())
+}
+
+/// The report as Markdown.
+pub fn report_markdown(r: &QuantizeReport) -> String {
+    let mb = |b: u64| b as f64 / 1e6;
+    let mut s = format!(
+        "# Quantized model\n\n`{}` → `{}`; encoder matrices {} (symmetric: {}), embeddings {}-bit per {}.\n\n",
+        r.model, r.out, r.plan.granularity, r.plan.symmetric, r.plan.embedding_bits, r.plan.embedding_granularity
+    );
+    s += "| | bytes | MB |\n|---|---|---|\n";
+    s += &format!("| quantized weights file | {} | {:.2} |\n", r.file_bytes, mb(r.file_bytes));
+    s += &format!("| quantized artifact (weights, config, tokenizer, labels) | {} | {:.2} |\n", r.artifact_bytes, mb(r.artifact_bytes));
+    s += &format!("| fp32 input model (same files) | {} | {:.2} |\n", r.input_bytes, mb(r.input_bytes));
+    if let Some(t) = r.teacher_bytes {
+        s += &format!("| fp32 teacher (same files) | {t} | {:.2} |\n", mb(t));
+    }
+    s += &format!("\nCompression: {:.2}× against the fp32 input", r.compression_vs_input);
+    if let Some(c) = r.compression_vs_teacher {
+        s += &format!(", {c:.2}× against the fp32 teacher");
+    }
+    s += &format!(". Average bits over the encoder matrices: {:.3}.\n\n", r.avg_layer_bits);
+    s += &format!("## Accuracy on {} test examples\n\n", r.examples);
+    s += "| model | bits per unit | avg bits | file MB | accuracy | Δ vs fp32 | macro-F1 |\n|---|---|---|---|---|---|---|\n";
+    s += &format!("| fp32 | 32 | 32 | {:.2} | {:.4} | | {:.4} |\n", mb(r.input_bytes), r.fp32_accuracy, r.fp32_macro_f1);
+    for v in &r.variants {
+        s += &format!(
+            "| {} | {:?} | {:.3} | {:.2} | {:.4} | {:+.2} pt | {:.4} |\n",
+            v.name,
+            v.bits,
+            v.avg_layer_bits,
+            mb(v.file_bytes),
+            v.accuracy,
+            100.0 * (v.accuracy - r.fp32_accuracy),
+            v.macro_f1
+        );
+    }
+    if !r.units.is_empty() {
+        s += "\n## Units (most sensitive first in the report)\n\n| unit | mean + std | bits |\n|---|---|---|\n";
+        for (u, b) in r.units.iter().zip(&r.variants[0].bits) {
+            s += &format!("| {} | {:.4e} | {b} |\n", u.name, u.score);
+        }
+    }
+    s += "\n## Bits per matrix\n\n| matrix | bits |\n|---|---|\n";
+    for (n, b) in &r.matrix_bits {
+        s += &format!("| {n} | {b} |\n");
+    }
+    s
+}

@@ -1,0 +1,58 @@
+//! The quantized-kernel encoder against Burn's encoder built from the same dequantized weights: exact f32
+//! linear layers (3-bit) must agree to float rounding, which checks embeddings, attention, LayerNorm and GELU;
+//! the 8- and 4-bit kernels add only the 8-bit rounding of activations.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use quant::encoder::QuantEncoder;
+use quant::{quantize_tensors, QuantPlan};
+use student_arch::weights::{load_weights_from_bytes, named_tensors, safetensors_bytes};
+use student_arch::{BertConfig, BertInput};
+
+fn burn_hidden(model: &student_arch::BertModel, ids: &[u32], device: &Device) -> Vec<f32> {
+    let ids: Vec<i64> = ids.iter().map(|t| *t as i64).collect();
+    let n = ids.len();
+    let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
+    let out = model.forward(BertInput {
+        attention_mask: input_ids.ones_like(),
+        input_ids,
+        token_type_ids: None,
+    });
+    out.last_hidden_state().into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn quantized_encoder_matches_burn_on_the_same_weights() {
+    let device = Device::flex();
+    let config = BertConfig::new(100, 64, 2, 2, 128);
+    let model = config.init_random(false, 7, &device).unwrap();
+    let tensors = named_tensors(&model).unwrap();
+    let hf_config = BertConfig::from_json(&model.config.to_hf_json()).unwrap();
+    let sequences: Vec<Vec<u32>> = vec![vec![1, 5, 9, 33, 2], vec![7, 8, 99, 0, 12, 13, 14, 2], vec![3]];
+    for (bits, tolerance) in [(3u32, 1e-4f32), (8, 0.03), (4, 0.03)] {
+        let q = quantize_tensors(&tensors, &hf_config, &QuantPlan::uniform(2, bits)).unwrap();
+        let encoder = QuantEncoder::new(&q).unwrap();
+        let expected_kernel = match bits {
+            8 => "q8_0",
+            4 => "q4_0",
+            _ => "f32",
+        };
+        assert!(encoder.kernels().iter().flatten().all(|k| *k == expected_kernel), "{:?}", encoder.kernels());
+        let bytes = safetensors_bytes(&q.dequantize()).unwrap();
+        let (reference, _) = load_weights_from_bytes(&hf_config, Path::new("dequantized"), &bytes, &device).unwrap();
+        let ours = encoder.forward(&sequences).unwrap();
+        for (seq, got) in sequences.iter().zip(&ours) {
+            let want = burn_hidden(&reference, seq, &device);
+            assert_eq!(got.len(), want.len());
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= tolerance, "{bits}-bit, sequence {seq:?}: max difference {worst} > {tolerance}");
+        }
+    }
+    // Bad input names the sequence.
+    let q = quantize_tensors(&tensors, &hf_config, &QuantPlan::uniform(2, 8)).unwrap();
+    let encoder = QuantEncoder::new(&q).unwrap();
+    let err = encoder.forward(&[vec![1], vec![100]]).unwrap_err();
+    assert!(err.to_string().contains("token id 100 in sequence 1"), "{err}");
+    assert!(encoder.forward(&[vec![]]).is_err());
+}

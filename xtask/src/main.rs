@@ -125,6 +125,9 @@ enum Cmd {
         /// Bits of the word and position embeddings (per row).
         #[arg(long, default_value_t = 8)]
         embedding_bits: u32,
+        /// Groups of the embedding tables: channel (one range per token) or block:K.
+        #[arg(long, default_value = "channel")]
+        embedding_granularity: String,
         /// Mixed precision: size budget of the quantized file in MB.
         #[arg(long)]
         budget_mb: Option<f64>,
@@ -364,6 +367,7 @@ fn main() -> Result<()> {
             bits,
             granularity,
             embedding_bits,
+            embedding_granularity,
             budget_mb,
             avg_bits,
             allocator,
@@ -391,6 +395,7 @@ fn main() -> Result<()> {
                 bits,
                 granularity: granularity.parse()?,
                 embedding_bits,
+                embedding_granularity: embedding_granularity.parse()?,
                 sensitivity,
                 avg_bits,
                 budget_mb,

@@ -39,6 +39,8 @@ pub struct QuantizeOptions {
     pub granularity: Granularity,
     /// Bits of the word and position embeddings.
     pub embedding_bits: u32,
+    /// Groups of the embedding tables: channel (one range per token row) or block:K.
+    pub embedding_granularity: Granularity,
     /// A report from `cargo xtask sensitivity --block layer|matrix`.
     pub sensitivity: Option<PathBuf>,
     /// Budget as average bits over the encoder matrices.
@@ -67,6 +69,7 @@ impl Default for QuantizeOptions {
             bits: Some(8),
             granularity: Granularity::Head,
             embedding_bits: 8,
+            embedding_granularity: Granularity::Channel,
             sensitivity: None,
             avg_bits: None,
             budget_mb: None,
@@ -179,6 +182,7 @@ pub fn quantize(
     let mut base = QuantPlan::uniform(layers, options.bits.unwrap_or(options.bit_options[0]));
     base.granularity = options.granularity;
     base.embedding_bits = options.embedding_bits;
+    base.embedding_granularity = options.embedding_granularity;
     let cfg_err = |field: &'static str, message: String| PipelineError::Config { field, message };
 
     let mut units = vec![];

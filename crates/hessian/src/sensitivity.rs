@@ -227,6 +227,10 @@ impl SensitivityReport {
         c.text(8, 12, &title, scale, INK);
         let bottom = (top + row * self.blocks.len().max(1)) as i64;
         for v in [lo, 0.0, hi] {
+            // An axis end within 60 px of zero would print over the zero label.
+            if v != 0.0 && (x(v) - x(0.0)).abs() < 60 {
+                continue;
+            }
             c.fill_rect(x(v), top as i64 - 4, x(v), bottom, GRID);
             let label = if v == 0.0 { "0".to_string() } else { format!("{v:.2e}") };
             let w = Canvas::text_width(&label, scale) as i64;

@@ -80,6 +80,10 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
     }
     /// The same dot product, with SIMD where available.
     fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
+    /// Four dot products of one weight row with four activation rows, each weight block loaded once.
+    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        x.map(|xi| Self::vec_dot(w, xi))
+    }
 }
 
 fn codes_for(xs: &[f32], d: f32, qmax: i32) -> Vec<i8> {
@@ -109,6 +113,14 @@ impl QuantBlock for BlockQ8_0 {
             return unsafe { simd::dot_q8_q8(w, x) };
         }
         Self::vec_dot_unopt(w, x)
+    }
+    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if simd::available() {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            return unsafe { simd::dot_x4(w, x, |a| simd::load_q8(a)) };
+        }
+        x.map(|xi| Self::vec_dot_unopt(w, xi))
     }
 }
 
@@ -141,6 +153,14 @@ impl QuantBlock for BlockQ4_0 {
             return unsafe { simd::dot_q4_q8(w, x) };
         }
         Self::vec_dot_unopt(w, x)
+    }
+    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if simd::available() {
+            // SAFETY: AVX2 and FMA were detected at run time.
+            return unsafe { simd::dot_x4(w, x, |a| simd::load_q4(a)) };
+        }
+        x.map(|xi| Self::vec_dot_unopt(w, xi))
     }
 }
 
@@ -183,6 +203,47 @@ mod simd {
             acc = _mm256_fmadd_ps(d, dot32(va, vb), acc);
         }
         hsum(acc)
+    }
+
+    /// The 32 signed codes of an 8-bit block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn load_q8(a: &BlockQ8_0) -> __m256i {
+        _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
+    }
+
+    /// The 32 signed codes of a 4-bit block, unpacked.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn load_q4(a: &BlockQ4_0) -> __m256i {
+        let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
+        let low = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(packed, low);
+        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+    }
+
+    /// One weight row against four activation rows: each weight block is loaded (and unpacked) once, four
+    /// accumulators, four horizontal sums at the end.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_x4<B: super::QuantBlock>(
+        w: &[B],
+        x: [&[BlockQ8_0]; 4],
+        load: impl Fn(&B) -> __m256i,
+    ) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (k, a) in w.iter().enumerate() {
+            let va = load(a);
+            let da = a.scale();
+            for t in 0..4 {
+                let b = &x[t][k];
+                let vb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
+                let d = _mm256_set1_ps(da * b.d.to_f32());
+                acc[t] = _mm256_fmadd_ps(d, dot32(va, vb), acc[t]);
+            }
+        }
+        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -324,8 +385,16 @@ impl<B: QuantBlock> QuantLinear<B> {
                 let r = t * TILE + k;
                 let w = &self.blocks[r * bpr..(r + 1) * bpr];
                 let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = B::vec_dot(w, &xq[i]) + b;
+                let mut i = 0;
+                while i + 4 <= n {
+                    let y = B::vec_dot_x4(w, [&xq[i], &xq[i + 1], &xq[i + 2], &xq[i + 3]]);
+                    for (t, v) in y.iter().enumerate() {
+                        out[i + t] = v + b;
+                    }
+                    i += 4;
+                }
+                for (o, xi) in out[i..].iter_mut().zip(&xq[i..]) {
+                    *o = B::vec_dot(w, xi) + b;
                 }
             }
         });

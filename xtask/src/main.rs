@@ -122,6 +122,9 @@ enum Cmd {
         /// Groups of the encoder matrices: tensor, channel, head, or block:K (K = 32, 64, 128).
         #[arg(long, default_value = "head")]
         granularity: String,
+        /// Asymmetric ranges (a zero point per group; these run on dequantized f32 kernels).
+        #[arg(long)]
+        asymmetric: bool,
         /// Bits of the word and position embeddings (per row).
         #[arg(long, default_value_t = 8)]
         embedding_bits: u32,
@@ -366,6 +369,7 @@ fn main() -> Result<()> {
             sensitivity,
             bits,
             granularity,
+            asymmetric,
             embedding_bits,
             embedding_granularity,
             budget_mb,
@@ -394,6 +398,7 @@ fn main() -> Result<()> {
             let options = pipeline::quantize::QuantizeOptions {
                 bits,
                 granularity: granularity.parse()?,
+                asymmetric,
                 embedding_bits,
                 embedding_granularity: embedding_granularity.parse()?,
                 sensitivity,

@@ -37,6 +37,8 @@ pub struct QuantizeOptions {
     pub bits: Option<u32>,
     /// Groups of the encoder matrices. Default: per head.
     pub granularity: Granularity,
+    /// Asymmetric ranges (a zero point per group) instead of symmetric ones.
+    pub asymmetric: bool,
     /// Bits of the word and position embeddings.
     pub embedding_bits: u32,
     /// Groups of the embedding tables: channel (one range per token row) or block:K.
@@ -68,6 +70,7 @@ impl Default for QuantizeOptions {
         Self {
             bits: Some(8),
             granularity: Granularity::Head,
+            asymmetric: false,
             embedding_bits: 8,
             embedding_granularity: Granularity::Channel,
             sensitivity: None,
@@ -183,6 +186,7 @@ pub fn quantize(
     base.granularity = options.granularity;
     base.embedding_bits = options.embedding_bits;
     base.embedding_granularity = options.embedding_granularity;
+    base.symmetric = !options.asymmetric;
     let cfg_err = |field: &'static str, message: String| PipelineError::Config { field, message };
 
     let mut units = vec![];

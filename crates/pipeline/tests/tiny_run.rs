@@ -184,6 +184,18 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     let file = quant::QuantizedModel::read(&q_out.join(quant::QUANT_FILE)).unwrap();
     let encoder = quant::encoder::QuantEncoder::new(&file).unwrap();
     assert_eq!(encoder.mean_pooled(&[vec![101, 2023, 102]]).unwrap()[0].len(), file.config.hidden_size);
+    // A budget in MB: the file stays within it.
+    let budget_mb = q.file_bytes as f64 / 1e6;
+    let by_size = quantize(
+        &out.join("student"),
+        &QuantizeOptions { avg_bits: None, budget_mb: Some(budget_mb), compare: false, ..q_options.clone() },
+        &dir.join("quantized-mb"),
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
+    assert!(by_size.file_bytes as f64 <= budget_mb * 1e6, "{} > {budget_mb} MB", by_size.file_bytes);
+    assert_eq!(by_size.variants.len(), 1);
     // Bad input: mixed without a report, a budget below the smallest size, a corrupt file.
     let err = quantize(&out.join("student"), &QuantizeOptions { sensitivity: None, ..q_options.clone() }, &q_out, &dir.join("cache"), &device)
         .unwrap_err()

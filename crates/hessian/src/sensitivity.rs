@@ -138,6 +138,13 @@ impl SensitivityReport {
         s
     }
 
+    /// The value axis of the charts: every mean ± std, and zero.
+    fn chart_range(&self) -> (f64, f64) {
+        let lo = self.blocks.iter().map(|b| (b.mean - b.std).min(0.0)).fold(0.0, f64::min);
+        let hi = self.blocks.iter().map(|b| (b.mean + b.std).max(0.0)).fold(0.0, f64::max);
+        (lo, hi)
+    }
+
     /// A bar chart as SVG (opens in any browser): one bar per block in rank order, the height its mean top
     /// eigenvalue, a whisker of ± std, labelled with the block's name and mean + std. Negative means go below
     /// the axis.
@@ -145,16 +152,7 @@ impl SensitivityReport {
         let (bar, gap, left, top, height) = (28.0, 12.0, 70.0, 40.0, 300.0);
         let n = self.blocks.len().max(1) as f64;
         let width = left + n * (bar + gap) + 20.0;
-        let hi = self
-            .blocks
-            .iter()
-            .map(|b| (b.mean + b.std).max(0.0))
-            .fold(0.0, f64::max);
-        let lo = self
-            .blocks
-            .iter()
-            .map(|b| (b.mean - b.std).min(0.0))
-            .fold(0.0, f64::min);
+        let (lo, hi) = self.chart_range();
         let span = (hi - lo).max(f64::MIN_POSITIVE);
         let y = |v: f64| top + height * (hi - v) / span;
         let mut svg = format!(
@@ -219,8 +217,7 @@ impl SensitivityReport {
         );
         let width = (left + area + 16 + text_w(&values)).max(Canvas::text_width(&title, scale) + 16);
         let height = top + row * self.blocks.len().max(1) + 40;
-        let hi = self.blocks.iter().map(|b| (b.mean + b.std).max(0.0)).fold(0.0, f64::max);
-        let lo = self.blocks.iter().map(|b| (b.mean - b.std).min(0.0)).fold(0.0, f64::min);
+        let (lo, hi) = self.chart_range();
         let span = (hi - lo).max(f64::MIN_POSITIVE);
         let x = |v: f64| left as i64 + ((v - lo) / span * area as f64).round() as i64;
         let mut c = Canvas::new(width, height);

@@ -9,7 +9,7 @@ use student_arch::{BertConfig, HiddenAct};
 
 use crate::error::{QuantError, Result};
 use crate::kernels::{BlockQ4_0, BlockQ8_0, QuantLinear, QK};
-use crate::model::{QuantizedModel, LAYER_MATRICES};
+use crate::model::QuantizedModel;
 
 /// One linear layer, on the fastest kernel its format allows.
 #[derive(Clone, Debug)]
@@ -137,10 +137,16 @@ impl QuantEncoder {
     /// Builds the encoder from a quantized model.
     pub fn new(model: &QuantizedModel) -> Result<Self> {
         let config = model.config.clone();
-        let deq = model.dequantize();
+        // Dequantize only what runs in f32 here; 8- and 4-bit matrices go to the kernels as they are.
+        let tensor = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
+            match model.quantized.get(name) {
+                Some(q) => Some((q.shape.to_vec(), q.dequantize())),
+                None => model.dense.get(name).cloned(),
+            }
+        };
         let take = |name: &str, len: usize| -> Result<Vec<f32>> {
-            match deq.get(name) {
-                Some((_, v)) if v.len() == len => Ok(v.clone()),
+            match tensor(name) {
+                Some((_, v)) if v.len() == len => Ok(v),
                 Some((shape, v)) => Err(QuantError::Shape {
                     op: "QuantEncoder::new",
                     message: format!("`{name}` has shape {shape:?} ({} values), expected {len}", v.len()),
@@ -191,7 +197,6 @@ impl QuantEncoder {
                 let (r, c) = dims(m);
                 linear(&format!("{p}.{m}"), r, c)
             };
-            debug_assert_eq!(LAYER_MATRICES.len(), 6);
             layers.push(Layer {
                 query: lin("attention.self.query")?,
                 key: lin("attention.self.key")?,
@@ -203,7 +208,7 @@ impl QuantEncoder {
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
-        let token_type = match deq.get("embeddings.token_type_embeddings.weight") {
+        let token_type = match tensor("embeddings.token_type_embeddings.weight") {
             Some((_, v)) if v.iter().any(|x| *x != 0.0) => Some(v[..h].to_vec()),
             _ => None,
         };

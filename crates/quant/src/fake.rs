@@ -76,20 +76,11 @@ fn fake_linear(linear: &Linear, name: &str, plan: &QuantPlan, model: &BertModel)
     let Some((spec, head)) = spec_for(name, &[d_out, d_in], plan, &model.config) else {
         return Ok(linear.clone());
     };
+    let fake = fake_quantize_weight(name, linear.weight.val(), spec, head)?;
     let mut out = linear.clone();
-    let weight = linear.weight.clone();
-    let mut failure = None;
-    out.weight = weight.map(|w| match fake_quantize_weight(name, w.clone(), spec, head) {
-        Ok(t) => t,
-        Err(e) => {
-            failure = Some(e);
-            w
-        }
-    });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    // Same parameter id, fake-quantized value (a function of the original parameter, so gradients reach it).
+    out.weight = linear.weight.clone().map(|_| fake);
+    Ok(out)
 }
 
 /// The encoder with every matrix that `plan` quantizes replaced by its fake-quantized view (same parameter
@@ -146,6 +137,35 @@ mod tests {
         for (a, b) in g.iter().zip(&c) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn fake_quantized_model_trains_the_original_parameters() {
+        use burn::optim::GradientsParams;
+        let device = Device::flex().autodiff();
+        let config = student_arch::BertConfig::new(50, 64, 1, 2, 128);
+        let model = config.init_random(false, 3, &device).unwrap();
+        let fake = fake_quantize_model(&model, &QuantPlan::uniform(1, 2)).unwrap();
+        // Forward values are quantized: 2-bit symmetric weights take at most 3 values per group. Burn's layout
+        // is [in, out]; the first 32 outputs of input 0 are in head 0's group.
+        let w = fake.layers[0].attention.query.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let mut distinct: Vec<f32> = w[..32].to_vec();
+        distinct.sort_by(f32::total_cmp);
+        distinct.dedup();
+        assert!(distinct.len() <= 3, "{distinct:?}");
+        assert_eq!(fake.layers[0].attention.query.weight.id, model.layers[0].attention.query.weight.id);
+        let ids = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+            TensorData::new(vec![1i64, 2, 3], [1, 3]),
+            &device,
+        );
+        let out = fake.forward(student_arch::BertInput {
+            attention_mask: ids.ones_like(),
+            input_ids: ids,
+            token_type_ids: None,
+        });
+        let grads = out.last_hidden_state().powi_scalar(2).sum().backward();
+        let params = GradientsParams::from_grads(grads, &model);
+        assert!(params.get::<2>(model.layers[0].attention.query.weight.id).is_some());
     }
 
     #[test]

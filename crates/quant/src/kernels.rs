@@ -110,7 +110,7 @@ impl QuantBlock for BlockQ8_0 {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_q8_q8(w, x) };
+            return unsafe { simd::dot(w, x) };
         }
         Self::vec_dot_unopt(w, x)
     }
@@ -118,7 +118,7 @@ impl QuantBlock for BlockQ8_0 {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_x4(w, x, |a| simd::load_q8(a)) };
+            return unsafe { simd::dot_x4(w, x) };
         }
         x.map(|xi| Self::vec_dot_unopt(w, xi))
     }
@@ -150,7 +150,7 @@ impl QuantBlock for BlockQ4_0 {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_q4_q8(w, x) };
+            return unsafe { simd::dot(w, x) };
         }
         Self::vec_dot_unopt(w, x)
     }
@@ -158,7 +158,7 @@ impl QuantBlock for BlockQ4_0 {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_x4(w, x, |a| simd::load_q4(a)) };
+            return unsafe { simd::dot_x4(w, x) };
         }
         x.map(|xi| Self::vec_dot_unopt(w, xi))
     }
@@ -166,7 +166,7 @@ impl QuantBlock for BlockQ4_0 {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{BlockQ4_0, BlockQ8_0, QK};
+    use super::{BlockQ4_0, BlockQ8_0};
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -193,48 +193,55 @@ mod simd {
         _mm_cvtss_f32(s)
     }
 
+    /// A block's 32 signed codes in one AVX2 register. The loads carry the same target features as the dot
+    /// products, so they inline into them (a closure would not).
+    pub trait Codes: super::QuantBlock {
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
+        unsafe fn codes256(&self) -> __m256i;
+    }
+
+    impl Codes for BlockQ8_0 {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn codes256(&self) -> __m256i {
+            _mm256_loadu_si256(self.qs.as_ptr() as *const __m256i)
+        }
+    }
+
+    impl Codes for BlockQ4_0 {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn codes256(&self) -> __m256i {
+            let packed = _mm_loadu_si128(self.qs.as_ptr() as *const __m128i);
+            let low = _mm_set1_epi8(0x0F);
+            let lo = _mm_and_si128(packed, low);
+            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
+            _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+        }
+    }
+
+    /// One weight row against one activation row.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8_q8(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    pub unsafe fn dot<B: Codes>(w: &[B], x: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (a, b) in w.iter().zip(x) {
-            let va = _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i);
             let vb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
-            acc = _mm256_fmadd_ps(d, dot32(va, vb), acc);
+            let d = _mm256_set1_ps(a.scale() * b.d.to_f32());
+            acc = _mm256_fmadd_ps(d, dot32(a.codes256(), vb), acc);
         }
         hsum(acc)
-    }
-
-    /// The 32 signed codes of an 8-bit block.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn load_q8(a: &BlockQ8_0) -> __m256i {
-        _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i)
-    }
-
-    /// The 32 signed codes of a 4-bit block, unpacked.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn load_q4(a: &BlockQ4_0) -> __m256i {
-        let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
-        let low = _mm_set1_epi8(0x0F);
-        let lo = _mm_and_si128(packed, low);
-        let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
     }
 
     /// One weight row against four activation rows: each weight block is loaded (and unpacked) once, four
     /// accumulators, four horizontal sums at the end.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_x4<B: super::QuantBlock>(
-        w: &[B],
-        x: [&[BlockQ8_0]; 4],
-        load: impl Fn(&B) -> __m256i,
-    ) -> [f32; 4] {
+    pub unsafe fn dot_x4<B: Codes>(w: &[B], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
         let mut acc = [_mm256_setzero_ps(); 4];
         for (k, a) in w.iter().enumerate() {
-            let va = load(a);
+            let va = a.codes256();
             let da = a.scale();
             for t in 0..4 {
                 let b = &x[t][k];
@@ -244,24 +251,6 @@ mod simd {
             }
         }
         [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4_q8(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let low = _mm_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
-        for (a, b) in w.iter().zip(x) {
-            let packed = _mm_loadu_si128(a.qs.as_ptr() as *const __m128i);
-            let lo = _mm_and_si128(packed, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-            let va = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-            let vb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
-            acc = _mm256_fmadd_ps(d, dot32(va, vb), acc);
-        }
-        debug_assert_eq!(QK, 32);
-        hsum(acc)
     }
 }
 

@@ -22,7 +22,7 @@ use crate::error::{QuantError, Result};
 use student_arch::BertConfig;
 
 use crate::format::{check_bits, QuantizedTensor};
-use crate::model::{spec_for, NamedTensors, QuantPlan, LAYER_MATRICES};
+use crate::model::{matrix_name, spec_for, NamedTensors, QuantPlan, LAYER_MATRICES};
 
 /// Sensitivity-report matrix names and the Hugging Face matrices they stand for.
 pub const MATRIX_NAMES: [(&str, &str); 6] = [
@@ -72,13 +72,13 @@ pub fn block_tensors(name: &str) -> Option<Vec<String>> {
         None => Some(
             LAYER_MATRICES
                 .iter()
-                .map(|(m, _)| format!("encoder.layer.{layer}.{m}.weight"))
+                .map(|(m, _)| matrix_name(layer, m))
                 .collect(),
         ),
         Some(m) => MATRIX_NAMES
             .iter()
             .find(|(short, _)| *short == m)
-            .map(|(_, hf)| vec![format!("encoder.layer.{layer}.{hf}.weight")]),
+            .map(|(_, hf)| vec![matrix_name(layer, hf)]),
     }
 }
 
@@ -117,7 +117,7 @@ pub fn units_from_report(path: &Path, text: &str, layers: usize) -> Result<Vec<U
     }
     for l in 0..layers {
         for (m, _) in LAYER_MATRICES {
-            let t = format!("encoder.layer.{l}.{m}.weight");
+            let t = matrix_name(l, m);
             if !covered.contains_key(&t) {
                 return Err(bad(format!(
                     "no block covers `{t}`: the report is for another model, or was run with --blocks; \
@@ -343,7 +343,7 @@ pub fn plan_for(units: &[Unit], costs: &UnitCosts, options: &[usize], base: &Qua
     for (l, bits) in plan.layer_bits.iter_mut().enumerate() {
         let widths: std::collections::BTreeSet<u32> = LAYER_MATRICES
             .iter()
-            .filter_map(|(m, _)| plan.overrides.get(&format!("encoder.layer.{l}.{m}.weight")).copied())
+            .filter_map(|(m, _)| plan.overrides.get(&matrix_name(l, m)).copied())
             .collect();
         if widths.len() == 1 {
             *bits = *widths.iter().next().expect("one width");

@@ -44,6 +44,11 @@ pub const LAYER_MATRICES: [(&str, Option<HeadAxis>); 6] = [
     ("output.dense", None),
 ];
 
+/// The Hugging Face name of weight matrix `matrix` (a [`LAYER_MATRICES`] suffix) of encoder layer `layer`.
+pub fn matrix_name(layer: usize, matrix: &str) -> String {
+    format!("encoder.layer.{layer}.{matrix}.weight")
+}
+
 /// Embedding tables that are quantized.
 pub const EMBEDDING_TABLES: [&str; 2] = [
     "embeddings.word_embeddings.weight",
@@ -104,7 +109,7 @@ impl QuantPlan {
             let known = (0..config.num_hidden_layers).any(|l| {
                 LAYER_MATRICES
                     .iter()
-                    .any(|(m, _)| *name == format!("encoder.layer.{l}.{m}.weight"))
+                    .any(|(m, _)| *name == matrix_name(l, m))
             });
             if !known {
                 return Err(QuantError::Config {
@@ -209,7 +214,7 @@ pub fn quantize_tensors(
     }
     for (l, _) in plan.layer_bits.iter().enumerate() {
         for (m, _) in LAYER_MATRICES {
-            let name = format!("encoder.layer.{l}.{m}.weight");
+            let name = matrix_name(l, m);
             if !quantized.contains_key(&name) {
                 return Err(QuantError::Shape {
                     op: "quantize_tensors",

@@ -419,12 +419,17 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl<S: ParamSource> Builder<'_, S> {
-    fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D], init: Init) -> Tensor<D> {
+    pub(crate) fn tensor<const D: usize>(
+        &mut self,
+        key: &str,
+        shape: [usize; D],
+        init: Init,
+    ) -> Tensor<D> {
         let values = self.source.take(key, &shape, init);
         Tensor::from_data(TensorData::new(values, shape), self.device)
     }
 
-    fn linear(&mut self, prefix: &str, d_input: usize, d_output: usize) -> Linear {
+    pub(crate) fn linear(&mut self, prefix: &str, d_input: usize, d_output: usize) -> Linear {
         let std = self.config.initializer_range;
         // Hugging Face stores [out, in]; Burn's Linear holds [in, out].
         let weight = self.source.take(
@@ -441,7 +446,7 @@ impl<S: ParamSource> Builder<'_, S> {
         }
     }
 
-    fn layer_norm(&mut self, prefix: &str) -> LayerNorm {
+    pub(crate) fn layer_norm(&mut self, prefix: &str) -> LayerNorm {
         let d = self.config.hidden_size;
         let mut norm = LayerNormConfig::new(d)
             .with_epsilon(self.config.layer_norm_eps)

@@ -175,7 +175,8 @@ fn a_student_is_a_valid_teacher_checkpoint() {
     let on_disk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(on_disk["type_vocab_size"], 1);
-    let (shape, values) = &named_tensors(&student).unwrap()["embeddings.token_type_embeddings.weight"];
+    let (shape, values) =
+        &named_tensors(&student).unwrap()["embeddings.token_type_embeddings.weight"];
     assert_eq!(shape, &vec![1, 32]);
     assert!(values.iter().all(|v| *v == 0.0));
     let grandchild = StudentSpec::default().build(&loaded, &device).unwrap();

@@ -56,9 +56,10 @@ fn hessian(c: &mut Criterion) {
         let f = |m: &Classifier| loss(m, &input, &labels);
         let mut hvp = FiniteDifferenceHvp::new(model.clone(), block.clone(), f, 1e-4).unwrap();
         let v = hessian::power::random_vector(block.dim(), 0);
-        group.bench_function(format!("{name}/hvp/layer_b{batch_size}s{seq_length}"), |b| {
-            b.iter(|| hvp.hvp(&v).unwrap())
-        });
+        group.bench_function(
+            format!("{name}/hvp/layer_b{batch_size}s{seq_length}"),
+            |b| b.iter(|| hvp.hvp(&v).unwrap()),
+        );
         let config = PowerIterationConfig {
             max_iterations: 5,
             tolerance: 1e-12,

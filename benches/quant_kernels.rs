@@ -14,13 +14,25 @@ fn gaussian(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| (rng.normal() * 0.05) as f32).collect()
 }
 
-fn ours<B: QuantBlock>(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, w: &[f32], x: &[f32], out: usize, inp: usize, n: usize) {
-    let layer = QuantLinear::<B>::from_f32(w, out, inp, Some(vec![0.0; out])).expect("BERT shapes are multiples of 32");
-    c.bench_function(BenchmarkId::new(B::NAME, format!("{out}x{inp}/b{n}")), |b| b.iter(|| layer.forward(x, n).unwrap()));
+fn ours<B: QuantBlock>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    w: &[f32],
+    x: &[f32],
+    out: usize,
+    inp: usize,
+    n: usize,
+) {
+    let layer = QuantLinear::<B>::from_f32(w, out, inp, Some(vec![0.0; out]))
+        .expect("BERT shapes are multiples of 32");
+    c.bench_function(
+        BenchmarkId::new(B::NAME, format!("{out}x{inp}/b{n}")),
+        |b| b.iter(|| layer.forward(x, n).unwrap()),
+    );
     if n == 1 {
-        c.bench_function(BenchmarkId::new(format!("{}-ref", B::NAME), format!("{out}x{inp}/b{n}")), |b| {
-            b.iter(|| layer.forward_unopt(x, n).unwrap())
-        });
+        c.bench_function(
+            BenchmarkId::new(format!("{}-ref", B::NAME), format!("{out}x{inp}/b{n}")),
+            |b| b.iter(|| layer.forward_unopt(x, n).unwrap()),
+        );
     }
 }
 

@@ -85,6 +85,34 @@ enum Cmd {
         /// Stop every stage after N steps, leaving a checkpoint (for testing --resume).
         #[arg(long, hide = true)]
         stop_after: Option<usize>,
+        #[command(flatten)]
+        general: GeneralFlags,
+    },
+    /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
+    Ablate {
+        /// distilbert or tinybert.
+        #[arg(long)]
+        method: String,
+        /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file.
+        #[arg(long, default_value = "rotten-tomatoes")]
+        dataset: String,
+        /// A TOML or JSON config file for every row (fields as in a run's config.json).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// default, full or small (when no --config).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Output directory (one subdirectory per row).
+        #[arg(long, default_value = "runs/ablate")]
+        out: PathBuf,
+        /// Device among those compiled in.
+        #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+        device: String,
+        /// Skip rows already done and continue an interrupted one.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        general: GeneralFlags,
     },
     /// Print the test accuracy of a saved classifier on a dataset as JSON.
     Eval {
@@ -226,6 +254,76 @@ enum Cmd {
     },
 }
 
+/// Flags of general distillation and augmentation, shared by `distill` and `ablate`.
+#[derive(clap::Args, Debug)]
+struct GeneralFlags {
+    /// general (plain-text distillation only), task, or both (general, then task from its student).
+    #[arg(long)]
+    stage: Option<String>,
+    /// TinyBERT's data augmentation of the training split (N = 20, p = 0.4, K = 15 unless set below).
+    #[arg(long)]
+    augment: bool,
+    /// Variants per sentence (N), with --augment.
+    #[arg(long)]
+    augment_variants: Option<usize>,
+    /// Corpus of general distillation: english, sotu, brown, or text files/directories (repeatable).
+    #[arg(long)]
+    corpus: Vec<String>,
+    /// Use at most this many corpus passages.
+    #[arg(long)]
+    max_passages: Option<usize>,
+    /// Epochs of general distillation.
+    #[arg(long)]
+    general_epochs: Option<usize>,
+    /// A pre-trained teacher for general distillation (default: the fetched MiniLM); may hold an MLM head.
+    #[arg(long)]
+    general_teacher: Option<PathBuf>,
+    /// Remove loss terms: mlm, ce, cos, emb, att, hidden, trm, pred (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    drop: Vec<String>,
+    /// Start task distillation from this student directory (e.g. a run's general/student).
+    #[arg(long)]
+    student_init: Option<PathBuf>,
+}
+
+impl GeneralFlags {
+    fn apply(self, c: &mut pipeline::DistillConfig) -> Result<()> {
+        if let Some(stage) = self.stage {
+            c.stage = match stage.as_str() {
+                "general" => pipeline::Stage::General,
+                "task" => pipeline::Stage::Task,
+                "both" => pipeline::Stage::Both,
+                other => bail!("--stage {other}: expected general, task or both"),
+            };
+        }
+        if self.augment && c.augment.is_none() {
+            c.augment = Some(Default::default());
+        }
+        if let Some(n) = self.augment_variants {
+            c.augment.get_or_insert_with(Default::default).variants = n;
+        }
+        if !self.corpus.is_empty() {
+            c.general.corpus = self.corpus;
+        }
+        if self.max_passages.is_some() {
+            c.general.max_passages = self.max_passages;
+        }
+        if let Some(e) = self.general_epochs {
+            c.general.distill.epochs = e;
+        }
+        if self.general_teacher.is_some() {
+            c.general.teacher = self.general_teacher;
+        }
+        for term in self.drop {
+            c.drop_terms.extend(pipeline::LossTerm::parse(&term)?);
+        }
+        if self.student_init.is_some() {
+            c.student_init = self.student_init;
+        }
+        Ok(())
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Fetch => {
@@ -255,6 +353,7 @@ fn main() -> Result<()> {
             device,
             resume,
             stop_after,
+            general,
         } => {
             let mut c = match config {
                 Some(path) => pipeline::DistillConfig::from_file(&path)?,
@@ -308,9 +407,49 @@ fn main() -> Result<()> {
                 cache: pipeline::cache_dir(),
                 stop_after,
             };
+            general.apply(&mut c)?;
+            if c.stage == pipeline::Stage::General {
+                let report = pipeline::general_only(&c, &options)?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", out.join("general").join("report.json").display());
+                return Ok(());
+            }
             let report = pipeline::distill(&c, &options)?;
             println!("{}", pipeline::run::report_markdown(&report));
             println!("{}", out.join("report.json").display());
+        }
+        Cmd::Ablate {
+            method,
+            dataset,
+            config,
+            preset,
+            out,
+            device,
+            resume,
+            general,
+        } => {
+            let mut c = match config {
+                Some(path) => pipeline::DistillConfig::from_file(&path)?,
+                None => pipeline::DistillConfig::preset(&preset)?,
+            };
+            c.dataset = dataset;
+            general.apply(&mut c)?;
+            let method = match method.as_str() {
+                "tinybert" => pipeline::Method::Tinybert,
+                "distilbert" => pipeline::Method::Distilbert,
+                other => bail!("--method {other}: expected tinybert or distilbert"),
+            };
+            let options = pipeline::RunOptions {
+                out_dir: out.clone(),
+                device_name: device.clone(),
+                device: student_arch::device::device(&device)?,
+                resume,
+                cache: pipeline::cache_dir(),
+                stop_after: None,
+            };
+            let report = pipeline::ablate::ablate(&c, method, &options)?;
+            println!("{}", pipeline::ablate::ablation_markdown(&report));
+            println!("{}", out.join("ablation.md").display());
         }
         Cmd::Sensitivity {
             model,
@@ -386,9 +525,10 @@ fn main() -> Result<()> {
         } => {
             let bits = match bits.as_str() {
                 "mixed" => None,
-                b => Some(b.parse::<u32>().map_err(|_| {
-                    anyhow::anyhow!("--bits {b}: expected 8, 4, 3, 2 or mixed")
-                })?),
+                b => Some(
+                    b.parse::<u32>()
+                        .map_err(|_| anyhow::anyhow!("--bits {b}: expected 8, 4, 3, 2 or mixed"))?,
+                ),
             };
             let allocator = match allocator.as_str() {
                 "qbert" => pipeline::quantize::Allocator::Qbert,
@@ -416,8 +556,13 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let device = student_arch::device::device(&device)?;
-            let report =
-                pipeline::quantize::quantize(&model, &options, &out, &pipeline::cache_dir(), &device)?;
+            let report = pipeline::quantize::quantize(
+                &model,
+                &options,
+                &out,
+                &pipeline::cache_dir(),
+                &device,
+            )?;
             println!("{}", pipeline::quantize::report_markdown(&report));
             println!("{}", out.join("quant_report.json").display());
         }

@@ -72,7 +72,8 @@ fn run_to_end(mut cmd: Command) {
 
 /// The step of a stage's last checkpoint, if one was written.
 fn checkpointed_step(out: &Path, stage: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(out.join("checkpoints").join(stage).join("state.json")).ok()?;
+    let text =
+        std::fs::read_to_string(out.join("checkpoints").join(stage).join("state.json")).ok()?;
     serde_json::from_str::<Value>(&text).ok()?["step"].as_u64()
 }
 
@@ -84,7 +85,10 @@ fn losses(out: &Path) -> BTreeMap<(String, u64), f64> {
         let v: Value = serde_json::from_str(line).unwrap();
         if let Some(total) = v["total"].as_f64() {
             by_step.insert(
-                (v["stage"].as_str().unwrap().to_string(), v["step"].as_u64().unwrap()),
+                (
+                    v["stage"].as_str().unwrap().to_string(),
+                    v["step"].as_u64().unwrap(),
+                ),
                 total,
             );
         }
@@ -127,10 +131,16 @@ fn killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_one() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before it could be killed mid-way");
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "the run made no progress");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the run made no progress"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!killed.join("report.json").exists(), "the kill came too late");
+    assert!(
+        !killed.join("report.json").exists(),
+        "the kill came too late"
+    );
     run_to_end(distill(&teacher, &config, &killed, true));
 
     // Same losses at every step, same accuracies.
@@ -152,8 +162,15 @@ fn killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_one() {
 
     // Every stage learns something: the mean loss of its last steps is below that of its first steps.
     for stage in ra["stages"].as_array().unwrap() {
-        let (first, last) = (stage["first_loss"].as_f64().unwrap(), stage["last_loss"].as_f64().unwrap());
-        assert!(last < first, "stage {}: loss went from {first} to {last}", stage["name"]);
+        let (first, last) = (
+            stage["first_loss"].as_f64().unwrap(),
+            stage["last_loss"].as_f64().unwrap(),
+        );
+        assert!(
+            last < first,
+            "stage {}: loss went from {first} to {last}",
+            stage["name"]
+        );
     }
     for f in [
         "config.json",

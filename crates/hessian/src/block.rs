@@ -83,7 +83,14 @@ impl ResolvedBlock {
     }
 }
 
-fn range_check(block: &str, path: &str, what: &str, start: usize, end: usize, size: usize) -> Result<()> {
+fn range_check(
+    block: &str,
+    path: &str,
+    what: &str,
+    start: usize,
+    end: usize,
+    size: usize,
+) -> Result<()> {
     if start >= end || end > size {
         return Err(HessianError::BadSlice {
             block: block.into(),
@@ -136,7 +143,10 @@ impl Block {
                 (part, shape) => {
                     return Err(HessianError::BadSlice {
                         block: self.name.clone(),
-                        message: format!("{part:?} does not apply to {} of shape {shape:?}", p.path),
+                        message: format!(
+                            "{part:?} does not apply to {} of shape {shape:?}",
+                            p.path
+                        ),
                     })
                 }
             };

@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum HessianError {
     /// A block names a parameter the model does not have.
-    #[error("block {block:?}: the model has no parameter {path:?}; parameters look like {examples}")]
+    #[error(
+        "block {block:?}: the model has no parameter {path:?}; parameters look like {examples}"
+    )]
     UnknownParameter {
         /// The block.
         block: String,

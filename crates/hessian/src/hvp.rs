@@ -145,7 +145,10 @@ where
         check_len("hvp", &self.block.name, self.dim(), v)?;
         let v_norm = norm(v);
         if !v_norm.is_finite() {
-            return Err(HessianError::ZeroVector { op: "hvp", norm: v_norm });
+            return Err(HessianError::ZeroVector {
+                op: "hvp",
+                norm: v_norm,
+            });
         }
         if v_norm == 0.0 {
             return Ok(vec![0.0; v.len()]);
@@ -204,7 +207,12 @@ impl SoftmaxHeadHvp {
         for x in &features {
             check_len("SoftmaxHeadHvp::new", name, d_input, x)?;
             let z: Vec<f64> = (0..num_classes)
-                .map(|c| bias[c] + (0..d_input).map(|i| x[i] * weight[i * num_classes + c]).sum::<f64>())
+                .map(|c| {
+                    bias[c]
+                        + (0..d_input)
+                            .map(|i| x[i] * weight[i * num_classes + c])
+                            .sum::<f64>()
+                })
                 .collect();
             let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();

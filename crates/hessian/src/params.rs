@@ -142,10 +142,12 @@ fn read_compact<M: Module>(
 
 /// The block's current values, in the block's compact order.
 pub fn read_block<M: Module>(module: &M, block: &ResolvedBlock) -> Result<Vec<f64>> {
-    read_compact(module, block, None, |entry| HessianError::UnknownParameter {
-        block: block.name.clone(),
-        path: entry.path.clone(),
-        examples: String::new(),
+    read_compact(module, block, None, |entry| {
+        HessianError::UnknownParameter {
+            block: block.name.clone(),
+            path: entry.path.clone(),
+            examples: String::new(),
+        }
     })
 }
 
@@ -166,7 +168,9 @@ impl ModuleMapper for Perturber<'_> {
         let Some(&i) = self.wanted.get(&self.stack.path()) else {
             return param;
         };
-        let delta = self.deltas[i].take().expect("each parameter is visited once");
+        let delta = self.deltas[i]
+            .take()
+            .expect("each parameter is visited once");
         param.map(|value| {
             let shape = value.dims();
             if !value.is_autodiff() {
@@ -218,8 +222,10 @@ pub fn block_gradient<M: Module>(
     grads: &GradientsParams,
     block: &ResolvedBlock,
 ) -> Result<Vec<f64>> {
-    read_compact(module, block, Some(grads), |entry| HessianError::NoGradient {
-        block: block.name.clone(),
-        path: entry.path.clone(),
+    read_compact(module, block, Some(grads), |entry| {
+        HessianError::NoGradient {
+            block: block.name.clone(),
+            path: entry.path.clone(),
+        }
     })
 }

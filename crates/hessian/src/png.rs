@@ -195,7 +195,12 @@ pub(crate) mod tests {
             let mut h = crc32fast::Hasher::new();
             h.update(kind);
             h.update(data);
-            assert_eq!(h.finalize(), crc, "CRC of {}", String::from_utf8_lossy(kind));
+            assert_eq!(
+                h.finalize(),
+                crc,
+                "CRC of {}",
+                String::from_utf8_lossy(kind)
+            );
             out.push((String::from_utf8_lossy(kind).into_owned(), data.to_vec()));
             at += 12 + len;
         }
@@ -244,7 +249,13 @@ pub(crate) mod tests {
         let ink: Vec<String> = (0..5)
             .map(|y| {
                 (0..3)
-                    .map(|x| if c.pixel(x, y) == Some([0, 0, 0]) { '#' } else { '.' })
+                    .map(|x| {
+                        if c.pixel(x, y) == Some([0, 0, 0]) {
+                            '#'
+                        } else {
+                            '.'
+                        }
+                    })
                     .collect()
             })
             .collect();

@@ -292,7 +292,11 @@ mod tests {
         let n = values.len();
         Dense(
             (0..n)
-                .map(|i| (0..n).map(|j| if i == j { values[i] } else { 0.0 }).collect())
+                .map(|i| {
+                    (0..n)
+                        .map(|j| if i == j { values[i] } else { 0.0 })
+                        .collect()
+                })
                 .collect(),
             0,
         )
@@ -305,7 +309,11 @@ mod tests {
         let q = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
         let l = [5.0, -3.0, 1.0];
         let a: Vec<Vec<f64>> = (0..3)
-            .map(|i| (0..3).map(|j| (0..3).map(|k| q[i][k] * l[k] * q[j][k]).sum()).collect())
+            .map(|i| {
+                (0..3)
+                    .map(|j| (0..3).map(|k| q[i][k] * l[k] * q[j][k]).sum())
+                    .collect()
+            })
             .collect();
         let mut h = Dense(a, 0);
         let config = PowerIterationConfig {
@@ -327,9 +335,11 @@ mod tests {
         // A top eigenvalue of 1 above a dense bulk reaching 0.95 (the shape of a real layer's spectrum): the
         // estimate rises by less than 1e-3 per step long before it is near 1.
         let n = 20000;
-        let values: Vec<f64> =
-            std::iter::once(1.0).chain((0..n).map(|i| -0.3 + 1.25 * i as f64 / n as f64)).collect();
-        let diagonal = |v: &[f64]| -> Vec<f64> { v.iter().zip(&values).map(|(x, d)| x * d).collect() };
+        let values: Vec<f64> = std::iter::once(1.0)
+            .chain((0..n).map(|i| -0.3 + 1.25 * i as f64 / n as f64))
+            .collect();
+        let diagonal =
+            |v: &[f64]| -> Vec<f64> { v.iter().zip(&values).map(|(x, d)| x * d).collect() };
         struct Diagonal<F>(F, usize, usize);
         impl<F: Fn(&[f64]) -> Vec<f64>> HessianVectorProduct for Diagonal<F> {
             fn block_name(&self) -> &str {
@@ -352,7 +362,11 @@ mod tests {
         };
         let with_residual = top_eigenpairs(&mut Diagonal(diagonal, 0, n + 1), &base).unwrap();
         assert!(with_residual[0].converged);
-        assert!((with_residual[0].value - 1.0).abs() < 5e-3, "{:?}", with_residual[0].value);
+        assert!(
+            (with_residual[0].value - 1.0).abs() < 5e-3,
+            "{:?}",
+            with_residual[0].value
+        );
         assert!(with_residual[0].residual <= base.residual_tolerance);
         // The change of the estimate alone stops far below the top.
         let change_only = PowerIterationConfig {

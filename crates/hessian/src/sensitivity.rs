@@ -140,8 +140,16 @@ impl SensitivityReport {
 
     /// The value axis of the charts: every mean ± std, and zero.
     fn chart_range(&self) -> (f64, f64) {
-        let lo = self.blocks.iter().map(|b| (b.mean - b.std).min(0.0)).fold(0.0, f64::min);
-        let hi = self.blocks.iter().map(|b| (b.mean + b.std).max(0.0)).fold(0.0, f64::max);
+        let lo = self
+            .blocks
+            .iter()
+            .map(|b| (b.mean - b.std).min(0.0))
+            .fold(0.0, f64::min);
+        let hi = self
+            .blocks
+            .iter()
+            .map(|b| (b.mean + b.std).max(0.0))
+            .fold(0.0, f64::max);
         (lo, hi)
     }
 
@@ -209,13 +217,19 @@ impl SensitivityReport {
             .iter()
             .map(|b| format!("{:.3e} ± {:.2e}", b.mean, b.std))
             .collect();
-        let text_w = |v: &[String]| v.iter().map(|t| Canvas::text_width(t, scale)).max().unwrap_or(0);
+        let text_w = |v: &[String]| {
+            v.iter()
+                .map(|t| Canvas::text_width(t, scale))
+                .max()
+                .unwrap_or(0)
+        };
         let left = text_w(&labels) + 16;
         let title = format!(
             "top hessian eigenvalue per block: mean ± std over {} batches",
             self.batches
         );
-        let width = (left + area + 16 + text_w(&values)).max(Canvas::text_width(&title, scale) + 16);
+        let width =
+            (left + area + 16 + text_w(&values)).max(Canvas::text_width(&title, scale) + 16);
         let height = top + row * self.blocks.len().max(1) + 40;
         let (lo, hi) = self.chart_range();
         let span = (hi - lo).max(f64::MIN_POSITIVE);
@@ -229,7 +243,11 @@ impl SensitivityReport {
                 continue;
             }
             c.fill_rect(x(v), top as i64 - 4, x(v), bottom, GRID);
-            let label = if v == 0.0 { "0".to_string() } else { format!("{v:.2e}") };
+            let label = if v == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{v:.2e}")
+            };
             let w = Canvas::text_width(&label, scale) as i64;
             c.text(x(v) - w / 2, bottom + 8, &label, scale, INK);
         }
@@ -252,7 +270,10 @@ impl SensitivityReport {
     pub fn write(&self, json_path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).expect("report serialises");
         student_arch::io::write_atomic(json_path, json.as_bytes())?;
-        student_arch::io::write_atomic(&json_path.with_extension("md"), self.to_markdown().as_bytes())?;
+        student_arch::io::write_atomic(
+            &json_path.with_extension("md"),
+            self.to_markdown().as_bytes(),
+        )?;
         student_arch::io::write_atomic(&json_path.with_extension("svg"), self.to_svg().as_bytes())?;
         student_arch::io::write_atomic(&json_path.with_extension("png"), &self.to_png())?;
         Ok(())
@@ -334,7 +355,9 @@ where
             result.top_eigenvalues.push(pairs[0].value);
             result.converged.push(pairs[0].converged);
             result.iterations.push(pairs[0].iterations);
-            result.eigenvalues.push(pairs.iter().map(|p| p.value).collect());
+            result
+                .eigenvalues
+                .push(pairs.iter().map(|p| p.value).collect());
             if config.trace_samples > 0 {
                 let t = hutchinson_trace(
                     &mut hvp,
@@ -395,7 +418,10 @@ mod tests {
             method: "test".into(),
             batches: 2,
             config: SensitivityConfig::default(),
-            blocks: vec![block("layer.0", &[40.0, 60.0]), block("layer.1", &[20.0, 30.0])],
+            blocks: vec![
+                block("layer.0", &[40.0, 60.0]),
+                block("layer.1", &[20.0, 30.0]),
+            ],
             gradient_passes: 0,
             seconds: 0.0,
         };
@@ -404,10 +430,15 @@ mod tests {
         // whisker).
         let bar_len = |i: usize| {
             let y = 48 + i * 26 + 6;
-            (0..image.width()).filter(|x| image.pixel(*x, y) == Some([70, 130, 180])).count() as f64
+            (0..image.width())
+                .filter(|x| image.pixel(*x, y) == Some([70, 130, 180]))
+                .count() as f64
         };
         let (a, b) = (bar_len(0), bar_len(1));
         assert!(a > 100.0, "first bar has {a} pixels");
-        assert!((b / a - 25.0 / 50.0).abs() < 0.02, "bars {a} and {b} pixels for means 50 and 25");
+        assert!(
+            (b / a - 25.0 / 50.0).abs() < 0.02,
+            "bars {a} and {b} pixels for means 50 and 25"
+        );
     }
 }

@@ -33,16 +33,27 @@ mod kd_like {
 }
 
 fn reference() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hessian_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hessian_reference.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn shape(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 /// A PyTorch Linear weight `[out, in]` as Burn's `[in, out]`.
@@ -64,7 +75,10 @@ fn linear(weights: &Value, name: &str, device: &Device) -> Linear {
     let b = floats(&weights[format!("{name}.bias")]["values"]);
     let mut l = LinearConfig::new(s[0], s[1]).init(device);
     l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w, [s[0], s[1]]), device));
-    l.bias = Some(Param::from_tensor(Tensor::from_data(TensorData::new(b, [s[1]]), device)));
+    l.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b, [s[1]]),
+        device,
+    )));
     l
 }
 
@@ -109,8 +123,14 @@ where
     F: Fn(&M) -> std::result::Result<Tensor<1>, String>,
 {
     let resolved = block.resolve(&parameters(model)).unwrap();
-    assert_eq!(resolved.dim() as u64, expected["dim"].as_u64().unwrap(), "{}", block.name);
-    let mut hvp = FiniteDifferenceHvp::new(model.clone(), resolved, loss, config().eps_rel).unwrap();
+    assert_eq!(
+        resolved.dim() as u64,
+        expected["dim"].as_u64().unwrap(),
+        "{}",
+        block.name
+    );
+    let mut hvp =
+        FiniteDifferenceHvp::new(model.clone(), resolved, loss, config().eps_rel).unwrap();
     let pair = &top_eigenpairs(&mut hvp, &config().power).unwrap()[0];
     let want = expected["top_eigenvalue"].as_f64().unwrap();
     let rel = (pair.value - want).abs() / want.abs();
@@ -118,7 +138,12 @@ where
         "{}: λ_max {:.6} (exact {want:.6}, rel {rel:.1e}, {} products, converged {})",
         block.name, pair.value, pair.iterations, pair.converged
     );
-    assert!(rel < 0.01, "{}: top eigenvalue {} against {want}", block.name, pair.value);
+    assert!(
+        rel < 0.01,
+        "{}: top eigenvalue {} against {want}",
+        block.name,
+        pair.value
+    );
     let trace = hutchinson_trace(&mut hvp, 200, 11).unwrap();
     let want = expected["trace"].as_f64().unwrap();
     println!(
@@ -145,19 +170,33 @@ fn mlp_blocks_match_the_exact_hessian() {
     };
     let s = shape(&r["input_shape"]);
     let x = Tensor::<2>::from_data(TensorData::new(floats(&r["inputs"]), [s[0], s[1]]), &device);
-    let labels: Vec<i64> = r["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let labels: Vec<i64> = r["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [s[0]]), &device);
     let loss = |m: &Mlp| -> std::result::Result<Tensor<1>, String> {
-        Ok(cross_entropy(m.l2.forward(m.l1.forward(x.clone()).tanh()), y.clone()))
+        Ok(cross_entropy(
+            m.l2.forward(m.l1.forward(x.clone()).tanh()),
+            y.clone(),
+        ))
     };
     let value = loss(&model).unwrap().into_scalar::<f32>() as f64;
-    assert!((value - r["loss"].as_f64().unwrap()).abs() < 1e-5, "the models differ: loss {value}");
+    assert!(
+        (value - r["loss"].as_f64().unwrap()).abs() < 1e-5,
+        "the models differ: loss {value}"
+    );
     for name in ["l1", "l2"] {
         let block = Block {
             name: name.into(),
             params: ["weight", "bias"]
                 .iter()
-                .map(|p| BlockParam { path: format!("{name}.{p}"), part: Part::Whole })
+                .map(|p| BlockParam {
+                    path: format!("{name}.{p}"),
+                    part: Part::Whole,
+                })
                 .collect(),
         };
         check_block(&model, &block, loss, &r["blocks"][name]);
@@ -185,7 +224,11 @@ fn tiny_bert(r: &Value, device: &Device) -> (TinyClassifier, BertInput, Tensor<1
         }
         tensors.insert(name.clone(), (shape(&t["shape"]), floats(&t["values"])));
     }
-    std::fs::write(dir.join("model.safetensors"), safetensors_bytes(&tensors).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors_bytes(&tensors).unwrap(),
+    )
+    .unwrap();
     let (encoder, _) = student_arch::load_pretrained(&PathBuf::from(&dir), device).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let model = TinyClassifier {
@@ -208,9 +251,18 @@ fn tiny_bert(r: &Value, device: &Device) -> (TinyClassifier, BertInput, Tensor<1
         })
         .collect();
     let input = BertInput::from_token_ids(&ids, 0, 30, device).unwrap();
-    let labels: Vec<i64> = r["labels"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let labels: Vec<i64> = r["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
     let n = labels.len();
-    (model, input, Tensor::from_data(TensorData::new(labels, [n]), device))
+    (
+        model,
+        input,
+        Tensor::from_data(TensorData::new(labels, [n]), device),
+    )
 }
 
 #[test]
@@ -219,10 +271,16 @@ fn tiny_bert_layer_matrix_head_and_classifier_blocks_match_the_exact_hessian() {
     let device = Device::flex().autodiff();
     let (model, input, y) = tiny_bert(r, &device);
     let loss = |m: &TinyClassifier| -> std::result::Result<Tensor<1>, String> {
-        Ok(cross_entropy(m.head.forward(m.pooled(input.clone())), y.clone()))
+        Ok(cross_entropy(
+            m.head.forward(m.pooled(input.clone())),
+            y.clone(),
+        ))
     };
     let value = loss(&model).unwrap().into_scalar::<f32>() as f64;
-    assert!((value - r["loss"].as_f64().unwrap()).abs() < 1e-5, "the models differ: loss {value}");
+    assert!(
+        (value - r["loss"].as_f64().unwrap()).abs() < 1e-5,
+        "the models differ: loss {value}"
+    );
     let params = parameters(&model);
     let mut blocks = Vec::new();
     for g in [Granularity::Layer, Granularity::Matrix, Granularity::Head] {
@@ -232,15 +290,26 @@ fn tiny_bert_layer_matrix_head_and_classifier_blocks_match_the_exact_hessian() {
         name: "classifier".into(),
         params: ["weight", "bias"]
             .iter()
-            .map(|p| BlockParam { path: format!("head.{p}"), part: Part::Whole })
+            .map(|p| BlockParam {
+                path: format!("head.{p}"),
+                part: Part::Whole,
+            })
             .collect(),
     });
     let names: Vec<&str> = blocks.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(
         names,
         [
-            "layer.0", "layer.0.query", "layer.0.key", "layer.0.value", "layer.0.attention_output",
-            "layer.0.ffn_in", "layer.0.ffn_out", "layer.0.head.0", "layer.0.head.1", "classifier"
+            "layer.0",
+            "layer.0.query",
+            "layer.0.key",
+            "layer.0.value",
+            "layer.0.attention_output",
+            "layer.0.ffn_in",
+            "layer.0.ffn_out",
+            "layer.0.head.0",
+            "layer.0.head.1",
+            "classifier"
         ]
     );
     for block in &blocks {
@@ -269,7 +338,10 @@ fn finite_differences_match_the_exact_classifier_product_elementwise() {
         name: "classifier".into(),
         params: ["weight", "bias"]
             .iter()
-            .map(|p| BlockParam { path: format!("head.{p}"), part: Part::Whole })
+            .map(|p| BlockParam {
+                path: format!("head.{p}"),
+                part: Part::Whole,
+            })
             .collect(),
     }
     .resolve(&parameters(&model))
@@ -278,7 +350,10 @@ fn finite_differences_match_the_exact_classifier_product_elementwise() {
     let (w, b) = current.split_at(d * 2);
     let mut exact = SoftmaxHeadHvp::new("classifier", features, w, b).unwrap();
     let loss = |m: &TinyClassifier| -> std::result::Result<Tensor<1>, String> {
-        Ok(cross_entropy(m.head.forward(m.pooled(input.clone())), y.clone()))
+        Ok(cross_entropy(
+            m.head.forward(m.pooled(input.clone())),
+            y.clone(),
+        ))
     };
     // The step's error budget: rounding dominates below the default, truncation above it.
     let mut errors = Vec::new();
@@ -288,7 +363,13 @@ fn finite_differences_match_the_exact_classifier_product_elementwise() {
         for seed in 0..3 {
             let v = hessian::power::random_vector(fd.dim(), seed);
             let (a, e) = (fd.hvp(&v).unwrap(), exact.hvp(&v).unwrap());
-            let err = a.iter().zip(&e).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm(&e);
+            let err = a
+                .iter()
+                .zip(&e)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                / norm(&e);
             worst = worst.max(err);
         }
         println!("eps_rel {eps_rel:.0e}: finite-difference HVP relative error on the classifier block {worst:.2e}");
@@ -297,13 +378,22 @@ fn finite_differences_match_the_exact_classifier_product_elementwise() {
     // The default suits large blocks (rounding hurts this 18-parameter one most); a larger step is far better.
     let default = SensitivityConfig::default().eps_rel;
     let at_default = errors.iter().find(|(e, _)| *e == default).unwrap().1;
-    assert!(at_default < 3e-3, "relative error {at_default} at the default eps_rel {default}");
+    assert!(
+        at_default < 3e-3,
+        "relative error {at_default} at the default eps_rel {default}"
+    );
     let best = errors.iter().map(|(_, e)| *e).fold(f64::INFINITY, f64::min);
     assert!(best < 1e-4, "best relative error {best}");
     // The exact product's top eigenvalue is the reference's too.
     let pair = &top_eigenpairs(&mut exact, &config().power).unwrap()[0];
-    let want = r["blocks"]["classifier"]["top_eigenvalue"].as_f64().unwrap();
-    assert!((pair.value - want).abs() / want < 1e-5, "{} against {want}", pair.value);
+    let want = r["blocks"]["classifier"]["top_eigenvalue"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (pair.value - want).abs() / want < 1e-5,
+        "{} against {want}",
+        pair.value
+    );
 }
 
 use hessian::hvp::norm;
@@ -315,11 +405,16 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     let (model, _, _) = tiny_bert(r, &device);
     let params = parameters(&model);
     let blocks = bert_blocks(&params, "encoder", 2, Granularity::Layer).unwrap();
-    let err = select(&blocks, &["layer.7".to_string()]).unwrap_err().to_string();
+    let err = select(&blocks, &["layer.7".to_string()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("layer.7") && err.contains("layer.0"), "{err}");
     let err = Block {
         name: "typo".into(),
-        params: vec![BlockParam { path: "encoder.layers.0.attention.qeury.weight".into(), part: Part::Whole }],
+        params: vec![BlockParam {
+            path: "encoder.layers.0.attention.qeury.weight".into(),
+            part: Part::Whole,
+        }],
     }
     .resolve(&params)
     .unwrap_err()
@@ -336,11 +431,19 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("4..12") && err.contains("8"), "{err}");
-    let err = bert_blocks(&params, "encoder", 3, Granularity::Head).unwrap_err().to_string();
+    let err = bert_blocks(&params, "encoder", 3, Granularity::Head)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3 heads"), "{err}");
-    let err = bert_blocks(&params, "decoder", 2, Granularity::Layer).unwrap_err().to_string();
+    let err = bert_blocks(&params, "decoder", 2, Granularity::Layer)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("decoder.layers"), "{err}");
-    assert!("row".parse::<Granularity>().unwrap_err().to_string().contains("layer, matrix or head"));
+    assert!("row"
+        .parse::<Granularity>()
+        .unwrap_err()
+        .to_string()
+        .contains("layer, matrix or head"));
 
     let block = blocks[0].resolve(&params).unwrap();
     // A loss that does not reach the block's parameters: no gradient, named.
@@ -359,7 +462,11 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     assert!(hvp.hvp(&v).unwrap_err().to_string().contains("not finite"));
     // Wrong length, zero start vector, bad settings; a model on a plain device.
     let mut hvp = FiniteDifferenceHvp::new(model.clone(), block.clone(), detached, 1e-4).unwrap();
-    assert!(hvp.hvp(&[1.0]).unwrap_err().to_string().contains("expected a vector of 600"));
+    assert!(hvp
+        .hvp(&[1.0])
+        .unwrap_err()
+        .to_string()
+        .contains("expected a vector of 600"));
     let err = power_iteration_from(&mut hvp, vec![0.0; 600], &[], &Default::default())
         .unwrap_err()
         .to_string();
@@ -371,9 +478,16 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     assert!(err.contains("autodiff"), "{err}");
     // No batches.
     let none: Vec<()> = vec![];
-    let err = sensitivity(&model, &none, &blocks, |m: &TinyClassifier, _: &()| detached(m), &config(), false)
-        .unwrap_err()
-        .to_string();
+    let err = sensitivity(
+        &model,
+        &none,
+        &blocks,
+        |m: &TinyClassifier, _: &()| detached(m),
+        &config(),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("batch"), "{err}");
 }
 
@@ -392,8 +506,13 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
         y.clone().slice([0..3]),
     );
     let batches = vec![(input, y), first3];
-    let loss = |m: &TinyClassifier, (x, y): &(BertInput, Tensor<1, Int>)| -> std::result::Result<Tensor<1>, String> {
-        Ok(cross_entropy(m.head.forward(m.pooled(x.clone())), y.clone()))
+    let loss = |m: &TinyClassifier,
+                (x, y): &(BertInput, Tensor<1, Int>)|
+     -> std::result::Result<Tensor<1>, String> {
+        Ok(cross_entropy(
+            m.head.forward(m.pooled(x.clone())),
+            y.clone(),
+        ))
     };
     let params = parameters(&model);
     let blocks = bert_blocks(&params, "encoder", 2, Granularity::Head).unwrap();
@@ -414,21 +533,39 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
     assert!(report.blocks[0].score >= report.blocks[1].score);
     // The first batch is the reference batch: its eigenvalues are the exact ones.
     for b in &report.blocks {
-        let want = r["blocks"][b.name.as_str()]["top_eigenvalue"].as_f64().unwrap();
-        assert!((b.top_eigenvalues[0] - want).abs() / want.abs() < 0.01, "{}: {} vs {want}", b.name, b.top_eigenvalues[0]);
+        let want = r["blocks"][b.name.as_str()]["top_eigenvalue"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (b.top_eigenvalues[0] - want).abs() / want.abs() < 0.01,
+            "{}: {} vs {want}",
+            b.name,
+            b.top_eigenvalues[0]
+        );
     }
     let md = report.to_markdown();
-    assert!(md.contains("| 1 | layer.0.head.") && md.contains("mean + std"), "{md}");
+    assert!(
+        md.contains("| 1 | layer.0.head.") && md.contains("mean + std"),
+        "{md}"
+    );
     let path = std::env::temp_dir().join(format!("hessian-report-{}.json", std::process::id()));
     report.write(&path).unwrap();
-    let back: SensitivityReport = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let back: SensitivityReport =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(back.ranking(), report.ranking());
     assert!(path.with_extension("md").exists());
     let svg = std::fs::read_to_string(path.with_extension("svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("fill=\"steelblue\"").count(), report.blocks.len());
+    assert_eq!(
+        svg.matches("fill=\"steelblue\"").count(),
+        report.blocks.len()
+    );
     for b in &report.blocks {
-        assert!(svg.contains(&format!(">{}</text>", b.name)), "{} has no label", b.name);
+        assert!(
+            svg.contains(&format!(">{}</text>", b.name)),
+            "{} has no label",
+            b.name
+        );
     }
     let png = std::fs::read(path.with_extension("png")).unwrap();
     assert_eq!(png, report.to_png());

@@ -49,6 +49,19 @@ impl LayerMap {
         )
     }
 
+    /// The uniform map for any sizes: student layer m ↔ teacher layer ⌊m·T/S⌋ (1-based), so the last student
+    /// layer learns from the last teacher layer. Equals [`LayerMap::uniform`] when S divides T; for 4 of 6 it
+    /// gives teacher layers 0, 2, 3, 5.
+    pub fn spread(num_student: usize, num_teacher: usize) -> Result<Self> {
+        check_sizes(num_student, num_teacher)?;
+        Self::explicit(
+            (0..num_student)
+                .map(|i| (i + 1) * num_teacher / num_student - 1)
+                .collect(),
+            num_teacher,
+        )
+    }
+
     /// DistilBERT's every other layer: student layer i ↔ teacher layer 2i.
     pub fn every_other(num_student: usize, num_teacher: usize) -> Result<Self> {
         check_sizes(num_student, num_teacher)?;
@@ -124,6 +137,17 @@ mod tests {
             vec![0, 2, 4]
         );
         assert_eq!(LayerMap::last_k(2, 6).unwrap().teacher_layers(), vec![4, 5]);
+        assert_eq!(
+            LayerMap::spread(4, 6).unwrap().teacher_layers(),
+            vec![0, 2, 3, 5]
+        );
+        for (s, t) in [(3, 6), (4, 12), (2, 6), (6, 6)] {
+            assert_eq!(
+                LayerMap::spread(s, t).unwrap(),
+                LayerMap::uniform(s, t).unwrap()
+            );
+        }
+        assert!(LayerMap::spread(7, 6).is_err());
         assert_eq!(
             LayerMap::explicit(vec![0, 2, 5], 6).unwrap().pairs,
             vec![(0, 0), (1, 2), (2, 5)]

@@ -12,8 +12,8 @@ use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::pooling::mean_pool;
-use student_arch::weights::{named_tensors, safetensors_bytes, to_f32, CONFIG_FILE, WEIGHTS_FILE};
 use student_arch::weights::load_weights_from_bytes;
+use student_arch::weights::{named_tensors, safetensors_bytes, to_f32, CONFIG_FILE, WEIGHTS_FILE};
 use student_arch::{BertConfig, BertInput, BertModel, BertOutput};
 
 use crate::error::{io_err, PipelineError, Result};
@@ -150,7 +150,11 @@ impl SequenceClassifier {
         } else {
             let weights_path = dir.join(WEIGHTS_FILE);
             let bytes = std::fs::read(&weights_path).map_err(io_err("reading", &weights_path))?;
-            (weights_path, bytes, BertConfig::from_file(&dir.join(CONFIG_FILE))?)
+            (
+                weights_path,
+                bytes,
+                BertConfig::from_file(&dir.join(CONFIG_FILE))?,
+            )
         };
         let (encoder, _) = load_weights_from_bytes(&config, &weights_path, &bytes, device)?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Checkpoint {

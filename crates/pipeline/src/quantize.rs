@@ -199,7 +199,11 @@ pub fn quantize(
                     format!("--bits {bits} sets every layer; a budget (--avg-bits, --budget-mb) needs --bits mixed"),
                 ));
             }
-            candidates.push((format!("uniform {bits}-bit"), base.clone(), vec![bits; layers]));
+            candidates.push((
+                format!("uniform {bits}-bit"),
+                base.clone(),
+                vec![bits; layers],
+            ));
         }
         None => {
             let path = options.sensitivity.as_ref().ok_or_else(|| {
@@ -220,7 +224,8 @@ pub fn quantize(
                     ))
                 }
             };
-            let costs = mixed::unit_costs(&units, &tensors, &config, &base, &options.bit_options, kind)?;
+            let costs =
+                mixed::unit_costs(&units, &tensors, &config, &base, &options.bit_options, kind)?;
             let budget = match kind {
                 CostKind::CodeBits => {
                     let params: f64 = units
@@ -248,14 +253,33 @@ pub fn quantize(
                 Allocator::Qbert => "hessian (Q-BERT rule)",
                 Allocator::Budgeted => "hessian (budgeted)",
             };
-            candidates.push((name.into(), mixed::plan_for(&units, &costs, &chosen, &base), bits(&chosen)));
+            candidates.push((
+                name.into(),
+                mixed::plan_for(&units, &costs, &chosen, &base),
+                bits(&chosen),
+            ));
             if options.compare {
-                add_baselines(&mut candidates, &units, &costs, &chosen, &base, budget, options.seed)?;
+                add_baselines(
+                    &mut candidates,
+                    &units,
+                    &costs,
+                    &chosen,
+                    &base,
+                    budget,
+                    options.seed,
+                )?;
             }
         }
     }
 
-    let fp32 = evaluate_saved(model_dir, &options.dataset, &options.columns, options.seed, cache, device)?;
+    let fp32 = evaluate_saved(
+        model_dir,
+        &options.dataset,
+        &options.columns,
+        options.seed,
+        cache,
+        device,
+    )?;
     let mut variants = vec![];
     let mut written = None;
     for (i, (name, plan, bits)) in candidates.iter().enumerate() {
@@ -263,10 +287,18 @@ pub fn quantize(
         let dir = if i == 0 {
             out.to_path_buf()
         } else {
-            out.join("baselines").join(name.split_whitespace().next().unwrap_or("variant"))
+            out.join("baselines")
+                .join(name.split_whitespace().next().unwrap_or("variant"))
         };
         let file_bytes = write_quantized(&q, model_dir, &dir)?;
-        let scored = evaluate_saved(&dir, &options.dataset, &options.columns, options.seed, cache, device)?;
+        let scored = evaluate_saved(
+            &dir,
+            &options.dataset,
+            &options.columns,
+            options.seed,
+            cache,
+            device,
+        )?;
         variants.push(Variant {
             name: name.clone(),
             bits: bits.clone(),
@@ -282,10 +314,20 @@ pub fn quantize(
     let q = written.expect("at least one candidate");
     let artifact = artifact_bytes(out);
     let input = artifact_bytes(model_dir);
-    let teacher_dir = options.teacher.clone().or_else(|| crate::fetch::teacher_dir_if_present());
-    let teacher_bytes = teacher_dir.as_deref().map(artifact_bytes).filter(|b| *b > 0);
-    let mut matrix_bits: Vec<(String, u32)> =
-        q.quantized.iter().filter(|(n, _)| n.starts_with("encoder.")).map(|(n, t)| (n.clone(), t.spec.bits)).collect();
+    let teacher_dir = options
+        .teacher
+        .clone()
+        .or_else(|| crate::fetch::teacher_dir_if_present());
+    let teacher_bytes = teacher_dir
+        .as_deref()
+        .map(artifact_bytes)
+        .filter(|b| *b > 0);
+    let mut matrix_bits: Vec<(String, u32)> = q
+        .quantized
+        .iter()
+        .filter(|(n, _)| n.starts_with("encoder."))
+        .map(|(n, t)| (n.clone(), t.spec.bits))
+        .collect();
     matrix_bits.sort_by_key(|(n, _)| layer_order(n));
     let report = QuantizeReport {
         model: model_dir.display().to_string(),
@@ -307,9 +349,14 @@ pub fn quantize(
     };
     write_atomic(
         &out.join("quant_report.json"),
-        serde_json::to_string_pretty(&report).expect("report serialises").as_bytes(),
+        serde_json::to_string_pretty(&report)
+            .expect("report serialises")
+            .as_bytes(),
     )?;
-    write_atomic(&out.join("quant_report.md"), report_markdown(&report).as_bytes())?;
+    write_atomic(
+        &out.join("quant_report.md"),
+        report_markdown(&report).as_bytes(),
+    )?;
     Ok(report)
 }
 
@@ -333,16 +380,37 @@ fn add_baselines(
 ) -> Result<()> {
     let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
     // Uniform: the largest single width that fits the budget.
-    if let Some(o) = (0..costs.bits.len()).rev().find(|o| costs.total(&vec![*o; units.len()]) <= budget * (1.0 + 1e-12)) {
+    if let Some(o) = (0..costs.bits.len())
+        .rev()
+        .find(|o| costs.total(&vec![*o; units.len()]) <= budget * (1.0 + 1e-12))
+    {
         let all = vec![o; units.len()];
-        candidates.push((format!("uniform {}-bit", costs.bits[o]), mixed::plan_for(units, costs, &all, base), bits(&all)));
+        candidates.push((
+            format!("uniform {}-bit", costs.bits[o]),
+            mixed::plan_for(units, costs, &all, base),
+            bits(&all),
+        ));
     }
     let random = mixed::shuffled(chosen, costs, seed);
-    candidates.push(("random order (same size)".into(), mixed::plan_for(units, costs, &random, base), bits(&random)));
+    candidates.push((
+        "random order (same size)".into(),
+        mixed::plan_for(units, costs, &random, base),
+        bits(&random),
+    ));
     // Reverse: the Q-BERT rule with the ranking turned upside down.
-    let reversed: Vec<Unit> = units.iter().map(|u| Unit { score: -u.score, ..u.clone() }).collect();
+    let reversed: Vec<Unit> = units
+        .iter()
+        .map(|u| Unit {
+            score: -u.score,
+            ..u.clone()
+        })
+        .collect();
     let reverse = mixed::qbert_rule(&reversed, costs, budget)?;
-    candidates.push(("reverse sensitivity".into(), mixed::plan_for(units, costs, &reverse, base), bits(&reverse)));
+    candidates.push((
+        "reverse sensitivity".into(),
+        mixed::plan_for(units, costs, &reverse, base),
+        bits(&reverse),
+    ));
     Ok(())
 }
 
@@ -354,20 +422,43 @@ pub fn report_markdown(r: &QuantizeReport) -> String {
         r.model, r.out, r.plan.granularity, r.plan.symmetric, r.plan.embedding_bits, r.plan.embedding_granularity
     );
     s += "| | bytes | MB |\n|---|---|---|\n";
-    s += &format!("| quantized weights file | {} | {:.2} |\n", r.file_bytes, mb(r.file_bytes));
-    s += &format!("| quantized artifact (weights, config, tokenizer, labels) | {} | {:.2} |\n", r.artifact_bytes, mb(r.artifact_bytes));
-    s += &format!("| fp32 input model (same files) | {} | {:.2} |\n", r.input_bytes, mb(r.input_bytes));
+    s += &format!(
+        "| quantized weights file | {} | {:.2} |\n",
+        r.file_bytes,
+        mb(r.file_bytes)
+    );
+    s += &format!(
+        "| quantized artifact (weights, config, tokenizer, labels) | {} | {:.2} |\n",
+        r.artifact_bytes,
+        mb(r.artifact_bytes)
+    );
+    s += &format!(
+        "| fp32 input model (same files) | {} | {:.2} |\n",
+        r.input_bytes,
+        mb(r.input_bytes)
+    );
     if let Some(t) = r.teacher_bytes {
         s += &format!("| fp32 teacher (same files) | {t} | {:.2} |\n", mb(t));
     }
-    s += &format!("\nCompression: {:.2}× against the fp32 input", r.compression_vs_input);
+    s += &format!(
+        "\nCompression: {:.2}× against the fp32 input",
+        r.compression_vs_input
+    );
     if let Some(c) = r.compression_vs_teacher {
         s += &format!(", {c:.2}× against the fp32 teacher");
     }
-    s += &format!(". Average bits over the encoder matrices: {:.3}.\n\n", r.avg_layer_bits);
+    s += &format!(
+        ". Average bits over the encoder matrices: {:.3}.\n\n",
+        r.avg_layer_bits
+    );
     s += &format!("## Accuracy on {} test examples\n\n", r.examples);
     s += "| model | bits per unit | avg bits | file MB | accuracy | Δ vs fp32 | macro-F1 |\n|---|---|---|---|---|---|---|\n";
-    s += &format!("| fp32 | 32 | 32 | {:.2} | {:.4} | | {:.4} |\n", mb(r.input_bytes), r.fp32_accuracy, r.fp32_macro_f1);
+    s += &format!(
+        "| fp32 | 32 | 32 | {:.2} | {:.4} | | {:.4} |\n",
+        mb(r.input_bytes),
+        r.fp32_accuracy,
+        r.fp32_macro_f1
+    );
     for v in &r.variants {
         s += &format!(
             "| {} | {:?} | {:.3} | {:.2} | {:.4} | {:+.2} pt | {:.4} |\n",

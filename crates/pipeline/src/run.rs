@@ -12,12 +12,18 @@ use kd_losses::{
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::weights::copy_tokenizer_files;
-use student_arch::{load_pretrained, model_size, BertTokenizer, LayerSelection, StudentSpec};
+use student_arch::{
+    load_pretrained, model_size, BertModel, BertTokenizer, LayerSelection, MlmHead, StudentSpec,
+};
 
+use crate::augment::AugmentConfig;
 use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
 use crate::data::{load_dataset, split, Columns, Dataset};
 use crate::error::{io_err, PipelineError, Result};
 use crate::eval::{evaluate, latency_ms, Scores};
+use crate::general::{
+    general_distill, general_student_dir, GeneralConfig, GeneralReport, NarrowStudent,
+};
 use crate::train::{run_stage, Encoded, StageConfig, StageContext, StageOutcome};
 
 /// The distillation method of the task stage.
@@ -28,6 +34,81 @@ pub enum Method {
     Tinybert,
     /// Hinton loss on the logits + hard-label cross-entropy + cosine on hidden states.
     Distilbert,
+}
+
+/// Which stages a run performs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// General distillation on a plain-text corpus only (writes `general/`).
+    General,
+    /// Task distillation only (fine-tune the teacher, distil, evaluate).
+    #[default]
+    Task,
+    /// General, then task distillation starting from the general student.
+    Both,
+}
+
+/// A loss term an ablation removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossTerm {
+    /// MLM cross-entropy (DistilBERT).
+    Mlm,
+    /// Hinton soft-target loss (DistilBERT).
+    Ce,
+    /// Cosine on hidden states (DistilBERT).
+    Cos,
+    /// Embedding MSE through W_e (TinyBERT).
+    Emb,
+    /// Attention MSE (TinyBERT).
+    Att,
+    /// Hidden-state MSE through W_h (TinyBERT).
+    Hidden,
+    /// Prediction-layer soft cross-entropy (TinyBERT); the prediction stage then learns from hard labels.
+    Pred,
+}
+
+impl LossTerm {
+    /// Parses a term name; `trm` (TinyBERT's transformer-layer loss) means attention and hidden.
+    pub fn parse(name: &str) -> Result<Vec<Self>> {
+        Ok(match name {
+            "mlm" => vec![Self::Mlm],
+            "ce" | "hinton" => vec![Self::Ce],
+            "cos" | "cosine" => vec![Self::Cos],
+            "emb" | "embedding" => vec![Self::Emb],
+            "att" | "attention" => vec![Self::Att],
+            "hidden" => vec![Self::Hidden],
+            "trm" | "transformer" => vec![Self::Att, Self::Hidden],
+            "pred" | "prediction" => vec![Self::Pred],
+            other => return Err(PipelineError::Config {
+                field: "drop_terms",
+                message: format!(
+                    "unknown loss term {other:?}; use mlm, ce, cos, emb, att, hidden, trm or pred"
+                ),
+            }),
+        })
+    }
+
+    /// `base` with the weights of the `drop`ped terms set to 0, seeded with `seed`.
+    pub fn apply(base: &LossMixConfig, drop: &[LossTerm], seed: u64) -> LossMixConfig {
+        let mut c = LossMixConfig {
+            seed,
+            ..base.clone()
+        };
+        for term in drop {
+            match term {
+                Self::Mlm => c.alpha_mlm = 0.0,
+                Self::Ce => c.alpha_ce = 0.0,
+                Self::Cos => c.alpha_cos = 0.0,
+                Self::Emb => c.alpha_emb = 0.0,
+                Self::Att => c.alpha_att = 0.0,
+                Self::Hidden => c.alpha_hidden = 0.0,
+                Self::Pred => c.alpha_pred = 0.0,
+            }
+        }
+        c
+    }
 }
 
 /// Everything a run needs. Saved as `config.json` in the output directory.
@@ -66,6 +147,19 @@ pub struct DistillConfig {
     pub prediction: StageConfig,
     /// Examples per batch for evaluation and latency.
     pub eval_batch_size: usize,
+    /// Which stages run. Default: task.
+    pub stage: Stage,
+    /// General distillation (with `stage` general or both).
+    pub general: GeneralConfig,
+    /// TinyBERT's data augmentation of the task's training split; `None`: off.
+    pub augment: Option<AugmentConfig>,
+    /// Loss terms removed (ablations). TinyBERT's apply to both stages; DistilBERT's to general distillation.
+    pub drop_terms: Vec<LossTerm>,
+    /// Task distillation of a randomly initialised narrow student (TinyBERT without general distillation);
+    /// ignored when the student comes from general distillation.
+    pub narrow_student: Option<NarrowStudent>,
+    /// Start task distillation from this student directory (e.g. an earlier run's `general/student`).
+    pub student_init: Option<PathBuf>,
 }
 
 impl Default for DistillConfig {
@@ -75,7 +169,8 @@ impl Default for DistillConfig {
 }
 
 impl DistillConfig {
-    /// A named recipe: `default` (about 17 minutes on a 2-core CPU) or `full` (all the data, more epochs).
+    /// A named recipe: `default` (about 17 minutes on a 2-core CPU), `full` (all the data, more epochs) or
+    /// `small` (for ablations: 1200 training examples, 3000 corpus passages).
     pub fn preset(name: &str) -> Result<Self> {
         let quick = Self {
             teacher: None,
@@ -108,6 +203,12 @@ impl DistillConfig {
                 ..Default::default()
             },
             eval_batch_size: 64,
+            stage: Stage::Task,
+            general: GeneralConfig::default(),
+            augment: None,
+            drop_terms: Vec::new(),
+            narrow_student: None,
+            student_init: None,
         };
         match name {
             "default" => Ok(quick),
@@ -129,9 +230,34 @@ impl DistillConfig {
                 },
                 ..quick
             }),
+            // For ablations (five whole runs each) on a 2-core CPU: fewer examples and shorter stages.
+            "small" => Ok(Self {
+                max_length: 40,
+                max_train_examples: Some(1200),
+                max_eval_examples: Some(500),
+                teacher_finetune: StageConfig {
+                    epochs: 2,
+                    ..quick.teacher_finetune.clone()
+                },
+                intermediate: StageConfig {
+                    epochs: 1,
+                    ..quick.intermediate.clone()
+                },
+                prediction: StageConfig {
+                    epochs: 2,
+                    ..quick.prediction.clone()
+                },
+                general: GeneralConfig {
+                    max_passages: Some(3000),
+                    mlm_head_passages: 2500,
+                    max_length: 48,
+                    ..GeneralConfig::default()
+                },
+                ..quick
+            }),
             other => Err(PipelineError::Config {
                 field: "preset",
-                message: format!("unknown preset {other:?}; use default or full"),
+                message: format!("unknown preset {other:?}; use default, full or small"),
             }),
         }
     }
@@ -190,6 +316,12 @@ impl DistillConfig {
         }
         self.teacher_finetune.validate("teacher_finetune")?;
         self.intermediate.validate("intermediate")?;
+        if self.stage != Stage::Task {
+            self.general.validate()?;
+        }
+        if let Some(a) = &self.augment {
+            a.validate()?;
+        }
         self.prediction.validate("prediction")
     }
 }
@@ -236,6 +368,10 @@ pub struct Report {
     pub stages: Vec<StageOutcome>,
     /// Wall seconds of the whole run in this process.
     pub seconds: f64,
+    /// General distillation, when the run did it.
+    pub general: Option<GeneralReport>,
+    /// Training examples after augmentation, when augmented.
+    pub augmented_train: Option<usize>,
 }
 
 /// Tokenises examples.
@@ -299,9 +435,68 @@ fn finetuned_or_new(
     ))
 }
 
+/// The texts of the dev and test splits, which general distillation keeps out of its corpus.
+fn held_out_texts(splits: &crate::data::Splits) -> Vec<String> {
+    splits
+        .dev
+        .iter()
+        .chain(&splits.test)
+        .map(|e| e.text.clone())
+        .collect()
+}
+
+/// The task's splits, as [`distill`] makes them.
+fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, crate::data::Splits)> {
+    let dataset: Dataset = load_dataset(&config.dataset, &config.columns, None, cache)?;
+    let mut splits = split(
+        &dataset.examples,
+        config.seed,
+        config.dev_fraction,
+        config.test_fraction,
+    )?;
+    if let Some(n) = config.max_train_examples {
+        splits.train.truncate(n);
+    }
+    if let Some(n) = config.max_eval_examples {
+        splits.dev.truncate(n);
+        splits.test.truncate(n);
+    }
+    Ok((dataset, splits))
+}
+
+/// The pre-trained teacher of general distillation with its MLM head (fitted on the corpus when it has none).
+pub fn mlm_teacher(
+    config: &DistillConfig,
+    held_out_texts: &[String],
+    options: &RunOptions,
+) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+    crate::general::mlm_teacher(config, held_out_texts, options)
+}
+
+/// General distillation alone (`--stage general`): the task's dev and test texts are kept out of the corpus.
+pub fn general_only(config: &DistillConfig, options: &RunOptions) -> Result<GeneralReport> {
+    config.validate()?;
+    std::fs::create_dir_all(&options.out_dir).map_err(io_err("creating", &options.out_dir))?;
+    write_atomic(
+        &options.out_dir.join("config.json"),
+        serde_json::to_string_pretty(config)
+            .expect("config serialises")
+            .as_bytes(),
+    )?;
+    let (_, splits) = task_splits(config, &options.cache)?;
+    Ok(general_distill(config, &held_out_texts(&splits), options)?.0)
+}
+
 /// Runs the whole recipe and writes the output directory.
 pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
     config.validate()?;
+    if config.stage == Stage::General {
+        return Err(PipelineError::Config {
+            field: "stage",
+            message: "general distillation alone writes no task report; call run::general_only"
+                .into(),
+        });
+    }
     let started = Instant::now();
     let out = &options.out_dir;
     std::fs::create_dir_all(out).map_err(io_err("creating", out))?;
@@ -316,24 +511,53 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, &options.cache)?,
     };
     let tokenizer = BertTokenizer::from_dir(&teacher_dir)?;
-    let dataset: Dataset = load_dataset(&config.dataset, &config.columns, None, &options.cache)?;
-    let mut splits = split(
-        &dataset.examples,
-        config.seed,
-        config.dev_fraction,
-        config.test_fraction,
-    )?;
-    if let Some(n) = config.max_train_examples {
-        splits.train.truncate(n);
-    }
-    if let Some(n) = config.max_eval_examples {
-        splits.dev.truncate(n);
-        splits.test.truncate(n);
-    }
+    let (dataset, splits) = task_splits(config, &options.cache)?;
     let train = encode(&tokenizer, &splits.train, config.max_length)?;
     let dev = encode(&tokenizer, &splits.dev, config.max_length)?;
     let test = encode(&tokenizer, &splits.test, config.max_length)?;
     let plain = options.device.clone();
+    let held_out_texts = held_out_texts(&splits);
+
+    // 0. General distillation, and the augmented training set.
+    let (general_report, mut mlm) = if config.stage == Stage::Both {
+        let (report, teacher, head) = general_distill(config, &held_out_texts, options)?;
+        (Some(report), Some((teacher, head)))
+    } else {
+        (None, None)
+    };
+    let student_train = match &config.augment {
+        None => None,
+        Some(augment_config) => {
+            let path = out.join("augmented.jsonl");
+            let examples = if options.resume && path.exists() {
+                crate::augment::load(&path)?
+            } else {
+                let (teacher, head) = match mlm.take() {
+                    Some(pair) => pair,
+                    None => {
+                        let (t, h, _) = mlm_teacher(config, &held_out_texts, options)?;
+                        (t, h)
+                    }
+                };
+                let examples = crate::augment::augment(
+                    &splits.train,
+                    &tokenizer,
+                    &teacher,
+                    &head,
+                    augment_config,
+                    config.max_length,
+                    config.seed,
+                    &plain,
+                )?;
+                crate::augment::save(&path, &examples)?;
+                examples
+            };
+            Some(encode(&tokenizer, &examples, config.max_length)?)
+        }
+    };
+    drop(mlm);
+    let augmented_train = student_train.as_ref().map(Vec::len);
+    let student_train = student_train.unwrap_or_else(|| train.clone());
     let ad = plain.clone().autodiff();
     let labels = dataset.label_names.clone();
     let meta = ClassifierMeta {
@@ -406,18 +630,30 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         seed: config.seed,
         ..Default::default()
     };
-    let student_encoder = spec.build(&teacher.encoder, &ad)?;
+    let init_dir = config
+        .student_init
+        .clone()
+        .or_else(|| (config.stage == Stage::Both).then(|| general_student_dir(out)));
+    let student_encoder = match (&init_dir, &config.narrow_student) {
+        (Some(dir), _) => load_pretrained(dir, &plain)?.0,
+        (None, Some(narrow)) => narrow.spec(config.seed).build(&teacher.encoder, &plain)?,
+        (None, None) => spec.build(&teacher.encoder, &plain)?,
+    };
+    let head = if student_encoder.config.hidden_size == teacher.encoder.config.hidden_size {
+        teacher.head.clone()
+    } else {
+        SequenceClassifier::new(student_encoder.clone(), labels.len(), config.seed, &plain).head
+    };
     let mut student = SequenceClassifier {
         encoder: student_encoder,
-        head: teacher.head.clone(),
+        head,
     }
     .fork(&ad)
     .train();
     let vocab = student.encoder.config.vocab_size;
     let n_student = student.encoder.num_layers();
     let n_teacher = teacher.encoder.num_layers();
-    let map = LayerMap::uniform(n_student, n_teacher)
-        .or_else(|_| LayerMap::last_k(n_student, n_teacher))?;
+    let map = LayerMap::spread(n_student, n_teacher)?;
     let hidden = (
         student.encoder.config.hidden_size,
         teacher.encoder.config.hidden_size,
@@ -440,21 +676,29 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
 
     // 3./4. Task distillation.
     let phases: Vec<(&str, LossMixConfig, &StageConfig)> = match config.method {
-        Method::Tinybert => vec![
-            (
-                "tinybert-intermediate",
-                LossMixConfig::tinybert_intermediate(),
-                &config.intermediate,
-            ),
-            (
-                "tinybert-prediction",
-                LossMixConfig {
+        Method::Tinybert => {
+            let drop = &config.drop_terms;
+            let intermediate =
+                LossTerm::apply(&LossMixConfig::tinybert_intermediate(), drop, config.seed);
+            let mut prediction = LossTerm::apply(
+                &LossMixConfig {
                     temperature: config.temperature,
                     ..LossMixConfig::tinybert_prediction()
                 },
-                &config.prediction,
-            ),
-        ],
+                drop,
+                config.seed,
+            );
+            if prediction.alpha_pred == 0.0 {
+                // Without prediction-layer distillation the classifier still has to learn: hard labels.
+                prediction.alpha_label = 1.0;
+            }
+            let mut phases = Vec::new();
+            if intermediate.validate().is_ok() {
+                phases.push(("tinybert-intermediate", intermediate, &config.intermediate));
+            }
+            phases.push(("tinybert-prediction", prediction, &config.prediction));
+            phases
+        }
         Method::Distilbert => vec![(
             "distilbert-task",
             LossMixConfig {
@@ -474,7 +718,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         let (trained, outcome) = run_stage(
             &ctx(name, vocab),
             pair,
-            &train,
+            &student_train,
             stage_config,
             |m, input, y| {
                 let t_out = teacher_forward(&input)?;
@@ -541,6 +785,8 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         student: student_report,
         stages,
         seconds: started.elapsed().as_secs_f64(),
+        general: general_report,
+        augmented_train,
     };
     write_atomic(
         &out.join("report.json"),
@@ -633,11 +879,17 @@ learning_rate = 1e-4
         assert_eq!(a.method, Method::Distilbert);
         assert_eq!(a.student_layers, Some(vec![1, 3, 5]));
         assert_eq!(a.columns.text, "body");
-        assert_eq!(a.columns.label, "label", "a missing column keeps its default");
+        assert_eq!(
+            a.columns.label, "label",
+            "a missing column keeps its default"
+        );
         assert_eq!(a.prediction.epochs, 7);
         assert_eq!(a.prediction.batch_size, StageConfig::default().batch_size);
         let default = DistillConfig::default();
-        assert_eq!(a.seed, default.seed, "fields not given keep the preset's values");
+        assert_eq!(
+            a.seed, default.seed,
+            "fields not given keep the preset's values"
+        );
         assert_eq!(a.teacher_finetune, default.teacher_finetune);
     }
 
@@ -654,7 +906,10 @@ learning_rate = 1e-4
         let err = DistillConfig::from_json("{\"max_lenght\": 3}", Path::new("run.json"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("run.json line 1") && err.contains("max_lenght"), "{err}");
+        assert!(
+            err.contains("run.json line 1") && err.contains("max_lenght"),
+            "{err}"
+        );
         let err = DistillConfig::from_file(Path::new("/nonexistent/run.yaml"))
             .unwrap_err()
             .to_string();
@@ -663,6 +918,10 @@ learning_rate = 1e-4
             max_length: 4,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("max_length"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_length"));
     }
 }

@@ -84,9 +84,20 @@ pub fn measure(
     // Evaluation mode with gradients: the encoder has no dropout, so `train()` only turns gradients on.
     let model = model.train();
     let tokenizer = BertTokenizer::from_dir(model_dir)?;
-    let data = load_dataset(&options.dataset, &options.columns, Some(&meta.labels), cache)?;
+    let data = load_dataset(
+        &options.dataset,
+        &options.columns,
+        Some(&meta.labels),
+        cache,
+    )?;
     let defaults = crate::run::DistillConfig::default();
-    let mut train = split(&data.examples, options.seed, defaults.dev_fraction, defaults.test_fraction)?.train;
+    let mut train = split(
+        &data.examples,
+        options.seed,
+        defaults.dev_fraction,
+        defaults.test_fraction,
+    )?
+    .train;
     shuffle(&mut train, options.seed ^ 0x5E45);
     let wanted = options.batches * options.batch_size;
     if train.len() < wanted {
@@ -139,7 +150,9 @@ pub fn measure(
         .collect();
     write_atomic(
         &batches_path(out),
-        serde_json::to_string(&saved).expect("batches serialise").as_bytes(),
+        serde_json::to_string(&saved)
+            .expect("batches serialise")
+            .as_bytes(),
     )?;
     Ok(report)
 }

@@ -361,7 +361,11 @@ where
         }
         let epoch = state.step / steps_per_epoch;
         let in_epoch = state.step % steps_per_epoch;
-        let batches = epoch_batches(train, config.batch_size, ctx.seed.wrapping_add(epoch as u64 * 7919));
+        let batches = epoch_batches(
+            train,
+            config.batch_size,
+            ctx.seed.wrapping_add(epoch as u64 * 7919),
+        );
         let batch: Vec<&Encoded> = batches[in_epoch].iter().map(|&i| &train[i]).collect();
         tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
         let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
@@ -459,14 +463,21 @@ mod tests {
         let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
-        assert_eq!(batches, epoch_batches(&examples, 32, 5), "same seed, same batches");
+        assert_eq!(
+            batches,
+            epoch_batches(&examples, 32, 5),
+            "same seed, same batches"
+        );
         assert_ne!(batches, epoch_batches(&examples, 32, 6));
         let padded: usize = batches
             .iter()
             .map(|b| b.len() * b.iter().map(|&i| examples[i].ids.len()).max().unwrap())
             .sum();
         let real: usize = examples.iter().map(|e| e.ids.len()).sum();
-        assert!((padded as f64) < 1.1 * real as f64, "{padded} padded tokens for {real}");
+        assert!(
+            (padded as f64) < 1.1 * real as f64,
+            "{padded} padded tokens for {real}"
+        );
     }
 
     #[test]

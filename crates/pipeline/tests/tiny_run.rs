@@ -166,50 +166,124 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     };
     let q_out = dir.join("quantized");
     let device = burn::tensor::Device::flex();
-    let q = quantize(&out.join("student"), &q_options, &q_out, &dir.join("cache"), &device).unwrap();
+    let q = quantize(
+        &out.join("student"),
+        &q_options,
+        &q_out,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
     assert!(q.avg_layer_bits <= 4.0 + 1e-9, "{}", q.avg_layer_bits);
     let names: Vec<&str> = q.variants.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["hessian (Q-BERT rule)", "uniform 4-bit", "random order (same size)", "reverse sensitivity"]);
-    assert!(q.variants.iter().all(|v| (0.0..=1.0).contains(&v.accuracy) && v.avg_layer_bits <= 4.0 + 1e-9));
-    assert!(q.artifact_bytes * 5 < q.input_bytes, "{} vs {}", q.artifact_bytes, q.input_bytes);
-    for f in [quant::QUANT_FILE, "config.json", "classifier.json", "tokenizer.json", "quant_report.md", "quant_report.json"] {
+    assert_eq!(
+        names,
+        [
+            "hessian (Q-BERT rule)",
+            "uniform 4-bit",
+            "random order (same size)",
+            "reverse sensitivity"
+        ]
+    );
+    assert!(q
+        .variants
+        .iter()
+        .all(|v| (0.0..=1.0).contains(&v.accuracy) && v.avg_layer_bits <= 4.0 + 1e-9));
+    assert!(
+        q.artifact_bytes * 5 < q.input_bytes,
+        "{} vs {}",
+        q.artifact_bytes,
+        q.input_bytes
+    );
+    for f in [
+        quant::QUANT_FILE,
+        "config.json",
+        "classifier.json",
+        "tokenizer.json",
+        "quant_report.md",
+        "quant_report.json",
+    ] {
         assert!(q_out.join(f).exists(), "{f}");
     }
     assert!(!q_out.join("model.safetensors").exists());
     // `cargo xtask eval` reads the quantized directory, and gets the reported accuracy.
-    let again = pipeline::eval::evaluate_saved(&q_out, &config.dataset, &config.columns, 42, &dir.join("cache"), &device)
-        .unwrap();
+    let again = pipeline::eval::evaluate_saved(
+        &q_out,
+        &config.dataset,
+        &config.columns,
+        42,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
     assert_eq!(again.accuracy, q.variants[0].accuracy);
     // The quantized-kernel encoder runs the written file.
     let file = quant::QuantizedModel::read(&q_out.join(quant::QUANT_FILE)).unwrap();
     let encoder = quant::encoder::QuantEncoder::new(&file).unwrap();
-    assert_eq!(encoder.mean_pooled(&[vec![101, 2023, 102]]).unwrap()[0].len(), file.config.hidden_size);
+    assert_eq!(
+        encoder.mean_pooled(&[vec![101, 2023, 102]]).unwrap()[0].len(),
+        file.config.hidden_size
+    );
     // A budget in MB: the file stays within it.
     let budget_mb = q.file_bytes as f64 / 1e6;
     let by_size = quantize(
         &out.join("student"),
-        &QuantizeOptions { avg_bits: None, budget_mb: Some(budget_mb), compare: false, ..q_options.clone() },
+        &QuantizeOptions {
+            avg_bits: None,
+            budget_mb: Some(budget_mb),
+            compare: false,
+            ..q_options.clone()
+        },
         &dir.join("quantized-mb"),
         &dir.join("cache"),
         &device,
     )
     .unwrap();
-    assert!(by_size.file_bytes as f64 <= budget_mb * 1e6, "{} > {budget_mb} MB", by_size.file_bytes);
+    assert!(
+        by_size.file_bytes as f64 <= budget_mb * 1e6,
+        "{} > {budget_mb} MB",
+        by_size.file_bytes
+    );
     assert_eq!(by_size.variants.len(), 1);
     // Bad input: mixed without a report, a budget below the smallest size, a corrupt file.
-    let err = quantize(&out.join("student"), &QuantizeOptions { sensitivity: None, ..q_options.clone() }, &q_out, &dir.join("cache"), &device)
-        .unwrap_err()
-        .to_string();
+    let err = quantize(
+        &out.join("student"),
+        &QuantizeOptions {
+            sensitivity: None,
+            ..q_options.clone()
+        },
+        &q_out,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("--sensitivity"), "{err}");
-    let err = quantize(&out.join("student"), &QuantizeOptions { avg_bits: Some(1.0), ..q_options.clone() }, &q_out, &dir.join("cache"), &device)
-        .unwrap_err()
-        .to_string();
+    let err = quantize(
+        &out.join("student"),
+        &QuantizeOptions {
+            avg_bits: Some(1.0),
+            ..q_options.clone()
+        },
+        &q_out,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("below the smallest possible size"), "{err}");
     let bytes = std::fs::read(q_out.join(quant::QUANT_FILE)).unwrap();
     std::fs::write(q_out.join(quant::QUANT_FILE), &bytes[..bytes.len() / 2]).unwrap();
-    let err = pipeline::eval::evaluate_saved(&q_out, &config.dataset, &config.columns, 42, &dir.join("cache"), &device)
-        .unwrap_err()
-        .to_string();
+    let err = pipeline::eval::evaluate_saved(
+        &q_out,
+        &config.dataset,
+        &config.columns,
+        42,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("not a valid quantized model"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -46,12 +46,22 @@ impl Linear {
         match self {
             Self::Q8(l) => l.forward(x, n),
             Self::Q4(l) => l.forward(x, n),
-            Self::F32 { weight, bias, rows, cols } => {
+            Self::F32 {
+                weight,
+                bias,
+                rows,
+                cols,
+            } => {
                 let mut y = vec![0.0; n * rows];
                 y.par_chunks_mut(*rows).enumerate().for_each(|(i, out)| {
                     let xi = &x[i * cols..(i + 1) * cols];
                     for (r, o) in out.iter_mut().enumerate() {
-                        *o = weight[r * cols..(r + 1) * cols].iter().zip(xi).map(|(a, b)| a * b).sum::<f32>() + bias[r];
+                        *o = weight[r * cols..(r + 1) * cols]
+                            .iter()
+                            .zip(xi)
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            + bias[r];
                     }
                 });
                 Ok(y)
@@ -115,7 +125,8 @@ pub struct QuantEncoder {
 fn erf(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() as f64);
     let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
             * t
             * (-(x as f64) * x as f64).exp();
     (y as f32).copysign(x)
@@ -126,7 +137,10 @@ fn activate(act: HiddenAct, x: &mut [f32]) {
         *v = match act {
             HiddenAct::Gelu => 0.5 * *v * (1.0 + erf(*v / std::f32::consts::SQRT_2)),
             HiddenAct::GeluTanh => {
-                0.5 * *v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044715 * v.powi(3))).tanh())
+                0.5 * *v
+                    * (1.0
+                        + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044715 * v.powi(3)))
+                            .tanh())
             }
             HiddenAct::Relu => v.max(0.0),
         };
@@ -149,7 +163,10 @@ impl QuantEncoder {
                 Some((_, v)) if v.len() == len => Ok(v),
                 Some((shape, v)) => Err(QuantError::Shape {
                     op: "QuantEncoder::new",
-                    message: format!("`{name}` has shape {shape:?} ({} values), expected {len}", v.len()),
+                    message: format!(
+                        "`{name}` has shape {shape:?} ({} values), expected {len}",
+                        v.len()
+                    ),
                 }),
                 None => Err(QuantError::Shape {
                     op: "QuantEncoder::new",
@@ -215,7 +232,10 @@ impl QuantEncoder {
         Ok(Self {
             activation: config.activation()?,
             word: take("embeddings.word_embeddings.weight", config.vocab_size * h)?,
-            position: take("embeddings.position_embeddings.weight", config.max_position_embeddings * h)?,
+            position: take(
+                "embeddings.position_embeddings.weight",
+                config.max_position_embeddings * h,
+            )?,
             token_type,
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
@@ -263,12 +283,22 @@ impl QuantEncoder {
             if let Some(t) = seq.iter().find(|t| **t as usize >= self.config.vocab_size) {
                 return Err(QuantError::Shape {
                     op: "QuantEncoder::forward",
-                    message: format!("token id {t} in sequence {b} is outside the vocabulary of {}", self.config.vocab_size),
+                    message: format!(
+                        "token id {t} in sequence {b} is outside the vocabulary of {}",
+                        self.config.vocab_size
+                    ),
                 });
             }
         }
         // All tokens of the batch as one [n, h] matrix, so each linear layer is one kernel call.
-        let offsets: Vec<usize> = ids.iter().scan(0, |s, seq| { let o = *s; *s += seq.len(); Some(o) }).collect();
+        let offsets: Vec<usize> = ids
+            .iter()
+            .scan(0, |s, seq| {
+                let o = *s;
+                *s += seq.len();
+                Some(o)
+            })
+            .collect();
         let n: usize = ids.iter().map(|s| s.len()).sum();
         let mut x = vec![0.0f32; n * h];
         for (b, seq) in ids.iter().enumerate() {
@@ -289,7 +319,9 @@ impl QuantEncoder {
             let v = layer.value.forward(&x, n)?;
             let mut context = vec![0.0f32; n * h];
             // Each (sequence, head) pair is independent.
-            let jobs: Vec<(usize, usize)> = (0..ids.len()).flat_map(|b| (0..heads).map(move |hd| (b, hd))).collect();
+            let jobs: Vec<(usize, usize)> = (0..ids.len())
+                .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
+                .collect();
             let parts: Vec<(usize, usize, Vec<f32>)> = jobs
                 .par_iter()
                 .map(|&(b, hd)| {
@@ -358,7 +390,9 @@ impl QuantEncoder {
             .into_iter()
             .map(|states| {
                 let n = states.len() / h;
-                (0..h).map(|j| (0..n).map(|t| states[t * h + j]).sum::<f32>() / n as f32).collect()
+                (0..h)
+                    .map(|j| (0..n).map(|t| states[t * h + j]).sum::<f32>() / n as f32)
+                    .collect()
             })
             .collect())
     }

@@ -65,9 +65,19 @@ pub fn fake_quantize_weight(
 pub fn fake_quantize_activations<const D: usize>(x: Tensor<D>, bits: u32) -> Tensor<D> {
     let qmax = ((1u32 << (bits - 1)) - 1) as f32;
     let detached = x.clone().detach();
-    let amax = detached.clone().abs().max().into_scalar::<f32>().max(f32::MIN_POSITIVE);
+    let amax = detached
+        .clone()
+        .abs()
+        .max()
+        .into_scalar::<f32>()
+        .max(f32::MIN_POSITIVE);
     let scale = amax / qmax;
-    let q = detached.clone().div_scalar(scale).round().clamp(-qmax, qmax).mul_scalar(scale);
+    let q = detached
+        .clone()
+        .div_scalar(scale)
+        .round()
+        .clamp(-qmax, qmax)
+        .mul_scalar(scale);
     x + (q - detached).detach()
 }
 
@@ -91,13 +101,42 @@ pub fn fake_quantize_model(model: &BertModel, plan: &QuantPlan) -> Result<BertMo
     for (l, layer) in out.layers.iter_mut().enumerate() {
         let p = format!("encoder.layer.{l}");
         let a = &mut layer.attention;
-        a.query = fake_linear(&a.query, &format!("{p}.attention.self.query.weight"), plan, model)?;
-        a.key = fake_linear(&a.key, &format!("{p}.attention.self.key.weight"), plan, model)?;
-        a.value = fake_linear(&a.value, &format!("{p}.attention.self.value.weight"), plan, model)?;
-        a.output = fake_linear(&a.output, &format!("{p}.attention.output.dense.weight"), plan, model)?;
-        layer.intermediate =
-            fake_linear(&layer.intermediate, &format!("{p}.intermediate.dense.weight"), plan, model)?;
-        layer.output = fake_linear(&layer.output, &format!("{p}.output.dense.weight"), plan, model)?;
+        a.query = fake_linear(
+            &a.query,
+            &format!("{p}.attention.self.query.weight"),
+            plan,
+            model,
+        )?;
+        a.key = fake_linear(
+            &a.key,
+            &format!("{p}.attention.self.key.weight"),
+            plan,
+            model,
+        )?;
+        a.value = fake_linear(
+            &a.value,
+            &format!("{p}.attention.self.value.weight"),
+            plan,
+            model,
+        )?;
+        a.output = fake_linear(
+            &a.output,
+            &format!("{p}.attention.output.dense.weight"),
+            plan,
+            model,
+        )?;
+        layer.intermediate = fake_linear(
+            &layer.intermediate,
+            &format!("{p}.intermediate.dense.weight"),
+            plan,
+            model,
+        )?;
+        layer.output = fake_linear(
+            &layer.output,
+            &format!("{p}.output.dense.weight"),
+            plan,
+            model,
+        )?;
     }
     Ok(out)
 }
@@ -111,8 +150,11 @@ mod tests {
     #[test]
     fn forward_is_quantized_and_gradient_is_straight_through() {
         let device = Device::flex().autodiff();
-        let values: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 32.0) / 50.0).collect();
-        let w = Tensor::<2>::from_data(TensorData::new(values.clone(), [8, 8]), &device).require_grad();
+        let values: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 32.0) / 50.0)
+            .collect();
+        let w =
+            Tensor::<2>::from_data(TensorData::new(values.clone(), [8, 8]), &device).require_grad();
         let spec = QuantSpec::symmetric(2, Granularity::Channel);
         let fq = fake_quantize_weight("w", w.clone(), spec, None).unwrap();
         // Forward: the dequantized values of the transposed (Hugging Face) matrix.
@@ -122,7 +164,9 @@ mod tests {
                 hf[o * 8 + i] = values[i * 8 + o];
             }
         }
-        let deq = QuantizedTensor::quantize("w", &hf, [8, 8], spec, None).unwrap().dequantize();
+        let deq = QuantizedTensor::quantize("w", &hf, [8, 8], spec, None)
+            .unwrap()
+            .dequantize();
         let got = fq.clone().into_data().try_to_vec::<f32>().unwrap();
         for i in 0..8 {
             for o in 0..8 {
@@ -133,7 +177,12 @@ mod tests {
         let c: Vec<f32> = (0..64).map(|i| i as f32 * 0.1 - 3.0).collect();
         let ct = Tensor::<2>::from_data(TensorData::new(c.clone(), [8, 8]), &device);
         let grads = (fq * ct).sum().backward();
-        let g = w.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = w
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         for (a, b) in g.iter().zip(&c) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
@@ -148,12 +197,22 @@ mod tests {
         let fake = fake_quantize_model(&model, &QuantPlan::uniform(1, 2)).unwrap();
         // Forward values are quantized: 2-bit symmetric weights take at most 3 values per group. Burn's layout
         // is [in, out]; the first 32 outputs of input 0 are in head 0's group.
-        let w = fake.layers[0].attention.query.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let w = fake.layers[0]
+            .attention
+            .query
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let mut distinct: Vec<f32> = w[..32].to_vec();
         distinct.sort_by(f32::total_cmp);
         distinct.dedup();
         assert!(distinct.len() <= 3, "{distinct:?}");
-        assert_eq!(fake.layers[0].attention.query.weight.id, model.layers[0].attention.query.weight.id);
+        assert_eq!(
+            fake.layers[0].attention.query.weight.id,
+            model.layers[0].attention.query.weight.id
+        );
         let ids = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
             TensorData::new(vec![1i64, 2, 3], [1, 3]),
             &device,
@@ -165,13 +224,19 @@ mod tests {
         });
         let grads = out.last_hidden_state().powi_scalar(2).sum().backward();
         let params = GradientsParams::from_grads(grads, &model);
-        assert!(params.get::<2>(model.layers[0].attention.query.weight.id).is_some());
+        assert!(params
+            .get::<2>(model.layers[0].attention.query.weight.id)
+            .is_some());
     }
 
     #[test]
     fn activations_round_to_eight_bits_with_identity_gradient() {
         let device = Device::flex().autodiff();
-        let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, -0.5, 0.004, 0.3], [4]), &device).require_grad();
+        let x = Tensor::<1>::from_data(
+            TensorData::new(vec![1.0f32, -0.5, 0.004, 0.3], [4]),
+            &device,
+        )
+        .require_grad();
         let y = fake_quantize_activations(x.clone(), 8);
         let got = y.clone().into_data().try_to_vec::<f32>().unwrap();
         // scale = 1/127: 0.004 → round(0.508) = 1 → 1/127; 0.3 → round(38.1) = 38 → 38/127.
@@ -179,7 +244,12 @@ mod tests {
         for (a, b) in got.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{got:?}");
         }
-        let g = x.grad(&y.sum().backward()).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = x
+            .grad(&y.sum().backward())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(g, vec![1.0; 4]);
     }
 }

@@ -76,9 +76,9 @@ impl std::str::FromStr for Granularity {
             "channel" => Ok(Self::Channel),
             "head" => Ok(Self::Head),
             _ => {
-                let k = s
-                    .strip_prefix("block:")
-                    .ok_or_else(|| bad("expected tensor, channel, head or block:K (K = 32, 64 or 128)"))?;
+                let k = s.strip_prefix("block:").ok_or_else(|| {
+                    bad("expected tensor, channel, head or block:K (K = 32, 64 or 128)")
+                })?;
                 match k.parse::<usize>() {
                     Ok(k @ (32 | 64 | 128)) => Ok(Self::Block(k)),
                     _ => Err(bad("the block size K must be 32, 64 or 128")),
@@ -146,7 +146,9 @@ impl QuantSpec {
             if by == 0 || n % by != 0 {
                 Err(QuantError::Shape {
                     op: "group_shape",
-                    message: format!("{what}: {n} is not divisible by {by} ([{rows}, {cols}] matrix, {self:?})"),
+                    message: format!(
+                        "{what}: {n} is not divisible by {by} ([{rows}, {cols}] matrix, {self:?})"
+                    ),
                 })
             } else {
                 Ok(n / by)
@@ -243,7 +245,11 @@ impl QuantizedTensor {
         if values.len() != rows * cols {
             return Err(QuantError::Shape {
                 op: "quantize",
-                message: format!("`{name}` has {} values, shape [{rows}, {cols}] needs {}", values.len(), rows * cols),
+                message: format!(
+                    "`{name}` has {} values, shape [{rows}, {cols}] needs {}",
+                    values.len(),
+                    rows * cols
+                ),
             });
         }
         if let Some(index) = values.iter().position(|v| !v.is_finite()) {
@@ -264,8 +270,9 @@ impl QuantizedTensor {
         for g_row in 0..ngr {
             for g_col in 0..ngc {
                 let cells = || {
-                    (g_row * gr..(g_row + 1) * gr)
-                        .flat_map(move |r| (g_col * gc..(g_col + 1) * gc).map(move |c| r * cols + c))
+                    (g_row * gr..(g_row + 1) * gr).flat_map(move |r| {
+                        (g_col * gc..(g_col + 1) * gc).map(move |c| r * cols + c)
+                    })
                 };
                 let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
                 for i in cells() {
@@ -277,7 +284,11 @@ impl QuantizedTensor {
                     let s = f16_up(amax / qmax as f32);
                     let sf = s.to_f32();
                     for i in cells() {
-                        let q = if sf > 0.0 { (values[i] / sf).round() as i32 } else { 0 };
+                        let q = if sf > 0.0 {
+                            (values[i] / sf).round() as i32
+                        } else {
+                            0
+                        };
                         codes[i] = (q.clamp(-qmax, qmax) + qmax) as u8;
                     }
                     scales.push(s);
@@ -285,9 +296,17 @@ impl QuantizedTensor {
                     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
                     let s = f16_up((hi - lo) / qmax as f32);
                     let sf = s.to_f32();
-                    let z = if sf > 0.0 { (-lo / sf).round().clamp(0.0, qmax as f32) } else { 0.0 };
+                    let z = if sf > 0.0 {
+                        (-lo / sf).round().clamp(0.0, qmax as f32)
+                    } else {
+                        0.0
+                    };
                     for i in cells() {
-                        let q = if sf > 0.0 { (values[i] / sf).round() as i32 + z as i32 } else { z as i32 };
+                        let q = if sf > 0.0 {
+                            (values[i] / sf).round() as i32 + z as i32
+                        } else {
+                            z as i32
+                        };
                         codes[i] = q.clamp(0, qmax) as u8;
                     }
                     scales.push(s);
@@ -365,21 +384,36 @@ impl QuantizedTensor {
         let [rows, cols] = self.shape;
         let [gr, gc] = self.group;
         if gr == 0 || gc == 0 || rows % gr != 0 || cols % gc != 0 {
-            return Err(bad(format!("group [{gr}, {gc}] does not tile shape [{rows}, {cols}]")));
+            return Err(bad(format!(
+                "group [{gr}, {gc}] does not tile shape [{rows}, {cols}]"
+            )));
         }
         let groups = (rows / gr) * (cols / gc);
         if self.scales.len() != groups {
-            return Err(bad(format!("{} scales for {groups} groups", self.scales.len())));
+            return Err(bad(format!(
+                "{} scales for {groups} groups",
+                self.scales.len()
+            )));
         }
         let zeros = if self.spec.symmetric { 0 } else { groups };
         if self.zero_points.len() != zeros {
-            return Err(bad(format!("{} zero points, expected {zeros}", self.zero_points.len())));
+            return Err(bad(format!(
+                "{} zero points, expected {zeros}",
+                self.zero_points.len()
+            )));
         }
         let want = (rows * cols * self.spec.bits as usize).div_ceil(8);
         if self.packed.len() != want {
-            return Err(bad(format!("{} packed bytes, expected {want}", self.packed.len())));
+            return Err(bad(format!(
+                "{} packed bytes, expected {want}",
+                self.packed.len()
+            )));
         }
-        if let Some(i) = self.scales.iter().position(|s| !(s.to_f32() >= 0.0 && s.is_finite())) {
+        if let Some(i) = self
+            .scales
+            .iter()
+            .position(|s| !(s.to_f32() >= 0.0 && s.is_finite()))
+        {
             return Err(bad(format!("scale {i} is {}", self.scales[i])));
         }
         Ok(())
@@ -417,7 +451,14 @@ mod tests {
                     (Granularity::Block(32), None),
                     (Granularity::Block(64), None),
                 ] {
-                    out.push((QuantSpec { bits, symmetric, granularity: g }, head));
+                    out.push((
+                        QuantSpec {
+                            bits,
+                            symmetric,
+                            granularity: g,
+                        },
+                        head,
+                    ));
                 }
             }
         }
@@ -429,7 +470,9 @@ mod tests {
         let mut rng = SeededRng::new(3);
         for bits in SUPPORTED_BITS {
             for n in [1, 7, 8, 33, 100] {
-                let codes: Vec<u8> = (0..n).map(|_| (rng.next_u64() % (1 << bits)) as u8).collect();
+                let codes: Vec<u8> = (0..n)
+                    .map(|_| (rng.next_u64() % (1 << bits)) as u8)
+                    .collect();
                 let packed = pack(&codes, bits);
                 assert_eq!(packed.len(), (n * bits as usize).div_ceil(8));
                 assert_eq!(unpack(&packed, bits, n), codes, "{bits} bits, {n} codes");
@@ -472,13 +515,23 @@ mod tests {
     fn hand_computed_symmetric_and_asymmetric_cases() {
         // 4-bit symmetric per tensor: qmax 7, scale = 0.7 / 7 = 0.1 (f16 rounds up to 0.1000366).
         let w = [0.7f32, -0.35, 0.0, 0.14];
-        let q = QuantizedTensor::quantize("w", &w, [1, 4], QuantSpec::symmetric(4, Granularity::Tensor), None)
-            .unwrap();
+        let q = QuantizedTensor::quantize(
+            "w",
+            &w,
+            [1, 4],
+            QuantSpec::symmetric(4, Granularity::Tensor),
+            None,
+        )
+        .unwrap();
         assert_eq!(q.signed_codes(), vec![7, -3, 0, 1]);
         assert!((q.scales[0].to_f32() - 0.1).abs() < 1e-4);
         // 2-bit asymmetric: range [-1, 2] → scale 1, zero point 1, codes {0..3} → values {-1, 0, 1, 2}.
         let w = [-1.0f32, 0.4, 2.0, 1.6];
-        let spec = QuantSpec { bits: 2, symmetric: false, granularity: Granularity::Tensor };
+        let spec = QuantSpec {
+            bits: 2,
+            symmetric: false,
+            granularity: Granularity::Tensor,
+        };
         let q = QuantizedTensor::quantize("w", &w, [1, 4], spec, None).unwrap();
         assert_eq!(q.zero_points[0].to_f32(), 1.0);
         assert_eq!(q.dequantize(), vec![-1.0, 0.0, 2.0, 2.0]);
@@ -512,13 +565,22 @@ mod tests {
     fn bad_input_is_an_error_naming_it() {
         let spec = QuantSpec::symmetric(4, Granularity::Block(32));
         let err = QuantizedTensor::quantize("w", &[0.0; 40], [1, 40], spec, None).unwrap_err();
-        assert!(err.to_string().contains("40 is not divisible by 32"), "{err}");
+        assert!(
+            err.to_string().contains("40 is not divisible by 32"),
+            "{err}"
+        );
         let err = QuantizedTensor::quantize("w", &[0.0; 3], [2, 2], spec, None).unwrap_err();
         assert!(err.to_string().contains("`w` has 3 values"), "{err}");
         let err = QuantizedTensor::quantize("w", &[f32::NAN; 32], [1, 32], spec, None).unwrap_err();
         assert!(err.to_string().contains("non-finite"), "{err}");
-        let err = QuantizedTensor::quantize("w", &[0.0; 32], [1, 32], QuantSpec::symmetric(5, Granularity::Tensor), None)
-            .unwrap_err();
+        let err = QuantizedTensor::quantize(
+            "w",
+            &[0.0; 32],
+            [1, 32],
+            QuantSpec::symmetric(5, Granularity::Tensor),
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unsupported bits 5"), "{err}");
         let err = QuantizedTensor::quantize(
             "q",
@@ -528,10 +590,20 @@ mod tests {
             Some((HeadAxis::Rows, 4)),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("10 is not divisible by 4"), "{err}");
+        assert!(
+            err.to_string().contains("10 is not divisible by 4"),
+            "{err}"
+        );
         assert!("block:48".parse::<Granularity>().is_err());
-        assert!("rows".parse::<Granularity>().unwrap_err().to_string().contains("tensor, channel, head or block:K"));
-        assert_eq!("block:64".parse::<Granularity>().unwrap(), Granularity::Block(64));
+        assert!("rows"
+            .parse::<Granularity>()
+            .unwrap_err()
+            .to_string()
+            .contains("tensor, channel, head or block:K"));
+        assert_eq!(
+            "block:64".parse::<Granularity>().unwrap(),
+            Granularity::Block(64)
+        );
         // An all-zero group quantizes to zeros.
         let q = QuantizedTensor::quantize("z", &[0.0; 32], [1, 32], spec, None).unwrap();
         assert!(q.dequantize().iter().all(|v| *v == 0.0));
@@ -541,10 +613,16 @@ mod tests {
     fn finer_groups_and_more_bits_lower_the_error() {
         let w = gaussian(64 * 256, 9);
         let err = |bits, g, head| {
-            let q = QuantizedTensor::quantize("w", &w, [64, 256], QuantSpec::symmetric(bits, g), head).unwrap();
+            let q =
+                QuantizedTensor::quantize("w", &w, [64, 256], QuantSpec::symmetric(bits, g), head)
+                    .unwrap();
             mse(&w, &q.dequantize())
         };
-        for g in [Granularity::Tensor, Granularity::Channel, Granularity::Block(32)] {
+        for g in [
+            Granularity::Tensor,
+            Granularity::Channel,
+            Granularity::Block(32),
+        ] {
             assert!(err(2, g, None) > err(3, g, None));
             assert!(err(3, g, None) > err(4, g, None));
             assert!(err(4, g, None) > err(8, g, None));

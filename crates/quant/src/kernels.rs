@@ -73,7 +73,11 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
             .zip(x)
             .map(|(a, b)| {
                 let qa = a.codes();
-                let s: i32 = qa.iter().zip(&b.qs).map(|(p, q)| *p as i32 * *q as i32).sum();
+                let s: i32 = qa
+                    .iter()
+                    .zip(&b.qs)
+                    .map(|(p, q)| *p as i32 * *q as i32)
+                    .sum();
                 a.scale() * b.d.to_f32() * s as f32
             })
             .sum()
@@ -88,7 +92,9 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
 
 fn codes_for(xs: &[f32], d: f32, qmax: i32) -> Vec<i8> {
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-    xs.iter().map(|x| ((x * inv).round() as i32).clamp(-qmax, qmax) as i8).collect()
+    xs.iter()
+        .map(|x| ((x * inv).round() as i32).clamp(-qmax, qmax) as i8)
+        .collect()
 }
 
 impl QuantBlock for BlockQ8_0 {
@@ -275,7 +281,12 @@ pub struct QuantLinear<B: QuantBlock> {
 
 impl<B: QuantBlock> QuantLinear<B> {
     /// Quantizes a row-major f32 matrix with one max-abs scale per block of 32 (llama.cpp's `_0` formats).
-    pub fn from_f32(weight: &[f32], rows: usize, cols: usize, bias: Option<Vec<f32>>) -> Result<Self> {
+    pub fn from_f32(
+        weight: &[f32],
+        rows: usize,
+        cols: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self> {
         check_dims("QuantLinear::from_f32", weight.len(), rows, cols)?;
         Ok(Self {
             rows,
@@ -297,14 +308,21 @@ impl<B: QuantBlock> QuantLinear<B> {
                     B::NAME,
                     B::BITS,
                     q.spec.bits,
-                    if q.spec.symmetric { "symmetric" } else { "asymmetric" }
+                    if q.spec.symmetric {
+                        "symmetric"
+                    } else {
+                        "asymmetric"
+                    }
                 ),
             });
         }
         if q.group[1] % QK != 0 {
             return Err(QuantError::Shape {
                 op: "QuantLinear::from_quantized",
-                message: format!("groups of {} columns do not span whole blocks of {QK}", q.group[1]),
+                message: format!(
+                    "groups of {} columns do not span whole blocks of {QK}",
+                    q.group[1]
+                ),
             });
         }
         check_dims("QuantLinear::from_quantized", rows * cols, rows, cols)?;
@@ -312,11 +330,19 @@ impl<B: QuantBlock> QuantLinear<B> {
         let blocks = (0..rows * cols / QK)
             .map(|b| {
                 let (r, c) = (b * QK / cols, b * QK % cols);
-                let c8: Vec<i8> = codes[b * QK..(b + 1) * QK].iter().map(|v| *v as i8).collect();
+                let c8: Vec<i8> = codes[b * QK..(b + 1) * QK]
+                    .iter()
+                    .map(|v| *v as i8)
+                    .collect();
                 B::from_codes(&c8, q.scales[q.group_of(r, c)])
             })
             .collect();
-        Ok(Self { rows, cols, blocks, bias })
+        Ok(Self {
+            rows,
+            cols,
+            blocks,
+            bias,
+        })
     }
 
     /// The weights as f32, row-major.
@@ -337,7 +363,11 @@ impl<B: QuantBlock> QuantLinear<B> {
         if x.len() != n * self.cols {
             return Err(QuantError::Shape {
                 op,
-                message: format!("input has {} values, expected [{n}, {}]", x.len(), self.cols),
+                message: format!(
+                    "input has {} values, expected [{n}, {}]",
+                    x.len(),
+                    self.cols
+                ),
             });
         }
         Ok(())
@@ -352,7 +382,8 @@ impl<B: QuantBlock> QuantLinear<B> {
             let xq = quantize_row_q8(&x[i * self.cols..(i + 1) * self.cols]);
             for r in 0..self.rows {
                 let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-                y[i * self.rows + r] = B::vec_dot_unopt(&self.blocks[r * bpr..(r + 1) * bpr], &xq) + b;
+                y[i * self.rows + r] =
+                    B::vec_dot_unopt(&self.blocks[r * bpr..(r + 1) * bpr], &xq) + b;
             }
         }
         Ok(y)
@@ -369,24 +400,26 @@ impl<B: QuantBlock> QuantLinear<B> {
         // [out, n] computed in row tiles, then transposed into [n, out].
         const TILE: usize = 16;
         let mut yt = vec![0.0f32; self.rows * n];
-        yt.par_chunks_mut(TILE * n).enumerate().for_each(|(t, tile)| {
-            for (k, out) in tile.chunks_mut(n).enumerate() {
-                let r = t * TILE + k;
-                let w = &self.blocks[r * bpr..(r + 1) * bpr];
-                let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-                let mut i = 0;
-                while i + 4 <= n {
-                    let y = B::vec_dot_x4(w, [&xq[i], &xq[i + 1], &xq[i + 2], &xq[i + 3]]);
-                    for (t, v) in y.iter().enumerate() {
-                        out[i + t] = v + b;
+        yt.par_chunks_mut(TILE * n)
+            .enumerate()
+            .for_each(|(t, tile)| {
+                for (k, out) in tile.chunks_mut(n).enumerate() {
+                    let r = t * TILE + k;
+                    let w = &self.blocks[r * bpr..(r + 1) * bpr];
+                    let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
+                    let mut i = 0;
+                    while i + 4 <= n {
+                        let y = B::vec_dot_x4(w, [&xq[i], &xq[i + 1], &xq[i + 2], &xq[i + 3]]);
+                        for (t, v) in y.iter().enumerate() {
+                            out[i + t] = v + b;
+                        }
+                        i += 4;
                     }
-                    i += 4;
+                    for (o, xi) in out[i..].iter_mut().zip(&xq[i..]) {
+                        *o = B::vec_dot(w, xi) + b;
+                    }
                 }
-                for (o, xi) in out[i..].iter_mut().zip(&xq[i..]) {
-                    *o = B::vec_dot(w, xi) + b;
-                }
-            }
-        });
+            });
         let mut y = vec![0.0; n * self.rows];
         for r in 0..self.rows {
             for i in 0..n {
@@ -401,7 +434,9 @@ fn check_dims(op: &'static str, len: usize, rows: usize, cols: usize) -> Result<
     if cols % QK != 0 || len != rows * cols || rows == 0 {
         return Err(QuantError::Shape {
             op,
-            message: format!("a [{rows}, {cols}] matrix with {len} values; columns must be a multiple of {QK}"),
+            message: format!(
+                "a [{rows}, {cols}] matrix with {len} values; columns must be a multiple of {QK}"
+            ),
         });
     }
     Ok(())
@@ -422,7 +457,9 @@ mod tests {
         let mut y = vec![0.0; n * rows];
         for i in 0..n {
             for r in 0..rows {
-                y[i * rows + r] = (0..cols).map(|c| x[i * cols + c] as f64 * w[r * cols + c] as f64).sum::<f64>() as f32;
+                y[i * rows + r] = (0..cols)
+                    .map(|c| x[i * cols + c] as f64 * w[r * cols + c] as f64)
+                    .sum::<f64>() as f32;
             }
         }
         y
@@ -437,7 +474,11 @@ mod tests {
         let fast = q.forward(&x, n).unwrap();
         let slow = q.forward_unopt(&x, n).unwrap();
         for (a, b) in fast.iter().zip(&slow) {
-            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{}: SIMD {a} vs reference {b}", B::NAME);
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{}: SIMD {a} vs reference {b}",
+                B::NAME
+            );
         }
         // Against exact f32 arithmetic on the dequantized weights: only the 8-bit activations differ.
         let mut exact = reference(&q.dequantize(), &x, rows, cols, n);
@@ -448,7 +489,11 @@ mod tests {
         }
         let scale = (cols as f32).sqrt();
         for (a, b) in fast.iter().zip(&exact) {
-            assert!((a - b).abs() <= tolerance * scale, "{}: {a} vs {b}", B::NAME);
+            assert!(
+                (a - b).abs() <= tolerance * scale,
+                "{}: {a} vs {b}",
+                B::NAME
+            );
         }
     }
 
@@ -478,10 +523,14 @@ mod tests {
             (Granularity::Channel, None),
             (Granularity::Block(64), None),
         ] {
-            let q8 = QuantizedTensor::quantize("w", &w, [rows, cols], QuantSpec::symmetric(8, g), head).unwrap();
+            let q8 =
+                QuantizedTensor::quantize("w", &w, [rows, cols], QuantSpec::symmetric(8, g), head)
+                    .unwrap();
             let l8 = QuantLinear::<BlockQ8_0>::from_quantized(&q8, None).unwrap();
             assert_eq!(l8.dequantize(), q8.dequantize(), "{g:?}");
-            let q4 = QuantizedTensor::quantize("w", &w, [rows, cols], QuantSpec::symmetric(4, g), head).unwrap();
+            let q4 =
+                QuantizedTensor::quantize("w", &w, [rows, cols], QuantSpec::symmetric(4, g), head)
+                    .unwrap();
             let l4 = QuantLinear::<BlockQ4_0>::from_quantized(&q4, None).unwrap();
             assert_eq!(l4.dequantize(), q4.dequantize(), "{g:?}");
             assert!(QuantLinear::<BlockQ4_0>::from_quantized(&q8, None).is_err());
@@ -489,6 +538,10 @@ mod tests {
         let err = QuantLinear::<BlockQ8_0>::from_f32(&w[..100], 1, 100, None).unwrap_err();
         assert!(err.to_string().contains("multiple of 32"), "{err}");
         let l = QuantLinear::<BlockQ8_0>::from_f32(&w, rows, cols, None).unwrap();
-        assert!(l.forward(&[0.0; 10], 1).unwrap_err().to_string().contains("expected [1, 128]"));
+        assert!(l
+            .forward(&[0.0; 10], 1)
+            .unwrap_err()
+            .to_string()
+            .contains("expected [1, 128]"));
     }
 }

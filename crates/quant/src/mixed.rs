@@ -89,7 +89,8 @@ pub fn units_from_report(path: &Path, text: &str, layers: usize) -> Result<Vec<U
         path: path.to_path_buf(),
         message,
     };
-    let report: Report = serde_json::from_str(text).map_err(|e| bad(format!("not a sensitivity report: {e}")))?;
+    let report: Report =
+        serde_json::from_str(text).map_err(|e| bad(format!("not a sensitivity report: {e}")))?;
     let mut units = vec![];
     let mut covered: BTreeMap<String, String> = BTreeMap::new();
     for b in report.blocks {
@@ -101,7 +102,10 @@ pub fn units_from_report(path: &Path, text: &str, layers: usize) -> Result<Vec<U
             ))
         })?;
         if !b.mean.is_finite() || !b.std.is_finite() {
-            return Err(bad(format!("block `{}` has a non-finite mean or std", b.name)));
+            return Err(bad(format!(
+                "block `{}` has a non-finite mean or std",
+                b.name
+            )));
         }
         for t in &tensors {
             if let Some(other) = covered.insert(t.clone(), b.name.clone()) {
@@ -132,7 +136,9 @@ pub fn units_from_report(path: &Path, text: &str, layers: usize) -> Result<Vec<U
             .and_then(|l| l.parse::<usize>().ok())
             .is_some_and(|l| l >= layers)
     }) {
-        return Err(bad(format!("block `{b}` names `{t}`, but the model has {layers} layers")));
+        return Err(bad(format!(
+            "block `{b}` names `{t}`, but the model has {layers} layers"
+        )));
     }
     Ok(units)
 }
@@ -153,7 +159,11 @@ impl UnitCosts {
         if self.bits.is_empty() || self.cost.len() != units || self.error.len() != units {
             return Err(QuantError::Config {
                 field: "bits",
-                message: format!("costs for {} units and {} options, expected {units} units", self.cost.len(), self.bits.len()),
+                message: format!(
+                    "costs for {} units and {} options, expected {units} units",
+                    self.cost.len(),
+                    self.bits.len()
+                ),
             });
         }
         for b in &self.bits {
@@ -180,7 +190,11 @@ impl UnitCosts {
 
     /// The total cost of an assignment (option index per unit).
     pub fn total(&self, options: &[usize]) -> f64 {
-        options.iter().enumerate().map(|(u, o)| self.cost[u][*o]).sum()
+        options
+            .iter()
+            .enumerate()
+            .map(|(u, o)| self.cost[u][*o])
+            .sum()
     }
 }
 
@@ -252,7 +266,10 @@ pub fn shuffled(options: &[usize], costs: &UnitCosts, seed: u64) -> Vec<usize> {
     // Shuffle within classes of equal cost profile, so the total stays the same.
     let mut classes: BTreeMap<Vec<u64>, Vec<usize>> = BTreeMap::new();
     for (u, c) in costs.cost.iter().enumerate() {
-        classes.entry(c.iter().map(|v| v.to_bits()).collect()).or_default().push(u);
+        classes
+            .entry(c.iter().map(|v| v.to_bits()).collect())
+            .or_default()
+            .push(u);
     }
     for members in classes.values() {
         let mut values: Vec<usize> = members.iter().map(|u| options[*u]).collect();
@@ -301,10 +318,11 @@ pub fn unit_costs(
                     op: "unit_costs",
                     message: format!("the model has no `{name}` (unit `{}`)", unit.name),
                 })?;
-                let (spec, head) = spec_for(name, shape, &plan, config).ok_or_else(|| QuantError::Shape {
-                    op: "unit_costs",
-                    message: format!("`{name}` is not a quantizable matrix"),
-                })?;
+                let (spec, head) =
+                    spec_for(name, shape, &plan, config).ok_or_else(|| QuantError::Shape {
+                        op: "unit_costs",
+                        message: format!("`{name}` is not a quantizable matrix"),
+                    })?;
                 let q = QuantizedTensor::quantize(name, values, [shape[0], shape[1]], spec, head)?;
                 e += q
                     .dequantize()
@@ -331,7 +349,12 @@ pub fn unit_costs(
 }
 
 /// The plan that gives each unit its chosen option (as per-tensor overrides over `base`).
-pub fn plan_for(units: &[Unit], costs: &UnitCosts, options: &[usize], base: &QuantPlan) -> QuantPlan {
+pub fn plan_for(
+    units: &[Unit],
+    costs: &UnitCosts,
+    options: &[usize],
+    base: &QuantPlan,
+) -> QuantPlan {
     let mut plan = base.clone();
     plan.overrides.clear();
     for (unit, o) in units.iter().zip(options) {
@@ -400,7 +423,10 @@ mod tests {
             let o = allocate_budgeted(&u, &c, budget).unwrap();
             assert!(c.total(&o) <= budget);
             let objective = |o: &[usize]| -> f64 {
-                o.iter().enumerate().map(|(i, k)| u[i].score * c.error[i][*k]).sum()
+                o.iter()
+                    .enumerate()
+                    .map(|(i, k)| u[i].score * c.error[i][*k])
+                    .sum()
             };
             // Exhaustive search over all 4^3 assignments.
             let mut best = f64::INFINITY;
@@ -414,7 +440,11 @@ mod tests {
                     }
                 }
             }
-            assert!(objective(&o) <= best * 1.5 + 1e-15, "budget {budget}: {o:?} {} vs best {best}", objective(&o));
+            assert!(
+                objective(&o) <= best * 1.5 + 1e-15,
+                "budget {budget}: {o:?} {} vs best {best}",
+                objective(&o)
+            );
         }
     }
 
@@ -422,14 +452,31 @@ mod tests {
     fn impossible_budgets_and_reports_are_errors() {
         let u = units(&[1.0, 2.0]);
         let err = qbert_rule(&u, &costs(2), 100.0).unwrap_err();
-        assert!(err.to_string().contains("below the smallest possible size 400"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("below the smallest possible size 400"),
+            "{err}"
+        );
         let p = Path::new("s.json");
-        let err = units_from_report(p, r#"{"blocks": [{"name": "layer.0.head.3", "mean": 1.0}]}"#, 1).unwrap_err();
+        let err = units_from_report(
+            p,
+            r#"{"blocks": [{"name": "layer.0.head.3", "mean": 1.0}]}"#,
+            1,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("--block layer"), "{err}");
-        let err = units_from_report(p, r#"{"blocks": [{"name": "layer.0", "mean": 1.0}]}"#, 2).unwrap_err();
-        assert!(err.to_string().contains("encoder.layer.1.attention.self.query.weight"), "{err}");
+        let err = units_from_report(p, r#"{"blocks": [{"name": "layer.0", "mean": 1.0}]}"#, 2)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("encoder.layer.1.attention.self.query.weight"),
+            "{err}"
+        );
         let err = units_from_report(p, "{", 1).unwrap_err();
-        assert!(err.to_string().contains("not a sensitivity report"), "{err}");
+        assert!(
+            err.to_string().contains("not a sensitivity report"),
+            "{err}"
+        );
         let ok = units_from_report(
             p,
             r#"{"blocks": [{"name": "layer.0", "mean": 1.0, "std": 0.5}, {"name": "layer.1.query", "mean": 2.0},
@@ -442,7 +489,10 @@ mod tests {
         assert_eq!(ok.len(), 7);
         assert_eq!(ok[0].score, 1.5);
         assert_eq!(ok[0].tensors.len(), 6);
-        assert_eq!(ok[6].tensors, vec!["encoder.layer.1.output.dense.weight".to_string()]);
+        assert_eq!(
+            ok[6].tensors,
+            vec!["encoder.layer.1.output.dense.weight".to_string()]
+        );
     }
 
     #[test]

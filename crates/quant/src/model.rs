@@ -218,7 +218,10 @@ pub fn quantize_tensors(
             if !quantized.contains_key(&name) {
                 return Err(QuantError::Shape {
                     op: "quantize_tensors",
-                    message: format!("the model has no `{name}`; is it a BERT encoder of {} layers?", plan.layer_bits.len()),
+                    message: format!(
+                        "the model has no `{name}`; is it a BERT encoder of {} layers?",
+                        plan.layer_bits.len()
+                    ),
                 });
             }
         }
@@ -269,7 +272,10 @@ impl QuantizedModel {
         let mut metadata: HashMap<String, String> = HashMap::new();
         metadata.insert("format".into(), FORMAT_VERSION.into());
         metadata.insert("config".into(), self.config.to_json());
-        metadata.insert("plan".into(), serde_json::to_string(&self.plan).expect("plan serialises"));
+        metadata.insert(
+            "plan".into(),
+            serde_json::to_string(&self.plan).expect("plan serialises"),
+        );
         let halfs = |v: &[f16]| -> Vec<u8> { v.iter().flat_map(|h| h.to_le_bytes()).collect() };
         for (name, q) in &self.quantized {
             let meta = TensorMeta {
@@ -279,9 +285,22 @@ impl QuantizedModel {
                 shape: q.shape,
                 group: q.group,
             };
-            metadata.insert(name.clone(), serde_json::to_string(&meta).expect("meta serialises"));
-            buffers.push((format!("{name}.qweight"), Dtype::U8, vec![q.packed.len()], q.packed.clone()));
-            buffers.push((format!("{name}.scales"), Dtype::F16, vec![q.scales.len()], halfs(&q.scales)));
+            metadata.insert(
+                name.clone(),
+                serde_json::to_string(&meta).expect("meta serialises"),
+            );
+            buffers.push((
+                format!("{name}.qweight"),
+                Dtype::U8,
+                vec![q.packed.len()],
+                q.packed.clone(),
+            ));
+            buffers.push((
+                format!("{name}.scales"),
+                Dtype::F16,
+                vec![q.scales.len()],
+                halfs(&q.scales),
+            ));
             if !q.spec.symmetric {
                 buffers.push((
                     format!("{name}.zero_points"),
@@ -301,7 +320,9 @@ impl QuantizedModel {
         }
         let views = buffers
             .iter()
-            .map(|(k, dtype, shape, bytes)| TensorView::new(*dtype, shape.clone(), bytes).map(|v| (k.clone(), v)))
+            .map(|(k, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes).map(|v| (k.clone(), v))
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| QuantError::Shape {
                 op: "QuantizedModel::to_bytes",
@@ -344,21 +365,40 @@ impl QuantizedModel {
             .ok_or_else(|| corrupt("no metadata in the header".into()))?;
         match metadata.get("format") {
             Some(f) if f == FORMAT_VERSION => {}
-            other => return Err(corrupt(format!("format {other:?}, expected {FORMAT_VERSION:?}"))),
+            other => {
+                return Err(corrupt(format!(
+                    "format {other:?}, expected {FORMAT_VERSION:?}"
+                )))
+            }
         }
-        let config = BertConfig::from_json(metadata.get("config").ok_or_else(|| corrupt("no config".into()))?)
-            .map_err(|e| corrupt(format!("config: {e}")))?;
-        let plan: QuantPlan = serde_json::from_str(metadata.get("plan").ok_or_else(|| corrupt("no plan".into()))?)
-            .map_err(|e| corrupt(format!("plan: {e}")))?;
+        let config = BertConfig::from_json(
+            metadata
+                .get("config")
+                .ok_or_else(|| corrupt("no config".into()))?,
+        )
+        .map_err(|e| corrupt(format!("config: {e}")))?;
+        let plan: QuantPlan = serde_json::from_str(
+            metadata
+                .get("plan")
+                .ok_or_else(|| corrupt("no plan".into()))?,
+        )
+        .map_err(|e| corrupt(format!("plan: {e}")))?;
         let tensor = |key: &str, dtype: Dtype| -> Result<Vec<u8>> {
-            let view = file.tensor(key).map_err(|_| corrupt(format!("missing tensor `{key}`")))?;
+            let view = file
+                .tensor(key)
+                .map_err(|_| corrupt(format!("missing tensor `{key}`")))?;
             if view.dtype() != dtype {
-                return Err(corrupt(format!("`{key}` has dtype {:?}, expected {dtype:?}", view.dtype())));
+                return Err(corrupt(format!(
+                    "`{key}` has dtype {:?}, expected {dtype:?}",
+                    view.dtype()
+                )));
             }
             Ok(view.data().to_vec())
         };
         let halfs = |b: Vec<u8>| -> Vec<f16> {
-            b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()
+            b.chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                .collect()
         };
         let mut quantized = BTreeMap::new();
         let mut parts = std::collections::BTreeSet::new();
@@ -366,8 +406,8 @@ impl QuantizedModel {
             if ["format", "config", "plan"].contains(&name.as_str()) {
                 continue;
             }
-            let meta: TensorMeta =
-                serde_json::from_str(value).map_err(|e| corrupt(format!("metadata of `{name}`: {e}")))?;
+            let meta: TensorMeta = serde_json::from_str(value)
+                .map_err(|e| corrupt(format!("metadata of `{name}`: {e}")))?;
             let q = QuantizedTensor {
                 shape: meta.shape,
                 spec: QuantSpec {
@@ -415,7 +455,10 @@ impl QuantizedModel {
             quantized,
             dense,
         };
-        model.plan.validate(&model.config).map_err(|e| corrupt(e.to_string()))?;
+        model
+            .plan
+            .validate(&model.config)
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(model)
     }
 }
@@ -434,8 +477,14 @@ mod tests {
             t.insert(name, (shape, v));
         };
         let (h, f) = (config.hidden_size, config.intermediate_size);
-        put("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]);
-        put("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]);
+        put(
+            "embeddings.word_embeddings.weight".into(),
+            vec![config.vocab_size, h],
+        );
+        put(
+            "embeddings.position_embeddings.weight".into(),
+            vec![config.max_position_embeddings, h],
+        );
         put("embeddings.LayerNorm.weight".into(), vec![h]);
         for l in 0..config.num_hidden_layers {
             for (m, _) in LAYER_MATRICES {
@@ -472,9 +521,18 @@ mod tests {
         let q = quantize_tensors(&tensors, &config, &plan).unwrap();
         assert_eq!(q.quantized.len(), 2 + 12);
         assert!(q.dense.contains_key("classifier.weight"));
-        assert_eq!(q.quantized["encoder.layer.0.attention.self.query.weight"].group, [32, 64]);
-        assert_eq!(q.quantized["encoder.layer.1.attention.output.dense.weight"].group, [64, 32]);
-        assert_eq!(q.quantized["encoder.layer.1.intermediate.dense.weight"].group, [1, 64]);
+        assert_eq!(
+            q.quantized["encoder.layer.0.attention.self.query.weight"].group,
+            [32, 64]
+        );
+        assert_eq!(
+            q.quantized["encoder.layer.1.attention.output.dense.weight"].group,
+            [64, 32]
+        );
+        assert_eq!(
+            q.quantized["encoder.layer.1.intermediate.dense.weight"].group,
+            [1, 64]
+        );
         let bytes = q.to_bytes().unwrap();
         let path = Path::new("mem.safetensors");
         let back = QuantizedModel::from_bytes(path, &bytes).unwrap();
@@ -490,16 +548,29 @@ mod tests {
 
         // Truncated.
         let err = QuantizedModel::from_bytes(path, &bytes[..bytes.len() - 10]).unwrap_err();
-        assert!(err.to_string().contains("not a valid quantized model"), "{err}");
+        assert!(
+            err.to_string().contains("not a valid quantized model"),
+            "{err}"
+        );
         // Not ours: a plain safetensors file without the metadata.
         let plain = student_arch::weights::safetensors_bytes(&tensors).unwrap();
         let err = QuantizedModel::from_bytes(path, &plain).unwrap_err();
         assert!(err.to_string().contains("format"), "{err}");
         // Inconsistent: metadata says 8 bits for a tensor packed at 3.
         let mut wrong = q.clone();
-        wrong.quantized.get_mut("encoder.layer.1.output.dense.weight").unwrap().spec.bits = 8;
+        wrong
+            .quantized
+            .get_mut("encoder.layer.1.output.dense.weight")
+            .unwrap()
+            .spec
+            .bits = 8;
         let err = QuantizedModel::from_bytes(path, &wrong.to_bytes().unwrap()).unwrap_err();
-        assert!(err.to_string().contains("encoder.layer.1.output.dense.weight") && err.to_string().contains("packed bytes"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("encoder.layer.1.output.dense.weight")
+                && err.to_string().contains("packed bytes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -507,17 +578,37 @@ mod tests {
         let config = tiny_config();
         let tensors = tiny_tensors(&config, 2);
         let err = quantize_tensors(&tensors, &config, &QuantPlan::uniform(3, 4)).unwrap_err();
-        assert!(err.to_string().contains("3 entries for a model with 2 layers"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("3 entries for a model with 2 layers"),
+            "{err}"
+        );
         let mut plan = QuantPlan::uniform(2, 4);
-        plan.overrides.insert("encoder.layer.5.intermediate.dense.weight".into(), 8);
+        plan.overrides
+            .insert("encoder.layer.5.intermediate.dense.weight".into(), 8);
         let err = quantize_tensors(&tensors, &config, &plan).unwrap_err();
-        assert!(err.to_string().contains("not a weight matrix of this 2-layer encoder"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("not a weight matrix of this 2-layer encoder"),
+            "{err}"
+        );
         plan.overrides = [("encoder.layer.1.intermediate.dense.weight".to_string(), 8)].into();
         let q = quantize_tensors(&tensors, &config, &plan).unwrap();
-        assert_eq!(q.quantized["encoder.layer.1.intermediate.dense.weight"].spec.bits, 8);
-        assert_eq!(q.quantized["encoder.layer.1.output.dense.weight"].spec.bits, 4);
+        assert_eq!(
+            q.quantized["encoder.layer.1.intermediate.dense.weight"]
+                .spec
+                .bits,
+            8
+        );
+        assert_eq!(
+            q.quantized["encoder.layer.1.output.dense.weight"].spec.bits,
+            4
+        );
         let err = quantize_tensors(&tensors, &config, &QuantPlan::uniform(2, 6)).unwrap_err();
-        assert!(err.to_string().contains("unsupported bits 6 for layer 0"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported bits 6 for layer 0"),
+            "{err}"
+        );
         let mut plan = QuantPlan::uniform(2, 4);
         plan.embedding_granularity = Granularity::Head;
         assert!(quantize_tensors(&tensors, &config, &plan).is_err());

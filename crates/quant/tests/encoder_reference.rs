@@ -19,7 +19,10 @@ fn burn_hidden(model: &student_arch::BertModel, ids: &[u32], device: &Device) ->
         input_ids,
         token_type_ids: None,
     });
-    out.last_hidden_state().into_data().try_to_vec::<f32>().unwrap()
+    out.last_hidden_state()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -29,7 +32,11 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
     let model = config.init_random(false, 7, &device).unwrap();
     let tensors = named_tensors(&model).unwrap();
     let hf_config = BertConfig::from_json(&model.config.to_hf_json()).unwrap();
-    let sequences: Vec<Vec<u32>> = vec![vec![1, 5, 9, 33, 2], vec![7, 8, 99, 0, 12, 13, 14, 2], vec![3]];
+    let sequences: Vec<Vec<u32>> = vec![
+        vec![1, 5, 9, 33, 2],
+        vec![7, 8, 99, 0, 12, 13, 14, 2],
+        vec![3],
+    ];
     for (bits, tolerance) in [(3u32, 1e-4f32), (8, 0.03), (4, 0.03)] {
         let q = quantize_tensors(&tensors, &hf_config, &QuantPlan::uniform(2, bits)).unwrap();
         let encoder = QuantEncoder::new(&q).unwrap();
@@ -38,21 +45,40 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
             4 => "q4_0",
             _ => "f32",
         };
-        assert!(encoder.kernels().iter().flatten().all(|k| *k == expected_kernel), "{:?}", encoder.kernels());
+        assert!(
+            encoder
+                .kernels()
+                .iter()
+                .flatten()
+                .all(|k| *k == expected_kernel),
+            "{:?}",
+            encoder.kernels()
+        );
         let bytes = safetensors_bytes(&q.dequantize()).unwrap();
-        let (reference, _) = load_weights_from_bytes(&hf_config, Path::new("dequantized"), &bytes, &device).unwrap();
+        let (reference, _) =
+            load_weights_from_bytes(&hf_config, Path::new("dequantized"), &bytes, &device).unwrap();
         let ours = encoder.forward(&sequences).unwrap();
         for (seq, got) in sequences.iter().zip(&ours) {
             let want = burn_hidden(&reference, seq, &device);
             assert_eq!(got.len(), want.len());
-            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(worst <= tolerance, "{bits}-bit, sequence {seq:?}: max difference {worst} > {tolerance}");
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst <= tolerance,
+                "{bits}-bit, sequence {seq:?}: max difference {worst} > {tolerance}"
+            );
         }
     }
     // Bad input names the sequence.
     let q = quantize_tensors(&tensors, &hf_config, &QuantPlan::uniform(2, 8)).unwrap();
     let encoder = QuantEncoder::new(&q).unwrap();
     let err = encoder.forward(&[vec![1], vec![100]]).unwrap_err();
-    assert!(err.to_string().contains("token id 100 in sequence 1"), "{err}");
+    assert!(
+        err.to_string().contains("token id 100 in sequence 1"),
+        "{err}"
+    );
     assert!(encoder.forward(&[vec![]]).is_err());
 }

@@ -33,7 +33,13 @@ fn gaussian(n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.normal() as f32).collect()
 }
 
-fn relative_mse(w: &[f32], shape: [usize; 2], bits: u32, g: &str, head: Option<(HeadAxis, usize)>) -> f64 {
+fn relative_mse(
+    w: &[f32],
+    shape: [usize; 2],
+    bits: u32,
+    g: &str,
+    head: Option<(HeadAxis, usize)>,
+) -> f64 {
     let spec = QuantSpec::symmetric(bits, g.parse::<Granularity>().unwrap());
     let q = QuantizedTensor::quantize("w", w, shape, spec, head).unwrap();
     let power = w.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / w.len() as f64;
@@ -47,7 +53,10 @@ fn gaussian_weights_stay_within_budget() {
     for (bits, g, budget) in GAUSSIAN_BUDGET {
         let e = relative_mse(&w, [384, 384], bits, g, Some((HeadAxis::Rows, 12)));
         println!("| {bits} | {g} | {e:.3e} |");
-        assert!(e <= budget, "{bits}-bit {g}: {e:.3e} over budget {budget:.3e}");
+        assert!(
+            e <= budget,
+            "{bits}-bit {g}: {e:.3e} over budget {budget:.3e}"
+        );
     }
     assert_eq!(SUPPORTED_BITS, [2, 3, 4, 8]);
 }
@@ -79,8 +88,14 @@ fn real_teacher_weights_stay_within_budget() {
     };
     println!("| tensor | bits | granularity | relative MSE |");
     for (name, axis) in [
-        ("encoder.layer.0.attention.self.query.weight", Some((HeadAxis::Rows, 12))),
-        ("encoder.layer.0.attention.output.dense.weight", Some((HeadAxis::Columns, 12))),
+        (
+            "encoder.layer.0.attention.self.query.weight",
+            Some((HeadAxis::Rows, 12)),
+        ),
+        (
+            "encoder.layer.0.attention.output.dense.weight",
+            Some((HeadAxis::Columns, 12)),
+        ),
         ("encoder.layer.0.intermediate.dense.weight", None),
         ("embeddings.word_embeddings.weight", None),
     ] {
@@ -90,7 +105,10 @@ fn real_teacher_weights_stay_within_budget() {
                 let e = relative_mse(w, [shape[0], shape[1]], bits, g, axis);
                 println!("| {name} | {bits} | {g} | {e:.3e} |");
                 if let Some(budget) = real_budget(name, bits, g) {
-                    assert!(e <= budget, "{name} {bits}-bit {g}: {e:.3e} over budget {budget:.3e}");
+                    assert!(
+                        e <= budget,
+                        "{name} {bits}-bit {g}: {e:.3e} over budget {budget:.3e}"
+                    );
                 }
             }
         }

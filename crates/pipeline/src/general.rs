@@ -1,0 +1,695 @@
+//! General distillation on plain text, before any task: an MLM head fitted on the frozen teacher when it has
+//! none; DistilBERT's triple loss (MLM + Hinton on the MLM logits at masked positions + cosine on the hidden
+//! states) for a student copied from every other teacher layer; TinyBERT's embedding + attention + hidden losses
+//! for a narrower, randomly initialised student.
+//!
+//! Writes `general/student/` (a Hugging Face BERT directory; with `cls.predictions.*` for DistilBERT) and
+//! `general/report.json`, and `teacher-mlm/` (the teacher with its fitted head) when a head was fitted.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_losses::{mlm_cross_entropy, DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms};
+use serde::{Deserialize, Serialize};
+use student_arch::io::write_atomic;
+use student_arch::weights::{copy_tokenizer_files, save_pretrained};
+use student_arch::{
+    gather_positions, load_pretrained, BertInput, BertModel, BertTokenizer, LayerSelection,
+    MlmHead, StudentSpec,
+};
+
+use crate::corpus::Corpus;
+use crate::error::{io_err, PipelineError, Result};
+use crate::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
+use crate::run::{DistillConfig, LossTerm, Method, RunOptions};
+use crate::train::{run_stage, Encoded, StageConfig, StageContext, StageOutcome};
+
+/// How a same-width student starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StudentInit {
+    /// Copy the embeddings and every other teacher layer (DistilBERT).
+    Copy,
+    /// Seeded random initialisation of the same shape (DistilBERT's ablation).
+    Random,
+}
+
+/// The shape of a randomly initialised, narrower student (TinyBERT).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NarrowStudent {
+    /// Layers. Default: 4.
+    pub layers: usize,
+    /// Hidden size. Default: 312.
+    pub hidden_size: usize,
+    /// Attention heads; must divide `hidden_size`. Default: 12.
+    pub num_attention_heads: usize,
+    /// Feed-forward width. Default: 1200.
+    pub intermediate_size: usize,
+}
+
+impl Default for NarrowStudent {
+    fn default() -> Self {
+        Self {
+            layers: 4,
+            hidden_size: 312,
+            num_attention_heads: 12,
+            intermediate_size: 1200,
+        }
+    }
+}
+
+impl NarrowStudent {
+    /// The student spec (random initialisation with `seed`, no token types, no pooler).
+    pub fn spec(&self, seed: u64) -> StudentSpec {
+        StudentSpec {
+            layers: LayerSelection::Count(self.layers),
+            hidden_size: Some(self.hidden_size),
+            num_attention_heads: Some(self.num_attention_heads),
+            intermediate_size: Some(self.intermediate_size),
+            seed,
+            ..Default::default()
+        }
+    }
+}
+
+/// The general-distillation stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneralConfig {
+    /// A pre-trained (not fine-tuned) BERT directory; `None`: the fetched MiniLM teacher. A directory whose
+    /// weights hold `cls.predictions.*` brings its own MLM head; otherwise one is fitted. Default: `None`.
+    pub teacher: Option<PathBuf>,
+    /// Built-in corpus names (`english`, `sotu`, `brown`) or text files / directories. Default: `["english"]`.
+    pub corpus: Vec<String>,
+    /// Words per passage. Default: 40.
+    pub words_per_passage: usize,
+    /// Use at most this many passages (a seeded sample). Default: 20000.
+    pub max_passages: Option<usize>,
+    /// Passages held out to report masked-token accuracy. Default: 256.
+    pub held_out_passages: usize,
+    /// Longest passage in tokens. Default: 64.
+    pub max_length: usize,
+    /// BERT's masking.
+    pub masking: MaskingConfig,
+    /// Fitting the MLM head on the frozen teacher. Default: 1 epoch at 1e-3.
+    pub mlm_head: StageConfig,
+    /// Passages used to fit the head. Default: 4000.
+    pub mlm_head_passages: usize,
+    /// The distillation itself. Default: 1 epoch at 1e-4.
+    pub distill: StageConfig,
+    /// Passages used for distillation (of `max_passages`). Default: all.
+    pub distill_passages: Option<usize>,
+    /// Temperature of DistilBERT's Hinton term. Default: 2.0.
+    pub temperature: f64,
+    /// How DistilBERT's student starts. Default: copy.
+    pub distilbert_init: StudentInit,
+    /// TinyBERT's student.
+    pub tinybert_student: NarrowStudent,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        Self {
+            teacher: None,
+            corpus: vec!["english".into()],
+            words_per_passage: 40,
+            max_passages: Some(20_000),
+            held_out_passages: 256,
+            max_length: 64,
+            masking: MaskingConfig::default(),
+            mlm_head: StageConfig {
+                epochs: 1,
+                learning_rate: 1e-3,
+                warmup_fraction: 0.05,
+                ..Default::default()
+            },
+            mlm_head_passages: 4000,
+            distill: StageConfig {
+                epochs: 1,
+                learning_rate: 1e-4,
+                warmup_fraction: 0.05,
+                ..Default::default()
+            },
+            distill_passages: None,
+            temperature: 2.0,
+            distilbert_init: StudentInit::Copy,
+            tinybert_student: NarrowStudent::default(),
+        }
+    }
+}
+
+impl GeneralConfig {
+    /// Checks every value.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_length < 8 {
+            return Err(PipelineError::Config {
+                field: "general.max_length",
+                message: format!("{} is too short; use at least 8", self.max_length),
+            });
+        }
+        let n = &self.tinybert_student;
+        if n.layers == 0 || n.hidden_size == 0 || n.num_attention_heads == 0 {
+            return Err(PipelineError::Config {
+                field: "general.tinybert_student",
+                message: "layers, hidden_size and num_attention_heads must be positive".into(),
+            });
+        }
+        if n.hidden_size % n.num_attention_heads != 0 {
+            return Err(PipelineError::Config {
+                field: "general.tinybert_student",
+                message: format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}; e.g. 312 and 12",
+                    n.hidden_size, n.num_attention_heads
+                ),
+            });
+        }
+        self.masking.validate()?;
+        self.mlm_head.validate("general.mlm_head")?;
+        self.distill.validate("general.distill")
+    }
+}
+
+/// What general distillation did: `general/report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneralReport {
+    /// The method.
+    pub method: Method,
+    /// Words and sources of the corpus (after the passage limit).
+    pub corpus_words: usize,
+    /// Each source and its words (before the limit).
+    pub corpus_sources: Vec<(String, usize)>,
+    /// Lines dropped because they equal a task's dev or test example.
+    pub excluded_lines: usize,
+    /// Training and held-out passages.
+    pub passages: [usize; 2],
+    /// Whether the MLM head was fitted here (false: the teacher brought one, or an earlier run fitted it).
+    pub head_fitted: bool,
+    /// Masked-token accuracy of the teacher with its head on the held-out passages.
+    pub teacher_mlm_accuracy: f64,
+    /// The same for the student (DistilBERT).
+    pub student_mlm_accuracy: Option<f64>,
+    /// The stages run.
+    pub stages: Vec<StageOutcome>,
+    /// The student's directory.
+    pub student: PathBuf,
+    /// Wall seconds in this process.
+    pub seconds: f64,
+}
+
+/// A loss that is only one term (MLM cross-entropy), also the total.
+fn mlm_only(loss: Tensor<1>) -> LossTerms {
+    LossTerms {
+        ce: None,
+        mlm: Some(loss.clone()),
+        label: None,
+        cos: None,
+        emb: None,
+        att: None,
+        hidden: None,
+        pred: None,
+        total: loss,
+    }
+}
+
+/// The unpadded id sequences of a batch.
+pub fn sequences_of(input: &BertInput) -> Result<Vec<Vec<u32>>> {
+    let [b, s] = input.dims();
+    let host = |t: Tensor<2, Int>| -> Result<Vec<i64>> {
+        t.into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| PipelineError::Config {
+                field: "batch",
+                message: format!("reading ids: {e:?}"),
+            })
+    };
+    let ids = host(input.input_ids.clone())?;
+    let mask = host(input.attention_mask.clone())?;
+    Ok((0..b)
+        .map(|i| {
+            (0..s)
+                .filter(|&j| mask[i * s + j] != 0)
+                .map(|j| ids[i * s + j] as u32)
+                .collect()
+        })
+        .collect())
+}
+
+fn labels_tensor(labels: &[u32], device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(
+        TensorData::new(
+            labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            [1, labels.len()],
+        ),
+        device,
+    )
+}
+
+/// The MLM logits at the masked positions of `masked`, from `encoder` with `head`.
+///
+/// # Shapes
+/// - output: `[1, masked positions, vocab_size]`
+fn mlm_logits(
+    encoder: &BertModel,
+    head: &MlmHead,
+    hidden: Tensor<3>,
+    positions: &[usize],
+) -> Result<Tensor<3>> {
+    let h = gather_positions(hidden, positions)?;
+    let logits = head.forward(h, encoder.embeddings.word_embeddings.weight.val());
+    let [m, v] = logits.dims();
+    Ok(logits.reshape([1, m, v]))
+}
+
+/// Masked-token accuracy of `encoder` + `head` on `passages`, masked with a fixed seed (so that every model is
+/// scored on the same masks).
+pub fn masked_accuracy(
+    encoder: &BertModel,
+    head: &MlmHead,
+    passages: &[Encoded],
+    vocab: &Vocabulary,
+    masking: &MaskingConfig,
+    pad_id: u32,
+    device: &Device,
+) -> Result<f64> {
+    let (mut right, mut total) = (0usize, 0usize);
+    for (i, chunk) in passages.chunks(64).enumerate() {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|e| e.ids.clone()).collect();
+        let m = mask_batch(&seqs, vocab, masking, 0xACC0 + i as u64)?;
+        let input =
+            BertInput::from_token_ids(&m.input_ids, pad_id, vocab.continuation.len(), device)?;
+        let hidden = encoder.forward(input).last_hidden_state();
+        let logits = mlm_logits(encoder, head, hidden, &m.positions)?;
+        let [_, n, _] = logits.dims();
+        let predicted: Vec<i64> = logits
+            .argmax(2)
+            .reshape([n])
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| PipelineError::Config {
+                field: "batch",
+                message: format!("reading predictions: {e:?}"),
+            })?;
+        right += predicted
+            .iter()
+            .zip(&m.labels)
+            .filter(|(p, l)| **p == **l as i64)
+            .count();
+        total += n;
+    }
+    Ok(right as f64 / total.max(1) as f64)
+}
+
+/// The teacher encoder (on `device`, without autodiff) and its MLM head: the one in its weights file, or one
+/// fitted here on the frozen teacher and saved with it under `out/teacher-mlm`. Returns the outcome of the fit.
+#[allow(clippy::too_many_arguments)]
+pub fn teacher_with_head(
+    teacher_dir: &Path,
+    train: &[Encoded],
+    held_out: &[Encoded],
+    config: &GeneralConfig,
+    vocab: &Vocabulary,
+    pad_id: u32,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+    let plain = options.device.clone();
+    let (teacher, _) = load_pretrained(teacher_dir, &plain)?;
+    let weights = teacher_dir.join(student_arch::weights::WEIGHTS_FILE);
+    if MlmHead::file_has_head(&weights) {
+        let head = MlmHead::load(teacher_dir, &teacher.config, &plain)?;
+        return Ok((teacher, head, None));
+    }
+    let fitted_dir = options.out_dir.join("teacher-mlm");
+    if options.resume
+        && MlmHead::file_has_head(&fitted_dir.join(student_arch::weights::WEIGHTS_FILE))
+    {
+        let head = MlmHead::load(&fitted_dir, &teacher.config, &plain)?;
+        return Ok((teacher, head, None));
+    }
+    let ad = plain.clone().autodiff();
+    let head = MlmHead::init(&teacher.config, seed, &plain)?
+        .fork(&ad)
+        .train();
+    let word_embeddings: Tensor<2> = Tensor::from_data(
+        teacher.embeddings.word_embeddings.weight.val().into_data(),
+        &ad,
+    );
+    let ctx = StageContext {
+        name: "mlm-head".into(),
+        out_dir: options.out_dir.clone(),
+        seed,
+        resume: options.resume,
+        pad_id,
+        vocab_size: teacher.config.vocab_size,
+        device: ad.clone(),
+        stop_after: options.stop_after,
+    };
+    let n = config.mlm_head_passages.min(train.len()).max(1);
+    let (head, outcome) = run_stage(
+        &ctx,
+        head,
+        &train[..n],
+        &config.mlm_head,
+        |head: &MlmHead, input, _| {
+            let seqs = sequences_of(&input)?;
+            let m = mask_batch(&seqs, vocab, &config.masking, batch_seed(seed, &seqs))?;
+            let masked =
+                BertInput::from_token_ids(&m.input_ids, pad_id, teacher.config.vocab_size, &plain)?;
+            let hidden = teacher.forward(masked).last_hidden_state();
+            let h = gather_positions(hidden, &m.positions)?;
+            let h: Tensor<2> = Tensor::from_data(h.into_data(), &ad);
+            let logits = head.forward(h, word_embeddings.clone());
+            let [positions, v] = logits.dims();
+            let loss = mlm_cross_entropy(
+                logits.reshape([1, positions, v]),
+                labels_tensor(&m.labels, &ad),
+            )?;
+            Ok(mlm_only(loss))
+        },
+        |head: &MlmHead| {
+            if held_out.is_empty() {
+                return Ok(None);
+            }
+            let head = head.valid();
+            Ok(Some(masked_accuracy(
+                &teacher,
+                &head,
+                held_out,
+                vocab,
+                &config.masking,
+                pad_id,
+                &plain,
+            )?))
+        },
+    )?;
+    let head = head.valid();
+    std::fs::create_dir_all(&fitted_dir).map_err(io_err("creating", &fitted_dir))?;
+    head.save_with_encoder(&teacher, &fitted_dir)?;
+    copy_tokenizer_files(teacher_dir, &fitted_dir)?;
+    Ok((teacher, head, Some(outcome)))
+}
+
+/// The student trained by general distillation, with its MLM head (DistilBERT) and the loss mix.
+#[derive(Module, Debug)]
+pub struct GeneralStudent {
+    /// The encoder.
+    pub encoder: BertModel,
+    /// DistilBERT's MLM head (a copy of the teacher's, tied to the student's word embeddings).
+    pub head: Option<MlmHead>,
+    /// The loss mix and its projections.
+    pub mix: kd_losses::LossMix,
+}
+
+/// The loss mix of general distillation with the ablated terms removed.
+pub fn general_mix(
+    method: Method,
+    general: &GeneralConfig,
+    drop: &[LossTerm],
+    seed: u64,
+) -> LossMixConfig {
+    let base = match method {
+        Method::Distilbert => LossMixConfig {
+            temperature: general.temperature,
+            ..LossMixConfig::distilbert()
+        },
+        Method::Tinybert => LossMixConfig::tinybert_intermediate(),
+    };
+    LossTerm::apply(&base, drop, seed)
+}
+
+/// Where general distillation writes its student.
+pub fn general_student_dir(out: &Path) -> PathBuf {
+    out.join("general").join("student")
+}
+
+/// The corpus of general distillation, tokenised.
+struct Prepared {
+    teacher_dir: PathBuf,
+    tokenizer: BertTokenizer,
+    vocab: Vocabulary,
+    train: Vec<Encoded>,
+    held: Vec<Encoded>,
+    sources: Vec<(String, usize)>,
+    excluded: usize,
+    words: usize,
+}
+
+fn prepare(
+    config: &DistillConfig,
+    held_out_texts: &[String],
+    options: &RunOptions,
+) -> Result<Prepared> {
+    let g = &config.general;
+    g.validate()?;
+    let teacher_dir = match &g.teacher {
+        Some(dir) => dir.clone(),
+        None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, &options.cache)?,
+    };
+    let tokenizer = BertTokenizer::from_dir(&teacher_dir)?;
+    let vocab = Vocabulary::of(&tokenizer);
+    let corpus = Corpus::load(
+        &g.corpus,
+        held_out_texts,
+        g.words_per_passage,
+        g.max_passages,
+        config.seed,
+        &options.cache,
+    )?;
+    let (sources, excluded, words) = (corpus.sources.clone(), corpus.excluded_lines, corpus.words);
+    let (corpus, held) = corpus.split_held_out(g.held_out_passages);
+    let encode = |texts: &[String]| -> Result<Vec<Encoded>> {
+        texts
+            .iter()
+            .map(|t| {
+                Ok(Encoded {
+                    ids: tokenizer.encode(t, g.max_length)?,
+                    label: 0,
+                })
+            })
+            .collect()
+    };
+    let train = encode(&corpus.passages)?;
+    let held = encode(&held)?;
+    Ok(Prepared {
+        teacher_dir,
+        tokenizer,
+        vocab,
+        train,
+        held,
+        sources,
+        excluded,
+        words,
+    })
+}
+
+/// The pre-trained teacher of general distillation (`general.teacher`) with its MLM head: its own, one fitted
+/// earlier in this output directory (with resume), or one fitted now on the corpus.
+pub fn mlm_teacher(
+    config: &DistillConfig,
+    held_out_texts: &[String],
+    options: &RunOptions,
+) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+    let p = prepare(config, held_out_texts, options)?;
+    teacher_with_head(
+        &p.teacher_dir,
+        &p.train,
+        &p.held,
+        &config.general,
+        &p.vocab,
+        p.tokenizer.pad_id,
+        config.seed,
+        options,
+    )
+}
+
+/// Runs general distillation for `config.method`, writes `general/`, and returns the report with the teacher
+/// and its MLM head (for augmentation).
+pub fn general_distill(
+    config: &DistillConfig,
+    held_out_texts: &[String],
+    options: &RunOptions,
+) -> Result<(GeneralReport, BertModel, MlmHead)> {
+    let g = &config.general;
+    let started = Instant::now();
+    let out = options.out_dir.join("general");
+    let report_path = out.join("report.json");
+    let Prepared {
+        teacher_dir,
+        tokenizer,
+        vocab,
+        train,
+        held,
+        sources,
+        excluded,
+        words,
+    } = prepare(config, held_out_texts, options)?;
+    let pad = tokenizer.pad_id;
+    let (teacher, teacher_head, fit) = teacher_with_head(
+        &teacher_dir,
+        &train,
+        &held,
+        g,
+        &vocab,
+        pad,
+        config.seed,
+        options,
+    )?;
+    if options.resume && report_path.exists() {
+        if let Ok(report) = serde_json::from_str::<GeneralReport>(
+            &std::fs::read_to_string(&report_path).map_err(io_err("reading", &report_path))?,
+        ) {
+            return Ok((report, teacher, teacher_head));
+        }
+    }
+    std::fs::create_dir_all(&out).map_err(io_err("creating", &out))?;
+    let plain = options.device.clone();
+    let teacher_mlm_accuracy = masked_accuracy(
+        &teacher,
+        &teacher_head,
+        &held,
+        &vocab,
+        &g.masking,
+        pad,
+        &plain,
+    )?;
+    let mut stages: Vec<StageOutcome> = fit.into_iter().collect();
+
+    let ad = plain.clone().autodiff();
+    let (spec, name) = match config.method {
+        Method::Distilbert => (
+            match g.distilbert_init {
+                StudentInit::Copy => StudentSpec {
+                    layers: LayerSelection::EveryOther,
+                    seed: config.seed,
+                    ..Default::default()
+                },
+                StudentInit::Random => StudentSpec {
+                    layers: LayerSelection::Count(teacher.num_layers().div_ceil(2)),
+                    seed: config.seed,
+                    ..Default::default()
+                },
+            },
+            "distilbert-general",
+        ),
+        Method::Tinybert => (g.tinybert_student.spec(config.seed), "tinybert-general"),
+    };
+    let encoder = spec.build(&teacher, &ad)?;
+    let head =
+        (config.method == Method::Distilbert).then(|| teacher_head.clone().fork(&ad).train());
+    let mix_config = general_mix(config.method, g, &config.drop_terms, config.seed);
+    let mix = mix_config.init(encoder.config.hidden_size, teacher.config.hidden_size, &ad)?;
+    let map = LayerMap::spread(encoder.num_layers(), teacher.num_layers())?;
+    let student = GeneralStudent { encoder, head, mix };
+    let ctx = StageContext {
+        name: name.into(),
+        out_dir: options.out_dir.clone(),
+        seed: config.seed,
+        resume: options.resume,
+        pad_id: pad,
+        vocab_size: teacher.config.vocab_size,
+        device: ad.clone(),
+        stop_after: options.stop_after,
+    };
+    let n = g
+        .distill_passages
+        .unwrap_or(train.len())
+        .min(train.len())
+        .max(1);
+    let masking = config.method == Method::Distilbert;
+    let (student, outcome) = run_stage(
+        &ctx,
+        student,
+        &train[..n],
+        &g.distill,
+        |m: &GeneralStudent, input, _| {
+            let seqs = sequences_of(&input)?;
+            let (ids, masked) = if masking {
+                let mb = mask_batch(&seqs, &vocab, &g.masking, batch_seed(config.seed, &seqs))?;
+                (mb.input_ids.clone(), Some(mb))
+            } else {
+                (seqs, None)
+            };
+            let plain_input =
+                BertInput::from_token_ids(&ids, pad, teacher.config.vocab_size, &plain)?;
+            let student_input =
+                BertInput::from_token_ids(&ids, pad, teacher.config.vocab_size, &ad)?;
+            let mask = student_input.attention_mask.clone();
+            let t_out = teacher.forward(plain_input);
+            let s_out = m.encoder.forward(student_input);
+            let (student_logits, teacher_logits, labels) = match (&masked, &m.head) {
+                (Some(mb), Some(head)) => {
+                    let t = mlm_logits(
+                        &teacher,
+                        &teacher_head,
+                        t_out.last_hidden_state(),
+                        &mb.positions,
+                    )?;
+                    let s = mlm_logits(&m.encoder, head, s_out.last_hidden_state(), &mb.positions)?;
+                    (
+                        Some(Logits::PerToken(s)),
+                        Some(Logits::PerToken(t)),
+                        Some(labels_tensor(&mb.labels, &ad)),
+                    )
+                }
+                _ => (None, None, None),
+            };
+            Ok(m.mix.forward(DistillInputs {
+                student: &s_out,
+                teacher: &t_out,
+                student_logits,
+                teacher_logits,
+                mlm_labels: labels,
+                class_labels: None,
+                attention_mask: mask,
+                layer_map: &map,
+            })?)
+        },
+        |_| Ok(None),
+    )?;
+    stages.push(outcome);
+    let student = student.valid();
+    let student_mlm_accuracy = match &student.head {
+        Some(head) => Some(masked_accuracy(
+            &student.encoder,
+            head,
+            &held,
+            &vocab,
+            &g.masking,
+            pad,
+            &plain,
+        )?),
+        None => None,
+    };
+    let dir = general_student_dir(&options.out_dir);
+    std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    match &student.head {
+        Some(head) => head.save_with_encoder(&student.encoder, &dir)?,
+        None => save_pretrained(&student.encoder, &dir)?,
+    }
+    copy_tokenizer_files(&teacher_dir, &dir)?;
+    let report = GeneralReport {
+        method: config.method,
+        corpus_words: words,
+        corpus_sources: sources,
+        excluded_lines: excluded,
+        passages: [n, held.len()],
+        head_fitted: stages.iter().any(|s| s.name == "mlm-head"),
+        teacher_mlm_accuracy,
+        student_mlm_accuracy,
+        stages,
+        student: dir,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&report)
+            .expect("report serialises")
+            .as_bytes(),
+    )?;
+    Ok((report, teacher, teacher_head))
+}

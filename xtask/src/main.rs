@@ -111,6 +111,9 @@ enum Cmd {
         /// Skip rows already done and continue an interrupted one.
         #[arg(long)]
         resume: bool,
+        /// A teacher already fine-tuned on the dataset (e.g. a run's teacher/), shared by every row.
+        #[arg(long)]
+        teacher: Option<PathBuf>,
         #[command(flatten)]
         general: GeneralFlags,
     },
@@ -426,6 +429,7 @@ fn main() -> Result<()> {
             out,
             device,
             resume,
+            teacher,
             general,
         } => {
             let mut c = match config {
@@ -433,6 +437,9 @@ fn main() -> Result<()> {
                 None => pipeline::DistillConfig::preset(&preset)?,
             };
             c.dataset = dataset;
+            if teacher.is_some() {
+                c.teacher = teacher;
+            }
             general.apply(&mut c)?;
             let method = match method.as_str() {
                 "tinybert" => pipeline::Method::Tinybert,

@@ -67,6 +67,15 @@ pub fn ablation_configs(
         |name: &str, change: &str, c: DistillConfig| (name.to_string(), change.to_string(), c);
     match method {
         Method::Distilbert => {
+            // DistilBERT's recipe has no data augmentation.
+            let full = DistillConfig {
+                augment: None,
+                ..full
+            };
+            let drop = |terms: &[LossTerm]| DistillConfig {
+                drop_terms: terms.to_vec(),
+                ..full.clone()
+            };
             let mut random = full.clone();
             random.general.distilbert_init = StudentInit::Random;
             vec![

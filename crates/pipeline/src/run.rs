@@ -81,12 +81,14 @@ impl LossTerm {
             "hidden" => vec![Self::Hidden],
             "trm" | "transformer" => vec![Self::Att, Self::Hidden],
             "pred" | "prediction" => vec![Self::Pred],
-            other => return Err(PipelineError::Config {
-                field: "drop_terms",
-                message: format!(
+            other => {
+                return Err(PipelineError::Config {
+                    field: "drop_terms",
+                    message: format!(
                     "unknown loss term {other:?}; use mlm, ce, cos, emb, att, hidden, trm or pred"
                 ),
-            }),
+                })
+            }
         })
     }
 

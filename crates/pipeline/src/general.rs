@@ -332,9 +332,25 @@ pub fn teacher_with_head(
         return Ok((teacher, head, None));
     }
     let ad = plain.clone().autodiff();
-    let head = MlmHead::init(&teacher.config, seed, &plain)?
-        .fork(&ad)
-        .train();
+    let mut head = MlmHead::init(&teacher.config, seed, &plain)?;
+    // Start the bias at the corpus's log unigram frequencies, so that the head begins as the unigram model and
+    // its steps go to what the hidden states add.
+    let vocab_size = teacher.config.vocab_size;
+    let mut counts = vec![1.0f64; vocab_size];
+    for e in train {
+        for &id in &e.ids {
+            if (id as usize) < vocab_size && !vocab.special.contains(&id) {
+                counts[id as usize] += 1.0;
+            }
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    let log_freq: Vec<f32> = counts.iter().map(|c| (c / total).ln() as f32).collect();
+    head.bias = burn::module::Param::from_tensor(Tensor::from_data(
+        TensorData::new(log_freq, [vocab_size]),
+        &plain,
+    ));
+    let head = head.fork(&ad).train();
     let word_embeddings: Tensor<2> = Tensor::from_data(
         teacher.embeddings.word_embeddings.weight.val().into_data(),
         &ad,

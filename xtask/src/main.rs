@@ -184,9 +184,19 @@ enum Cmd {
         /// Label column of a file dataset.
         #[arg(long, default_value = "label")]
         label_column: String,
-        /// The fp32 teacher directory to measure compression against (default: the fetched teacher).
+        /// The fp32 teacher directory to measure compression against (default: the fetched teacher); a fine-tuned
+        /// one (e.g. runs/distill/teacher) is also what --qat-epochs distils from.
         #[arg(long)]
         teacher: Option<PathBuf>,
+        /// Quantization-aware fine-tuning epochs (fake quantization + KD from --teacher) before export.
+        #[arg(long, default_value_t = 0)]
+        qat_epochs: usize,
+        /// Learning rate of QAT.
+        #[arg(long, default_value_t = 2e-5)]
+        qat_lr: f64,
+        /// Continue an interrupted QAT stage in --out.
+        #[arg(long)]
+        resume: bool,
         /// Seed of the split and of the random baseline.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -287,6 +297,9 @@ struct GeneralFlags {
     /// Start task distillation from this student directory (e.g. a run's general/student).
     #[arg(long)]
     student_init: Option<PathBuf>,
+    /// Task distillation of a randomly initialised student of TinyBERT's general shape (no general stage).
+    #[arg(long)]
+    narrow_student: bool,
 }
 
 impl GeneralFlags {
@@ -322,6 +335,9 @@ impl GeneralFlags {
         }
         if self.student_init.is_some() {
             c.student_init = self.student_init;
+        }
+        if self.narrow_student {
+            c.narrow_student = Some(c.general.tinybert_student.clone());
         }
         Ok(())
     }
@@ -526,6 +542,9 @@ fn main() -> Result<()> {
             text_column,
             label_column,
             teacher,
+            qat_epochs,
+            qat_lr,
+            resume,
             seed,
             out,
             device,
@@ -560,6 +579,13 @@ fn main() -> Result<()> {
                 },
                 seed,
                 teacher,
+                qat: (qat_epochs > 0).then(|| {
+                    let mut q = pipeline::qat::QatConfig::default();
+                    q.stage.epochs = qat_epochs;
+                    q.stage.learning_rate = qat_lr;
+                    q
+                }),
+                resume,
                 ..Default::default()
             };
             let device = student_arch::device::device(&device)?;

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod fetch;
 pub mod general;
 pub mod masking;
+pub mod qat;
 pub mod quantize;
 pub mod run;
 pub mod sensitivity;

@@ -61,8 +61,15 @@ pub struct QuantizeOptions {
     pub columns: Columns,
     /// Seed of the split and of the random baseline.
     pub seed: u64,
-    /// The fp32 teacher directory the compression ratio is measured against.
+    /// The fp32 teacher directory the compression ratio is measured against; when it is a fine-tuned
+    /// classifier, QAT also distils from it.
     pub teacher: Option<PathBuf>,
+    /// Quantization-aware fine-tuning of the chosen plan before export; `None`: off.
+    #[serde(default)]
+    pub qat: Option<crate::qat::QatConfig>,
+    /// Continue an interrupted QAT stage.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -83,6 +90,8 @@ impl Default for QuantizeOptions {
             columns: Columns::default(),
             seed: 42,
             teacher: None,
+            qat: None,
+            resume: false,
         }
     }
 }
@@ -139,6 +148,20 @@ pub struct QuantizeReport {
     pub variants: Vec<Variant>,
     /// Test examples scored.
     pub examples: usize,
+    /// Quantization-aware fine-tuning, when it ran.
+    #[serde(default)]
+    pub qat: Option<QatSummary>,
+}
+
+/// What quantization-aware fine-tuning did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QatSummary {
+    /// Whether it distilled from a fine-tuned teacher (else hard labels only).
+    pub teacher_kd: bool,
+    /// The training stage (best dev is the fake-quantized model's).
+    pub outcome: crate::train::StageOutcome,
+    /// Test accuracy of the same plan without QAT.
+    pub accuracy_without_qat: f64,
 }
 
 /// Sum of the sizes of a model directory's shipped files.
@@ -280,15 +303,51 @@ pub fn quantize(
         cache,
         device,
     )?;
+    // Quantization-aware fine-tuning of the written plan: its weights replace the fp32 ones for that variant,
+    // and the plan without QAT is scored as a baseline.
+    let mut qat_tensors = None;
+    let mut qat_outcome = None;
+    let kd_teacher = options
+        .teacher
+        .clone()
+        .filter(|t| t.join(CLASSIFIER_FILE).exists());
+    if let Some(qat_config) = &options.qat {
+        let (trained, outcome) = crate::qat::quantization_aware_finetune(
+            model_dir,
+            kd_teacher.as_deref(),
+            &candidates[0].1,
+            &options.dataset,
+            &options.columns,
+            options.seed,
+            qat_config,
+            out,
+            options.resume,
+            cache,
+            device,
+        )?;
+        qat_tensors = Some(trained.named_tensors()?);
+        qat_outcome = Some(outcome);
+        let (name, plan, bits) = candidates[0].clone();
+        candidates.insert(1, (format!("{name} without-QAT"), plan, bits));
+        candidates[0].0 = format!("{name} + QAT");
+    }
     let mut variants = vec![];
     let mut written = None;
     for (i, (name, plan, bits)) in candidates.iter().enumerate() {
-        let q = quant::quantize_tensors(&tensors, &config, plan)?;
+        let source = match (&qat_tensors, i) {
+            (Some(t), 0) => t,
+            _ => &tensors,
+        };
+        let q = quant::quantize_tensors(source, &config, plan)?;
         let dir = if i == 0 {
             out.to_path_buf()
         } else {
             out.join("baselines")
-                .join(name.split_whitespace().next().unwrap_or("variant"))
+                .join(if name.ends_with("without-QAT") {
+                    "no-qat"
+                } else {
+                    name.split_whitespace().next().unwrap_or("variant")
+                })
         };
         let file_bytes = write_quantized(&q, model_dir, &dir)?;
         let scored = evaluate_saved(
@@ -344,6 +403,11 @@ pub fn quantize(
         compression_vs_input: input as f64 / artifact as f64,
         fp32_accuracy: fp32.accuracy,
         fp32_macro_f1: fp32.macro_f1,
+        qat: qat_outcome.map(|outcome| QatSummary {
+            teacher_kd: kd_teacher.is_some(),
+            outcome,
+            accuracy_without_qat: variants[1].accuracy,
+        }),
         variants,
         examples: fp32.examples,
     };
@@ -469,6 +533,18 @@ pub fn report_markdown(r: &QuantizeReport) -> String {
             v.accuracy,
             100.0 * (v.accuracy - r.fp32_accuracy),
             v.macro_f1
+        );
+    }
+    if let Some(q) = &r.qat {
+        s += &format!(
+            "\nQuantization-aware fine-tuning ({}): {} steps, loss {:.4} → {:.4}, best dev (fake-quantized) {}; test accuracy {:.4} without QAT, {:.4} with it.\n",
+            if q.teacher_kd { "Hinton loss from the fine-tuned teacher + hard labels" } else { "hard labels only: give --teacher a fine-tuned classifier for KD" },
+            q.outcome.steps,
+            q.outcome.first_loss,
+            q.outcome.last_loss,
+            q.outcome.best_dev.map(|d| format!("{d:.4}")).unwrap_or_else(|| "-".into()),
+            q.accuracy_without_qat,
+            r.variants[0].accuracy
         );
     }
     if !r.units.is_empty() {

@@ -245,6 +245,54 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         by_size.file_bytes
     );
     assert_eq!(by_size.variants.len(), 1);
+    // `--qat-epochs`: fake-quantized fine-tuning with KD from the fine-tuned teacher, then export.
+    let mut qat = pipeline::qat::QatConfig::default();
+    qat.stage.epochs = 2;
+    qat.stage.batch_size = 8;
+    qat.stage.learning_rate = 1e-4;
+    let with_qat = quantize(
+        &out.join("student"),
+        &QuantizeOptions {
+            bits: Some(4),
+            sensitivity: None,
+            avg_bits: None,
+            compare: false,
+            teacher: Some(out.join("teacher")),
+            qat: Some(qat),
+            ..q_options.clone()
+        },
+        &dir.join("quantized-qat"),
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
+    let names: Vec<&str> = with_qat.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["uniform 4-bit + QAT", "uniform 4-bit without-QAT"]);
+    let summary = with_qat.qat.as_ref().unwrap();
+    assert!(
+        summary.teacher_kd && summary.outcome.steps >= 4,
+        "{summary:?}"
+    );
+    assert!(summary.outcome.best_dev.is_some());
+    // QAT changed the weights that were exported.
+    let trained = std::fs::read(dir.join("quantized-qat").join(quant::QUANT_FILE)).unwrap();
+    let plain = std::fs::read(
+        dir.join("quantized-qat/baselines/no-qat")
+            .join(quant::QUANT_FILE),
+    )
+    .unwrap();
+    assert_eq!(trained.len(), plain.len());
+    assert_ne!(trained, plain);
+    let reread = pipeline::eval::evaluate_saved(
+        &dir.join("quantized-qat"),
+        &config.dataset,
+        &config.columns,
+        42,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(reread.accuracy, with_qat.variants[0].accuracy);
     // Bad input: mixed without a report, a budget below the smallest size, a corrupt file.
     let err = quantize(
         &out.join("student"),

@@ -1,0 +1,192 @@
+//! Quantization-aware fine-tuning with distillation (Q-BERT's QAT with KD): the classifier is trained through
+//! its fake-quantized view (`quant::fake`: the forward sees exactly the weights the file will hold, the backward
+//! is straight-through), on the task's training split, with the Hinton loss from the full-precision fine-tuned
+//! teacher plus the hard labels. The full-precision weights are what the optimizer updates; they are quantized
+//! with the same plan afterwards.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use kd_losses::{DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms};
+use quant::fake::fake_quantize_model;
+use quant::QuantPlan;
+use serde::{Deserialize, Serialize};
+use student_arch::{BertInput, BertTokenizer};
+
+use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
+use crate::data::Columns;
+use crate::error::{PipelineError, Result};
+use crate::eval::evaluate;
+use crate::train::{run_stage, StageConfig, StageContext, StageOutcome};
+
+/// Settings of quantization-aware fine-tuning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QatConfig {
+    /// The training stage (epochs, learning rate, ...). Default: 1 epoch at 2e-5.
+    pub stage: StageConfig,
+    /// Use at most this many training examples. Default: 2400 (as the default distillation preset).
+    pub max_train_examples: Option<usize>,
+    /// Score on at most this many dev examples. Default: 1000.
+    pub max_dev_examples: Option<usize>,
+    /// Temperature of the Hinton term. Default: 1.0.
+    pub temperature: f64,
+}
+
+impl Default for QatConfig {
+    fn default() -> Self {
+        Self {
+            stage: StageConfig {
+                epochs: 1,
+                learning_rate: 2e-5,
+                ..Default::default()
+            },
+            max_train_examples: Some(2400),
+            max_dev_examples: Some(1000),
+            temperature: 1.0,
+        }
+    }
+}
+
+/// The classifier as fake-quantized under `plan` (same parameter ids as `model`).
+pub fn fake_quantized(model: &SequenceClassifier, plan: &QuantPlan) -> Result<SequenceClassifier> {
+    Ok(SequenceClassifier {
+        encoder: fake_quantize_model(&model.encoder, plan)?,
+        head: model.head.clone(),
+    })
+}
+
+/// Fine-tunes the classifier in `model_dir` through its fake-quantized view under `plan`, with KD from the
+/// fine-tuned classifier in `teacher_dir` when given (else hard labels only). Checkpoints go to
+/// `work_dir/checkpoints/qat` (resumable). Returns the trained full-precision classifier (on `device`) and the
+/// stage's outcome; the best dev score is that of the fake-quantized model.
+#[allow(clippy::too_many_arguments)]
+pub fn quantization_aware_finetune(
+    model_dir: &Path,
+    teacher_dir: Option<&Path>,
+    plan: &QuantPlan,
+    dataset: &str,
+    columns: &Columns,
+    seed: u64,
+    config: &QatConfig,
+    work_dir: &Path,
+    resume: bool,
+    cache: &Path,
+    device: &Device,
+) -> Result<(SequenceClassifier, StageOutcome)> {
+    let (model, meta) = SequenceClassifier::load(model_dir, device)?;
+    plan.validate(&model.encoder.config)?;
+    let tokenizer = BertTokenizer::from_dir(model_dir)?;
+    let data = crate::data::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
+    let defaults = crate::run::DistillConfig::default();
+    let mut splits = crate::data::split(
+        &data.examples,
+        seed,
+        defaults.dev_fraction,
+        defaults.test_fraction,
+    )?;
+    if let Some(n) = config.max_train_examples {
+        splits.train.truncate(n);
+    }
+    if let Some(n) = config.max_dev_examples {
+        splits.dev.truncate(n);
+    }
+    let train = crate::run::encode(&tokenizer, &splits.train, meta.max_length)?;
+    let dev = crate::run::encode(&tokenizer, &splits.dev, meta.max_length)?;
+    let teacher = match teacher_dir {
+        Some(dir) if dir.join(CLASSIFIER_FILE).exists() => {
+            let (t, t_meta) = SequenceClassifier::load(dir, device)?;
+            if t_meta.labels != meta.labels {
+                return Err(PipelineError::Config {
+                    field: "teacher",
+                    message: format!(
+                        "{} was fine-tuned for labels {:?}, the model has {:?}",
+                        dir.display(),
+                        t_meta.labels,
+                        meta.labels
+                    ),
+                });
+            }
+            Some(t)
+        }
+        Some(dir) => {
+            return Err(PipelineError::Config {
+                field: "teacher",
+                message: format!(
+                    "{} is not a fine-tuned classifier (no {CLASSIFIER_FILE}); QAT distils from the task's fine-tuned teacher, e.g. runs/distill/teacher",
+                    dir.display()
+                ),
+            })
+        }
+        None => None,
+    };
+    let ad = device.clone().autodiff();
+    let mix_config = LossMixConfig {
+        alpha_ce: if teacher.is_some() { 1.0 } else { 0.0 },
+        alpha_label: 1.0,
+        temperature: config.temperature,
+        seed,
+        ..Default::default()
+    };
+    let hidden = model.encoder.config.hidden_size;
+    let mix = mix_config.init(hidden, hidden, &ad)?;
+    let student = model.fork(&ad).train();
+    let n_student = student.encoder.num_layers();
+    let map = match &teacher {
+        Some(t) => LayerMap::spread(n_student, t.encoder.num_layers().max(n_student))?,
+        None => LayerMap::spread(n_student, n_student)?,
+    };
+    let ctx = StageContext {
+        name: "qat".into(),
+        out_dir: work_dir.to_path_buf(),
+        seed,
+        resume,
+        pad_id: tokenizer.pad_id,
+        vocab_size: student.encoder.config.vocab_size,
+        device: ad.clone(),
+        stop_after: None,
+    };
+    let (trained, outcome) = run_stage(
+        &ctx,
+        student,
+        &train,
+        &config.stage,
+        |m: &SequenceClassifier, input: BertInput, y: Tensor<1, Int>| -> Result<LossTerms> {
+            let fq = fake_quantized(m, plan)?;
+            let mask = input.attention_mask.clone();
+            let t_out = match &teacher {
+                Some(t) => Some(t.forward(BertInput {
+                    input_ids: Tensor::from_data(input.input_ids.to_data(), device),
+                    attention_mask: Tensor::from_data(input.attention_mask.to_data(), device),
+                    token_type_ids: None,
+                })),
+                None => None,
+            };
+            let s_out = fq.forward(input);
+            let teacher_encoder = t_out.as_ref().map(|t| &t.encoder).unwrap_or(&s_out.encoder);
+            Ok(mix.forward(DistillInputs {
+                student: &s_out.encoder,
+                teacher: teacher_encoder,
+                student_logits: Some(Logits::PerSequence(s_out.logits.clone())),
+                teacher_logits: t_out
+                    .as_ref()
+                    .map(|t| Logits::PerSequence(t.logits.clone())),
+                mlm_labels: None,
+                class_labels: Some(y),
+                attention_mask: mask,
+                layer_map: &map,
+            })?)
+        },
+        |m: &SequenceClassifier| {
+            if dev.is_empty() {
+                return Ok(None);
+            }
+            let fq = fake_quantized(&m.valid(), plan)?;
+            Ok(Some(
+                evaluate(&fq, &dev, meta.labels.len(), 64, tokenizer.pad_id, device)?.accuracy,
+            ))
+        },
+    )?;
+    Ok((trained.valid(), outcome))
+}

@@ -276,6 +276,9 @@ struct GeneralFlags {
     /// TinyBERT's data augmentation of the training split (N = 20, p = 0.4, K = 15 unless set below).
     #[arg(long)]
     augment: bool,
+    /// Turn augmentation off even if the config file turns it on.
+    #[arg(long, conflicts_with = "augment")]
+    no_augment: bool,
     /// Variants per sentence (N), with --augment.
     #[arg(long)]
     augment_variants: Option<usize>,
@@ -317,6 +320,9 @@ impl GeneralFlags {
         }
         if let Some(n) = self.augment_variants {
             c.augment.get_or_insert_with(Default::default).variants = n;
+        }
+        if self.no_augment {
+            c.augment = None;
         }
         if !self.corpus.is_empty() {
             c.general.corpus = self.corpus;

@@ -119,9 +119,8 @@ fn candidates(
     let usable: Vec<bool> = (0..vocab as u32)
         .map(|id| {
             tokenizer.id_to_token(id).is_some_and(|t| {
-                !t.starts_with("##")
-                    && !(t.starts_with('[') && t.ends_with(']'))
-                    && t.chars().all(char::is_alphabetic)
+                let special = t.starts_with('[') && t.ends_with(']');
+                !t.starts_with("##") && !special && t.chars().all(char::is_alphabetic)
             })
         })
         .collect();
@@ -170,6 +169,7 @@ fn candidates(
 
 /// The training examples followed by their variants (duplicates of a sentence or of an earlier variant are
 /// dropped). Same seed, same variants.
+#[allow(clippy::too_many_arguments)]
 pub fn augment(
     examples: &[Example],
     tokenizer: &BertTokenizer,

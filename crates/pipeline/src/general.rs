@@ -157,7 +157,7 @@ impl GeneralConfig {
                 message: "layers, hidden_size and num_attention_heads must be positive".into(),
             });
         }
-        if n.hidden_size % n.num_attention_heads != 0 {
+        if !n.hidden_size.is_multiple_of(n.num_attention_heads) {
             return Err(PipelineError::Config {
                 field: "general.tinybert_student",
                 message: format!(

@@ -83,7 +83,8 @@ impl Vocabulary {
         for id in 0..n as u32 {
             let piece = tokenizer.id_to_token(id).unwrap_or_default();
             continuation[id as usize] = piece.starts_with("##");
-            if !(piece.starts_with('[') && piece.ends_with(']')) && !piece.is_empty() {
+            let special = piece.starts_with('[') && piece.ends_with(']');
+            if !special && !piece.is_empty() {
                 replaceable.push(id);
             }
         }

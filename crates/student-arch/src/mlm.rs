@@ -110,7 +110,7 @@ impl MlmHead {
     /// A new head for an encoder of `config`: Normal(0, `initializer_range`) dense weights, zero biases, unit
     /// LayerNorm, as BERT initialises it. Same seed, same head.
     pub fn init(config: &BertConfig, seed: u64, device: &Device) -> Result<Self> {
-        build(&mut RandomInit::new(seed ^ 0x4D4C_4D), config, device)
+        build(&mut RandomInit::new(seed ^ 0x004D_4C4D), config, device)
     }
 
     /// Whether the safetensors file at `path` holds an MLM head (`cls.predictions.transform.dense.weight`).

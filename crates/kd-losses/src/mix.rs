@@ -238,6 +238,15 @@ impl LossTerms {
         }
     }
 
+    /// Only the MLM cross-entropy (fitting an MLM head), which is also the total.
+    pub fn mlm_only(loss: Tensor<1>) -> Self {
+        Self {
+            mlm: Some(loss.clone()),
+            label: None,
+            ..Self::label_only(loss)
+        }
+    }
+
     /// The terms that were computed, by name.
     pub fn named(&self) -> Vec<(&'static str, Tensor<1>)> {
         [

@@ -199,21 +199,6 @@ pub struct GeneralReport {
     pub seconds: f64,
 }
 
-/// A loss that is only one term (MLM cross-entropy), also the total.
-fn mlm_only(loss: Tensor<1>) -> LossTerms {
-    LossTerms {
-        ce: None,
-        mlm: Some(loss.clone()),
-        label: None,
-        cos: None,
-        emb: None,
-        att: None,
-        hidden: None,
-        pred: None,
-        total: loss,
-    }
-}
-
 /// The unpadded id sequences of a batch.
 pub fn sequences_of(input: &BertInput) -> Result<Vec<Vec<u32>>> {
     let [b, s] = input.dims();
@@ -385,7 +370,7 @@ pub fn teacher_with_head(
                 logits.reshape([1, positions, v]),
                 labels_tensor(&m.labels, &ad),
             )?;
-            Ok(mlm_only(loss))
+            Ok(LossTerms::mlm_only(loss))
         },
         |head: &MlmHead| {
             if held_out.is_empty() {

@@ -9,6 +9,7 @@
 pub mod ablate;
 pub mod augment;
 pub mod classifier;
+pub mod config;
 pub mod corpus;
 pub mod data;
 pub mod error;

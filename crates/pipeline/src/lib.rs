@@ -17,6 +17,7 @@ pub mod eval;
 pub mod fetch;
 pub mod general;
 pub mod masking;
+pub mod mlm_head;
 pub mod qat;
 pub mod quantize;
 pub mod run;

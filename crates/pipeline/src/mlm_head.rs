@@ -1,0 +1,212 @@
+//! The teacher's masked-language-model head: fitting one on the frozen teacher (for teachers that ship none, like
+//! MiniLM), and scoring masked-token accuracy. Used by general distillation and by augmentation.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_losses::{mlm_cross_entropy, LossTerms};
+use student_arch::weights::copy_tokenizer_files;
+use student_arch::{gather_positions, load_pretrained, BertInput, BertModel, MlmHead};
+
+use crate::error::{io_err, PipelineError, Result};
+use crate::general::GeneralConfig;
+use crate::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
+use crate::run::RunOptions;
+use crate::train::{run_stage, Encoded, StageContext, StageOutcome};
+
+/// The unpadded id sequences of a batch.
+pub fn sequences_of(input: &BertInput) -> Result<Vec<Vec<u32>>> {
+    let [b, s] = input.dims();
+    let host = |t: Tensor<2, Int>| -> Result<Vec<i64>> {
+        t.into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| PipelineError::Config {
+                field: "batch",
+                message: format!("reading ids: {e:?}"),
+            })
+    };
+    let ids = host(input.input_ids.clone())?;
+    let mask = host(input.attention_mask.clone())?;
+    Ok((0..b)
+        .map(|i| {
+            (0..s)
+                .filter(|&j| mask[i * s + j] != 0)
+                .map(|j| ids[i * s + j] as u32)
+                .collect()
+        })
+        .collect())
+}
+
+pub(crate) fn labels_tensor(labels: &[u32], device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(
+        TensorData::new(
+            labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+            [1, labels.len()],
+        ),
+        device,
+    )
+}
+
+/// The MLM logits at the masked positions of `masked`, from `encoder` with `head`.
+///
+/// # Shapes
+/// - output: `[1, masked positions, vocab_size]`
+pub(crate) fn mlm_logits(
+    encoder: &BertModel,
+    head: &MlmHead,
+    hidden: Tensor<3>,
+    positions: &[usize],
+) -> Result<Tensor<3>> {
+    let h = gather_positions(hidden, positions)?;
+    let logits = head.forward(h, encoder.embeddings.word_embeddings.weight.val());
+    let [m, v] = logits.dims();
+    Ok(logits.reshape([1, m, v]))
+}
+
+/// Masked-token accuracy of `encoder` + `head` on `passages`, masked with a fixed seed (so that every model is
+/// scored on the same masks).
+pub fn masked_accuracy(
+    encoder: &BertModel,
+    head: &MlmHead,
+    passages: &[Encoded],
+    vocab: &Vocabulary,
+    masking: &MaskingConfig,
+    pad_id: u32,
+    device: &Device,
+) -> Result<f64> {
+    let (mut right, mut total) = (0usize, 0usize);
+    for (i, chunk) in passages.chunks(64).enumerate() {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|e| e.ids.clone()).collect();
+        let m = mask_batch(&seqs, vocab, masking, 0xACC0 + i as u64)?;
+        let input =
+            BertInput::from_token_ids(&m.input_ids, pad_id, vocab.continuation.len(), device)?;
+        let hidden = encoder.forward(input).last_hidden_state();
+        let logits = mlm_logits(encoder, head, hidden, &m.positions)?;
+        let [_, n, _] = logits.dims();
+        let predicted: Vec<i64> = logits
+            .argmax(2)
+            .reshape([n])
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| PipelineError::Config {
+                field: "batch",
+                message: format!("reading predictions: {e:?}"),
+            })?;
+        right += predicted
+            .iter()
+            .zip(&m.labels)
+            .filter(|(p, l)| **p == **l as i64)
+            .count();
+        total += n;
+    }
+    Ok(right as f64 / total.max(1) as f64)
+}
+
+/// The teacher encoder (on `device`, without autodiff) and its MLM head: the one in its weights file, or one
+/// fitted here on the frozen teacher and saved with it under `out/teacher-mlm`. Returns the outcome of the fit.
+#[allow(clippy::too_many_arguments)]
+pub fn teacher_with_head(
+    teacher_dir: &Path,
+    train: &[Encoded],
+    held_out: &[Encoded],
+    config: &GeneralConfig,
+    vocab: &Vocabulary,
+    pad_id: u32,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+    let plain = options.device.clone();
+    let (teacher, _) = load_pretrained(teacher_dir, &plain)?;
+    let weights = teacher_dir.join(student_arch::weights::WEIGHTS_FILE);
+    if MlmHead::file_has_head(&weights) {
+        let head = MlmHead::load(teacher_dir, &teacher.config, &plain)?;
+        return Ok((teacher, head, None));
+    }
+    let fitted_dir = options.out_dir.join("teacher-mlm");
+    if options.resume
+        && MlmHead::file_has_head(&fitted_dir.join(student_arch::weights::WEIGHTS_FILE))
+    {
+        let head = MlmHead::load(&fitted_dir, &teacher.config, &plain)?;
+        return Ok((teacher, head, None));
+    }
+    let ad = plain.clone().autodiff();
+    let mut head = MlmHead::init(&teacher.config, seed, &plain)?;
+    // Start the bias at the corpus's log unigram frequencies, so that the head begins as the unigram model and
+    // its steps go to what the hidden states add.
+    let vocab_size = teacher.config.vocab_size;
+    let mut counts = vec![1.0f64; vocab_size];
+    for e in train {
+        for &id in &e.ids {
+            if (id as usize) < vocab_size && !vocab.special.contains(&id) {
+                counts[id as usize] += 1.0;
+            }
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    let log_freq: Vec<f32> = counts.iter().map(|c| (c / total).ln() as f32).collect();
+    head.bias = burn::module::Param::from_tensor(Tensor::from_data(
+        TensorData::new(log_freq, [vocab_size]),
+        &plain,
+    ));
+    let head = head.fork(&ad).train();
+    let word_embeddings: Tensor<2> = Tensor::from_data(
+        teacher.embeddings.word_embeddings.weight.val().into_data(),
+        &ad,
+    );
+    let ctx = StageContext {
+        name: "mlm-head".into(),
+        out_dir: options.out_dir.clone(),
+        seed,
+        resume: options.resume,
+        pad_id,
+        vocab_size: teacher.config.vocab_size,
+        device: ad.clone(),
+        stop_after: options.stop_after,
+    };
+    let n = config.mlm_head_passages.min(train.len()).max(1);
+    let (head, outcome) = run_stage(
+        &ctx,
+        head,
+        &train[..n],
+        &config.mlm_head,
+        |head: &MlmHead, input, _| {
+            let seqs = sequences_of(&input)?;
+            let m = mask_batch(&seqs, vocab, &config.masking, batch_seed(seed, &seqs))?;
+            let masked =
+                BertInput::from_token_ids(&m.input_ids, pad_id, teacher.config.vocab_size, &plain)?;
+            let hidden = teacher.forward(masked).last_hidden_state();
+            let h = gather_positions(hidden, &m.positions)?;
+            let h: Tensor<2> = Tensor::from_data(h.into_data(), &ad);
+            let logits = head.forward(h, word_embeddings.clone());
+            let [positions, v] = logits.dims();
+            let loss = mlm_cross_entropy(
+                logits.reshape([1, positions, v]),
+                labels_tensor(&m.labels, &ad),
+            )?;
+            Ok(LossTerms::mlm_only(loss))
+        },
+        |head: &MlmHead| {
+            if held_out.is_empty() {
+                return Ok(None);
+            }
+            let head = head.valid();
+            Ok(Some(masked_accuracy(
+                &teacher,
+                &head,
+                held_out,
+                vocab,
+                &config.masking,
+                pad_id,
+                &plain,
+            )?))
+        },
+    )?;
+    let head = head.valid();
+    std::fs::create_dir_all(&fitted_dir).map_err(io_err("creating", &fitted_dir))?;
+    head.save_with_encoder(&teacher, &fitted_dir)?;
+    copy_tokenizer_files(teacher_dir, &fitted_dir)?;
+    Ok((teacher, head, Some(outcome)))
+}

@@ -387,4 +387,48 @@ learning_rate = 1e-4
             .to_string()
             .contains("max_length"));
     }
+
+    #[test]
+    fn impossible_general_and_ablation_settings_are_named() {
+        let mut c = DistillConfig {
+            stage: Stage::Both,
+            ..Default::default()
+        };
+        c.general.tinybert_student.hidden_size = 310;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tinybert_student") && err.contains("310"),
+            "{err}"
+        );
+        let c = DistillConfig {
+            augment: Some(AugmentConfig {
+                probability: 1.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("augment"));
+        let err = LossTerm::parse("hintn").unwrap_err().to_string();
+        assert!(err.contains("hintn") && err.contains("trm"), "{err}");
+        assert_eq!(
+            LossTerm::parse("trm").unwrap(),
+            vec![LossTerm::Att, LossTerm::Hidden]
+        );
+        // Dropping terms zeroes their weights only.
+        let mix = LossTerm::apply(&LossMixConfig::distilbert(), &[LossTerm::Ce], 7);
+        assert_eq!(
+            (mix.alpha_ce, mix.alpha_mlm, mix.alpha_cos, mix.seed),
+            (0.0, 2.0, 1.0, 7)
+        );
+        // TOML reaches the new sections.
+        let c = DistillConfig::from_toml(
+            "stage = \"both\"\ndrop_terms = [\"emb\"]\n[augment]\nvariants = 4\n[general]\ncorpus = [\"brown\"]\n",
+            Path::new("run.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.stage, Stage::Both);
+        assert_eq!(c.drop_terms, vec![LossTerm::Emb]);
+        assert_eq!(c.augment.unwrap().top_k, 15);
+        assert_eq!(c.general.corpus, vec!["brown".to_string()]);
+    }
 }

@@ -172,6 +172,9 @@ enum Cmd {
         /// Σ λ·‖ΔW‖² under the budget).
         #[arg(long, default_value = "qbert")]
         allocator: String,
+        /// Mixed precision: the widths a unit may get, e.g. 3,4,8 for a 3-bit floor.
+        #[arg(long, value_delimiter = ',', default_value = "2,3,4,8")]
+        bit_options: Vec<u32>,
         /// Also score the same budget spent uniformly, in random order and in reverse sensitivity order.
         #[arg(long)]
         compare: bool,
@@ -543,6 +546,7 @@ fn main() -> Result<()> {
             budget_mb,
             avg_bits,
             allocator,
+            bit_options,
             compare,
             dataset,
             text_column,
@@ -577,6 +581,7 @@ fn main() -> Result<()> {
                 avg_bits,
                 budget_mb,
                 allocator,
+                bit_options,
                 compare,
                 dataset,
                 columns: pipeline::data::Columns {

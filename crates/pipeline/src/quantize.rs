@@ -199,6 +199,12 @@ pub fn quantize(
     cache: &Path,
     device: &Device,
 ) -> Result<QuantizeReport> {
+    if options.bit_options.is_empty() {
+        return Err(PipelineError::Config {
+            field: "bit_options",
+            message: "no bit widths to choose from; give e.g. --bit-options 2,3,4,8".into(),
+        });
+    }
     let (model, _) = SequenceClassifier::load(model_dir, device)?;
     let tensors = model.named_tensors()?;
     // The Hugging Face form of the config (one zero token-type row for encoders without types), which is how

@@ -84,10 +84,46 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
     }
     /// The same dot product, with SIMD where available.
     fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
-    /// Four dot products of one weight row with four activation rows, each weight block loaded once.
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        x.map(|xi| Self::vec_dot(w, xi))
+    /// An `R × T` tile of dot products: `R` weight rows against `T` activation rows, with every block's scale
+    /// already in f32 (`dw[r][k]`, `dx[t][k]`). Each weight block is loaded (and unpacked) once per `T` tokens
+    /// and each activation block once per `R` rows. This default is the plain loop; AVX2 overrides it.
+    fn tile<const R: usize, const T: usize>(
+        w: [&[Self]; R],
+        dw: [&[f32]; R],
+        x: [&[BlockQ8_0]; T],
+        dx: [&[f32]; T],
+    ) -> [[f32; T]; R] {
+        tile_plain(w, dw, x, dx)
     }
+}
+
+/// [`QuantBlock::tile`] in plain loops.
+fn tile_plain<B: QuantBlock, const R: usize, const T: usize>(
+    w: [&[B]; R],
+    dw: [&[f32]; R],
+    x: [&[BlockQ8_0]; T],
+    dx: [&[f32]; T],
+) -> [[f32; T]; R] {
+    let mut y = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            y[r][t] = w[r]
+                .iter()
+                .zip(x[t])
+                .enumerate()
+                .map(|(k, (a, b))| {
+                    let s: i32 = a
+                        .codes()
+                        .iter()
+                        .zip(&b.qs)
+                        .map(|(p, q)| *p as i32 * *q as i32)
+                        .sum();
+                    dw[r][k] * dx[t][k] * s as f32
+                })
+                .sum();
+        }
+    }
+    y
 }
 
 fn codes_for(xs: &[f32], d: f32, qmax: i32) -> Vec<i8> {
@@ -120,13 +156,18 @@ impl QuantBlock for BlockQ8_0 {
         }
         Self::vec_dot_unopt(w, x)
     }
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    fn tile<const R: usize, const T: usize>(
+        w: [&[Self]; R],
+        dw: [&[f32]; R],
+        x: [&[BlockQ8_0]; T],
+        dx: [&[f32]; T],
+    ) -> [[f32; T]; R] {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_x4(w, x) };
+            return unsafe { simd::tile(w, dw, x, dx) };
         }
-        x.map(|xi| Self::vec_dot_unopt(w, xi))
+        tile_plain(w, dw, x, dx)
     }
 }
 
@@ -160,13 +201,18 @@ impl QuantBlock for BlockQ4_0 {
         }
         Self::vec_dot_unopt(w, x)
     }
-    fn vec_dot_x4(w: &[Self], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    fn tile<const R: usize, const T: usize>(
+        w: [&[Self]; R],
+        dw: [&[f32]; R],
+        x: [&[BlockQ8_0]; T],
+        dx: [&[f32]; T],
+    ) -> [[f32; T]; R] {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot_x4(w, x) };
+            return unsafe { simd::tile(w, dw, x, dx) };
         }
-        x.map(|xi| Self::vec_dot_unopt(w, xi))
+        tile_plain(w, dw, x, dx)
     }
 }
 
@@ -240,23 +286,50 @@ mod simd {
         hsum(acc)
     }
 
-    /// One weight row against four activation rows: each weight block is loaded (and unpacked) once, four
-    /// accumulators, four horizontal sums at the end.
+    /// `R` weight rows × `T` activation rows. Per block: each weight block is unpacked once and its absolute
+    /// value taken once for the `T` tokens; each token's sign-adjusted codes go through `maddubs`/`madd`, and
+    /// the i32 sums are scaled by `dw · dx` into one f32 accumulator per pair. `R · T` horizontal sums at the end.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_x4<B: Codes>(w: &[B], x: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (k, a) in w.iter().enumerate() {
-            let va = a.codes256();
-            let da = a.scale();
-            for t in 0..4 {
-                let b = &x[t][k];
-                let vb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-                let d = _mm256_set1_ps(da * b.d.to_f32());
-                acc[t] = _mm256_fmadd_ps(d, dot32(va, vb), acc[t]);
+    pub unsafe fn tile<B: Codes, const R: usize, const T: usize>(
+        w: [&[B]; R],
+        dw: [&[f32]; R],
+        x: [&[BlockQ8_0]; T],
+        dx: [&[f32]; T],
+    ) -> [[f32; T]; R] {
+        let nb = w[0].len();
+        assert!(
+            w.iter().all(|v| v.len() == nb)
+                && dw.iter().all(|v| v.len() == nb)
+                && x.iter().all(|v| v.len() == nb)
+                && dx.iter().all(|v| v.len() == nb),
+            "tile: every row must have {nb} blocks and scales"
+        );
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for k in 0..nb {
+            for r in 0..R {
+                // SAFETY (all `get_unchecked` here): k < nb, the length of every slice, checked above.
+                let wv = w[r].get_unchecked(k).codes256();
+                let wa = _mm256_sign_epi8(wv, wv);
+                let wd = _mm256_set1_ps(*dw[r].get_unchecked(k));
+                for t in 0..T {
+                    let xv =
+                        _mm256_loadu_si256(x[t].get_unchecked(k).qs.as_ptr() as *const __m256i);
+                    let pairs = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wv));
+                    let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let d = _mm256_mul_ps(wd, _mm256_set1_ps(*dx[t].get_unchecked(k)));
+                    acc[r][t] = _mm256_fmadd_ps(sums, d, acc[r][t]);
+                }
             }
         }
-        [hsum(acc[0]), hsum(acc[1]), hsum(acc[2]), hsum(acc[3])]
+        let mut y = [[0.0f32; T]; R];
+        for r in 0..R {
+            for t in 0..T {
+                y[r][t] = hsum(acc[r][t]);
+            }
+        }
+        y
     }
 }
 
@@ -277,6 +350,8 @@ pub struct QuantLinear<B: QuantBlock> {
     pub blocks: Vec<B>,
     /// `[rows]`, if any.
     pub bias: Option<Vec<f32>>,
+    /// Each block's scale in f32, so the kernels never convert f16 in their inner loop.
+    scales: Vec<f32>,
 }
 
 impl<B: QuantBlock> QuantLinear<B> {
@@ -288,12 +363,12 @@ impl<B: QuantBlock> QuantLinear<B> {
         bias: Option<Vec<f32>>,
     ) -> Result<Self> {
         check_dims("QuantLinear::from_f32", weight.len(), rows, cols)?;
-        Ok(Self {
+        Ok(Self::new(
             rows,
             cols,
-            blocks: weight.chunks(QK).map(B::from_float).collect(),
+            weight.chunks(QK).map(B::from_float).collect(),
             bias,
-        })
+        ))
     }
 
     /// Converts a symmetric group-wise tensor of `B::BITS` bits whose groups span whole blocks of 32; each
@@ -337,12 +412,18 @@ impl<B: QuantBlock> QuantLinear<B> {
                 B::from_codes(&c8, q.scales[q.group_of(r, c)])
             })
             .collect();
-        Ok(Self {
+        Ok(Self::new(rows, cols, blocks, bias))
+    }
+
+    fn new(rows: usize, cols: usize, blocks: Vec<B>, bias: Option<Vec<f32>>) -> Self {
+        let scales = blocks.iter().map(B::scale).collect();
+        Self {
             rows,
             cols,
             blocks,
             bias,
-        })
+            scales,
+        }
     }
 
     /// The weights as f32, row-major.
@@ -389,37 +470,57 @@ impl<B: QuantBlock> QuantLinear<B> {
         Ok(y)
     }
 
-    /// `y = x Wᵀ + b` for `x: [n, in]` → `[n, out]`: activations quantized per row, output rows in parallel
-    /// (each task takes a slice of weight rows for every input row, so the weights are read once).
+    /// `y = x Wᵀ + b` for `x: [n, in]` → `[n, out]`: activations quantized per row to 8-bit blocks, then
+    /// tiles of 2 weight rows × 4 tokens (4 rows × 1 token below 4 tokens), output rows split over rayon's
+    /// threads in as many chunks as there are threads (one chunk when the layer is too small to share).
     pub fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
         self.check_input("QuantLinear::forward", x, n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let bpr = self.cols / QK;
-        let xq: Vec<Vec<BlockQ8_0>> = (0..n)
-            .map(|i| quantize_row_q8(&x[i * self.cols..(i + 1) * self.cols]))
-            .collect();
-        // [out, n] computed in row tiles, then transposed into [n, out].
-        const TILE: usize = 16;
+        let xq: Vec<BlockQ8_0> = x.chunks(QK).map(BlockQ8_0::from_float).collect();
+        let xd: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
+        let acts = Acts {
+            q: &xq,
+            d: &xd,
+            bpr,
+            n,
+        };
+        // [out, n] in chunks of whole row tiles, then transposed into [n, out].
+        const MIN_BLOCK_DOTS_PER_TASK: usize = 2048;
+        let work = self.rows * n * bpr;
+        let tasks = rayon::current_num_threads()
+            .min(work / MIN_BLOCK_DOTS_PER_TASK)
+            .max(1);
+        let chunk = self.rows.div_ceil(tasks).next_multiple_of(4);
         let mut yt = vec![0.0f32; self.rows * n];
-        yt.par_chunks_mut(TILE * n)
-            .enumerate()
-            .for_each(|(t, tile)| {
-                for (k, out) in tile.chunks_mut(n).enumerate() {
-                    let r = t * TILE + k;
-                    let w = &self.blocks[r * bpr..(r + 1) * bpr];
-                    let b = self.bias.as_ref().map_or(0.0, |b| b[r]);
-                    let mut i = 0;
-                    while i + 4 <= n {
-                        let y = B::vec_dot_x4(w, [&xq[i], &xq[i + 1], &xq[i + 2], &xq[i + 3]]);
-                        for (t, v) in y.iter().enumerate() {
-                            out[i + t] = v + b;
-                        }
-                        i += 4;
-                    }
-                    for (o, xi) in out[i..].iter_mut().zip(&xq[i..]) {
-                        *o = B::vec_dot(w, xi) + b;
-                    }
+        let run = |(c, out): (usize, &mut [f32])| {
+            let r0 = c * chunk;
+            let count = out.len() / n;
+            let mut r = 0;
+            if n < 4 {
+                while r + 4 <= count {
+                    self.rows_tile::<4>(r0 + r, &mut out[r * n..(r + 4) * n], &acts);
+                    r += 4;
                 }
-            });
+            }
+            while r + 2 <= count {
+                self.rows_tile::<2>(r0 + r, &mut out[r * n..(r + 2) * n], &acts);
+                r += 2;
+            }
+            if r < count {
+                self.rows_tile::<1>(r0 + r, &mut out[r * n..(r + 1) * n], &acts);
+            }
+        };
+        if tasks == 1 {
+            run((0, &mut yt[..]));
+        } else {
+            yt.par_chunks_mut(chunk * n).enumerate().for_each(run);
+        }
+        if n == 1 {
+            return Ok(yt);
+        }
         let mut y = vec![0.0; n * self.rows];
         for r in 0..self.rows {
             for i in 0..n {
@@ -427,6 +528,52 @@ impl<B: QuantBlock> QuantLinear<B> {
             }
         }
         Ok(y)
+    }
+
+    /// Rows `r0..r0 + R` against every token, into `out: [R, n]`, bias added.
+    fn rows_tile<const R: usize>(&self, r0: usize, out: &mut [f32], acts: &Acts<'_>) {
+        let bpr = self.cols / QK;
+        let w: [&[B]; R] =
+            std::array::from_fn(|i| &self.blocks[(r0 + i) * bpr..(r0 + i + 1) * bpr]);
+        let dw: [&[f32]; R] =
+            std::array::from_fn(|i| &self.scales[(r0 + i) * bpr..(r0 + i + 1) * bpr]);
+        let bias: [f32; R] =
+            std::array::from_fn(|i| self.bias.as_ref().map_or(0.0, |b| b[r0 + i]));
+        let n = acts.n;
+        let mut t0 = 0;
+        while t0 + 4 <= n {
+            let y = B::tile::<R, 4>(w, dw, acts.rows(t0), acts.scales(t0));
+            for r in 0..R {
+                for t in 0..4 {
+                    out[r * n + t0 + t] = y[r][t] + bias[r];
+                }
+            }
+            t0 += 4;
+        }
+        while t0 < n {
+            let y = B::tile::<R, 1>(w, dw, acts.rows(t0), acts.scales(t0));
+            for r in 0..R {
+                out[r * n + t0] = y[r][0] + bias[r];
+            }
+            t0 += 1;
+        }
+    }
+}
+
+/// One call's activations in 8-bit blocks, `[n, bpr]`, with f32 scales.
+struct Acts<'a> {
+    q: &'a [BlockQ8_0],
+    d: &'a [f32],
+    bpr: usize,
+    n: usize,
+}
+
+impl Acts<'_> {
+    fn rows<const T: usize>(&self, t0: usize) -> [&[BlockQ8_0]; T] {
+        std::array::from_fn(|t| &self.q[(t0 + t) * self.bpr..(t0 + t + 1) * self.bpr])
+    }
+    fn scales<const T: usize>(&self, t0: usize) -> [&[f32]; T] {
+        std::array::from_fn(|t| &self.d[(t0 + t) * self.bpr..(t0 + t + 1) * self.bpr])
     }
 }
 
@@ -465,8 +612,7 @@ mod tests {
         y
     }
 
-    fn check<B: QuantBlock>(tolerance: f32) {
-        let (rows, cols, n) = (48, 96, 5);
+    fn check<B: QuantBlock>(tolerance: f32, rows: usize, cols: usize, n: usize) {
         let w = gaussian(rows * cols, 1);
         let x = gaussian(n * cols, 2);
         let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.01).collect();
@@ -499,8 +645,38 @@ mod tests {
 
     #[test]
     fn q8_and_q4_kernels_match_their_references() {
-        check::<BlockQ8_0>(0.05);
-        check::<BlockQ4_0>(0.05);
+        // Every tile shape and tail: 2×4 tiles with a token tail (n = 5), 4×1 tiles with an odd row left over
+        // (n = 1 and 3, 37 rows), and a layer large enough to be split over threads (130 × 384, n = 9).
+        for (rows, cols, n) in [(48, 96, 5), (37, 64, 1), (37, 64, 3), (130, 384, 9), (1536, 384, 1)] {
+            check::<BlockQ8_0>(0.05, rows, cols, n);
+            check::<BlockQ4_0>(0.05, rows, cols, n);
+        }
+        let l = QuantLinear::<BlockQ4_0>::from_f32(&[0.5; 64], 2, 32, None).unwrap();
+        assert!(l.forward(&[], 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn plain_tile_matches_the_dispatched_one() {
+        let w = QuantLinear::<BlockQ4_0>::from_f32(&gaussian(3 * 64, 5), 3, 64, None).unwrap();
+        let xq: Vec<BlockQ8_0> = gaussian(2 * 64, 6).chunks(QK).map(BlockQ8_0::from_float).collect();
+        let xd: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
+        let rows = |r: usize| &w.blocks[r * 2..r * 2 + 2];
+        let scales = |r: usize| &w.scales[r * 2..r * 2 + 2];
+        let args = (
+            [rows(0), rows(1), rows(2)],
+            [scales(0), scales(1), scales(2)],
+            [&xq[..2], &xq[2..]],
+            [&xd[..2], &xd[2..]],
+        );
+        let plain = tile_plain(args.0, args.1, args.2, args.3);
+        let fast = BlockQ4_0::tile(args.0, args.1, args.2, args.3);
+        for r in 0..3 {
+            for t in 0..2 {
+                let slow = BlockQ4_0::vec_dot_unopt(rows(r), args.2[t]);
+                assert!((plain[r][t] - slow).abs() <= 1e-4 * (1.0 + slow.abs()));
+                assert!((fast[r][t] - slow).abs() <= 1e-4 * (1.0 + slow.abs()));
+            }
+        }
     }
 
     #[test]

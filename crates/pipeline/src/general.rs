@@ -23,7 +23,7 @@ use crate::mlm_head::{
     labels_tensor, masked_accuracy, mlm_logits, sequences_of, teacher_with_head,
 };
 use crate::run::{DistillConfig, LossTerm, Method, RunOptions};
-use crate::train::{run_stage, Encoded, StageConfig, StageContext, StageOutcome};
+use crate::train::{run_stage, Encoded, StageConfig, StageOutcome};
 
 /// How a same-width student starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,16 +389,7 @@ pub fn general_distill(
     let mix = mix_config.init(encoder.config.hidden_size, teacher.config.hidden_size, &ad)?;
     let map = LayerMap::spread(encoder.num_layers(), teacher.num_layers())?;
     let student = GeneralStudent { encoder, head, mix };
-    let ctx = StageContext {
-        name: name.into(),
-        out_dir: options.out_dir.clone(),
-        seed: config.seed,
-        resume: options.resume,
-        pad_id: pad,
-        vocab_size: teacher.config.vocab_size,
-        device: ad.clone(),
-        stop_after: options.stop_after,
-    };
+    let ctx = options.stage(name, config.seed, pad, teacher.config.vocab_size, &ad);
     let n = g
         .distill_passages
         .unwrap_or(train.len())

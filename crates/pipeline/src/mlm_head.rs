@@ -13,7 +13,7 @@ use crate::error::{io_err, PipelineError, Result};
 use crate::general::GeneralConfig;
 use crate::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
 use crate::run::RunOptions;
-use crate::train::{run_stage, Encoded, StageContext, StageOutcome};
+use crate::train::{run_stage, Encoded, StageOutcome};
 
 /// The unpadded id sequences of a batch.
 pub fn sequences_of(input: &BertInput) -> Result<Vec<Vec<u32>>> {
@@ -156,16 +156,7 @@ pub fn teacher_with_head(
         teacher.embeddings.word_embeddings.weight.val().into_data(),
         &ad,
     );
-    let ctx = StageContext {
-        name: "mlm-head".into(),
-        out_dir: options.out_dir.clone(),
-        seed,
-        resume: options.resume,
-        pad_id,
-        vocab_size: teacher.config.vocab_size,
-        device: ad.clone(),
-        stop_after: options.stop_after,
-    };
+    let ctx = options.stage("mlm-head", seed, pad_id, teacher.config.vocab_size, &ad);
     let n = config.mlm_head_passages.min(train.len()).max(1);
     let (head, outcome) = run_stage(
         &ctx,

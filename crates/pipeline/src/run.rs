@@ -107,6 +107,29 @@ pub struct RunOptions {
     pub stop_after: Option<usize>,
 }
 
+impl RunOptions {
+    /// The context of one training stage of this run, on the autodiff device `device`.
+    pub fn stage(
+        &self,
+        name: &str,
+        seed: u64,
+        pad_id: u32,
+        vocab_size: usize,
+        device: &Device,
+    ) -> StageContext {
+        StageContext {
+            name: name.into(),
+            out_dir: self.out_dir.clone(),
+            seed,
+            resume: self.resume,
+            pad_id,
+            vocab_size,
+            device: device.clone(),
+            stop_after: self.stop_after,
+        }
+    }
+}
+
 fn finetuned_or_new(
     dir: &Path,
     labels: &[String],
@@ -264,15 +287,8 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         pooling: "mean".into(),
         max_length: config.max_length,
     };
-    let ctx = |name: &str, vocab_size: usize| StageContext {
-        name: name.into(),
-        out_dir: out.clone(),
-        seed: config.seed,
-        resume: options.resume,
-        pad_id: tokenizer.pad_id,
-        vocab_size,
-        device: ad.clone(),
-        stop_after: options.stop_after,
+    let ctx = |name: &str, vocab_size: usize| {
+        options.stage(name, config.seed, tokenizer.pad_id, vocab_size, &ad)
     };
     let dev_score = |m: &SequenceClassifier| -> Result<Option<f64>> {
         if dev.is_empty() {

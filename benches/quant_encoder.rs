@@ -1,0 +1,59 @@
+//! The whole encoder forward pass: Burn's f32 model on the CPU backends against `quant::encoder::QuantEncoder`
+//! running its linear layers on the 8-bit and 4-bit kernels (per-head groups, the `quantize` default), on the
+//! teacher's shape (6 layers, hidden 384, 12 heads, FFN 1536; the real teacher when `BERT_COMPRESS_TEACHER`
+//! points at it). One sequence of 128 tokens (b1) and 8 of them (b8).
+//! Run: `cargo bench -p benches --bench quant_encoder`. Names: `{backend}/encoder/b{batch}xs{seq}`.
+
+use benches::{bench_devices, random_batch, teacher_or_same_shape};
+use burn::tensor::Device;
+use criterion::{criterion_group, criterion_main, Criterion};
+use quant::encoder::QuantEncoder;
+use quant::{quantize_tensors, QuantPlan};
+use student_arch::weights::named_tensors;
+use student_arch::BertConfig;
+
+fn quant_encoder(c: &mut Criterion) {
+    let seq_length = 128;
+    let mut group = c.benchmark_group("quant_encoder");
+    group.sample_size(10);
+    let (model, source) = teacher_or_same_shape(&Device::flex());
+    eprintln!("{source} weights");
+    let tensors = named_tensors(&model).expect("the model's tensors");
+    let config = BertConfig::from_json(&model.config.to_hf_json()).expect("its own config");
+    for batch_size in [1usize, 8] {
+        let input = random_batch(batch_size, seq_length, model.config.vocab_size, &Device::flex());
+        let ids: Vec<Vec<u32>> = input
+            .input_ids
+            .clone()
+            .into_data()
+            .iter::<i64>()
+            .map(|t| t as u32)
+            .collect::<Vec<_>>()
+            .chunks(seq_length)
+            .map(<[u32]>::to_vec)
+            .collect();
+        for (name, device) in bench_devices() {
+            if name == "wgpu" {
+                continue;
+            }
+            let (model, _) = teacher_or_same_shape(&device);
+            let input = random_batch(batch_size, seq_length, model.config.vocab_size, &device);
+            group.bench_function(format!("{name}/encoder/b{batch_size}xs{seq_length}"), |b| {
+                b.iter(|| model.forward(input.clone()).last_hidden_state().into_data())
+            });
+        }
+        for bits in [8u32, 4] {
+            let plan = QuantPlan::uniform(config.num_hidden_layers, bits);
+            let q = quantize_tensors(&tensors, &config, &plan).expect("a valid plan");
+            let encoder = QuantEncoder::new(&q).expect("whole 32-blocks");
+            let kernel = encoder.kernels()[0][0];
+            group.bench_function(format!("{kernel}/encoder/b{batch_size}xs{seq_length}"), |b| {
+                b.iter(|| encoder.forward(&ids).expect("valid ids"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, quant_encoder);
+criterion_main!(benches);

@@ -427,14 +427,7 @@ fn main() -> Result<()> {
             if max_eval.is_some() {
                 c.max_eval_examples = max_eval;
             }
-            let options = pipeline::RunOptions {
-                out_dir: out.clone(),
-                device_name: device.clone(),
-                device: student_arch::device::device(&device)?,
-                resume,
-                cache: pipeline::cache_dir(),
-                stop_after,
-            };
+            let options = run_options(&out, &device, resume, stop_after)?;
             general.apply(&mut c)?;
             if c.stage == pipeline::Stage::General {
                 let report = pipeline::general_only(&c, &options)?;
@@ -471,14 +464,7 @@ fn main() -> Result<()> {
                 "distilbert" => pipeline::Method::Distilbert,
                 other => bail!("--method {other}: expected tinybert or distilbert"),
             };
-            let options = pipeline::RunOptions {
-                out_dir: out.clone(),
-                device_name: device.clone(),
-                device: student_arch::device::device(&device)?,
-                resume,
-                cache: pipeline::cache_dir(),
-                stop_after: None,
-            };
+            let options = run_options(&out, &device, resume, None)?;
             let report = pipeline::ablate::ablate(&c, method, &options)?;
             println!("{}", pipeline::ablate::ablation_markdown(&report));
             println!("{}", out.join("ablation.md").display());
@@ -684,4 +670,21 @@ fn ci(wgpu: bool) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+/// The run options of `distill` and `ablate`.
+fn run_options(
+    out: &std::path::Path,
+    device: &str,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<pipeline::RunOptions> {
+    Ok(pipeline::RunOptions {
+        out_dir: out.to_path_buf(),
+        device_name: device.to_string(),
+        device: student_arch::device::device(device)?,
+        resume,
+        cache: pipeline::cache_dir(),
+        stop_after,
+    })
 }

@@ -21,7 +21,12 @@ fn quant_encoder(c: &mut Criterion) {
     let tensors = named_tensors(&model).expect("the model's tensors");
     let config = BertConfig::from_json(&model.config.to_hf_json()).expect("its own config");
     for batch_size in [1usize, 8] {
-        let input = random_batch(batch_size, seq_length, model.config.vocab_size, &Device::flex());
+        let input = random_batch(
+            batch_size,
+            seq_length,
+            model.config.vocab_size,
+            &Device::flex(),
+        );
         let ids: Vec<Vec<u32>> = input
             .input_ids
             .clone()
@@ -47,9 +52,10 @@ fn quant_encoder(c: &mut Criterion) {
             let q = quantize_tensors(&tensors, &config, &plan).expect("a valid plan");
             let encoder = QuantEncoder::new(&q).expect("whole 32-blocks");
             let kernel = encoder.kernels()[0][0];
-            group.bench_function(format!("{kernel}/encoder/b{batch_size}xs{seq_length}"), |b| {
-                b.iter(|| encoder.forward(&ids).expect("valid ids"))
-            });
+            group.bench_function(
+                format!("{kernel}/encoder/b{batch_size}xs{seq_length}"),
+                |b| b.iter(|| encoder.forward(&ids).expect("valid ids")),
+            );
         }
     }
     group.finish();

@@ -84,32 +84,70 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
     }
     /// The same dot product, with SIMD where available.
     fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
-    /// An `R × T` tile of dot products: `R` weight rows against `T` activation rows, with every block's scale
-    /// already in f32 (`dw[r][k]`, `dx[t][k]`). Each weight block is loaded (and unpacked) once per `T` tokens
-    /// and each activation block once per `R` rows. This default is the plain loop; AVX2 overrides it.
+    /// An `R × T` tile of dot products: `R` weight rows against `T` activation rows. Each weight block is
+    /// loaded (and unpacked) once per `T` tokens and each activation block once per `R` rows. This default is
+    /// the plain loop; the formats override it with AVX-512 VNNI or AVX2 where the CPU has them.
     fn tile<const R: usize, const T: usize>(
-        w: [&[Self]; R],
-        dw: [&[f32]; R],
-        x: [&[BlockQ8_0]; T],
-        dx: [&[f32]; T],
+        w: WeightRows<'_, Self, R>,
+        x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
-        tile_plain(w, dw, x, dx)
+        tile_plain(w, x)
     }
+}
+
+/// `R` weight rows of a kernel tile: each row's blocks, their scales in f32 and their code sums.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightRows<'a, B, const R: usize> {
+    /// Blocks, one slice per row.
+    pub blocks: [&'a [B]; R],
+    /// Each block's scale.
+    pub scales: [&'a [f32]; R],
+    /// Each block's sum of signed codes.
+    pub sums: [&'a [i32]; R],
+}
+
+/// `T` rows of 8-bit activations of a kernel tile: blocks, scales in f32 and code sums.
+#[derive(Clone, Copy, Debug)]
+pub struct ActRows<'a, const T: usize> {
+    /// Blocks, one slice per token.
+    pub blocks: [&'a [BlockQ8_0]; T],
+    /// Each block's scale.
+    pub scales: [&'a [f32]; T],
+    /// Each block's sum of codes.
+    pub sums: [&'a [i32]; T],
+}
+
+/// Blocks per row of a tile, checking that every slice has that many.
+fn tile_len<B, const R: usize, const T: usize>(
+    w: &WeightRows<'_, B, R>,
+    x: &ActRows<'_, T>,
+) -> usize {
+    let nb = w.blocks[0].len();
+    let ok = |len: usize| len == nb;
+    assert!(
+        w.blocks.iter().all(|v| ok(v.len()))
+            && w.scales.iter().all(|v| ok(v.len()))
+            && w.sums.iter().all(|v| ok(v.len()))
+            && x.blocks.iter().all(|v| ok(v.len()))
+            && x.scales.iter().all(|v| ok(v.len()))
+            && x.sums.iter().all(|v| ok(v.len())),
+        "tile: every row must have {nb} blocks, scales and sums"
+    );
+    nb
 }
 
 /// [`QuantBlock::tile`] in plain loops.
 fn tile_plain<B: QuantBlock, const R: usize, const T: usize>(
-    w: [&[B]; R],
-    dw: [&[f32]; R],
-    x: [&[BlockQ8_0]; T],
-    dx: [&[f32]; T],
+    w: WeightRows<'_, B, R>,
+    x: ActRows<'_, T>,
 ) -> [[f32; T]; R] {
+    tile_len(&w, &x);
     let mut y = [[0.0f32; T]; R];
     for r in 0..R {
         for t in 0..T {
-            y[r][t] = w[r]
+            y[r][t] = w.blocks[r]
                 .iter()
-                .zip(x[t])
+                .zip(x.blocks[t])
                 .enumerate()
                 .map(|(k, (a, b))| {
                     let s: i32 = a
@@ -118,12 +156,17 @@ fn tile_plain<B: QuantBlock, const R: usize, const T: usize>(
                         .zip(&b.qs)
                         .map(|(p, q)| *p as i32 * *q as i32)
                         .sum();
-                    dw[r][k] * dx[t][k] * s as f32
+                    w.scales[r][k] * x.scales[t][k] * s as f32
                 })
                 .sum();
         }
     }
     y
+}
+
+/// The sum of a block's signed codes.
+fn code_sum<B: QuantBlock>(b: &B) -> i32 {
+    b.codes().iter().map(|c| *c as i32).sum()
 }
 
 fn codes_for(xs: &[f32], d: f32, qmax: i32) -> Vec<i8> {
@@ -157,17 +200,21 @@ impl QuantBlock for BlockQ8_0 {
         Self::vec_dot_unopt(w, x)
     }
     fn tile<const R: usize, const T: usize>(
-        w: [&[Self]; R],
-        dw: [&[f32]; R],
-        x: [&[BlockQ8_0]; T],
-        dx: [&[f32]; T],
+        w: WeightRows<'_, Self, R>,
+        x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
         #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::tile(w, dw, x, dx) };
+        {
+            if simd::vnni_available() {
+                // SAFETY: AVX-512 VNNI and VL, AVX2 and FMA were detected at run time.
+                return unsafe { simd::tile_vnni(w, x) };
+            }
+            if simd::available() {
+                // SAFETY: AVX2 and FMA were detected at run time.
+                return unsafe { simd::tile(w, x) };
+            }
         }
-        tile_plain(w, dw, x, dx)
+        tile_plain(w, x)
     }
 }
 
@@ -202,23 +249,27 @@ impl QuantBlock for BlockQ4_0 {
         Self::vec_dot_unopt(w, x)
     }
     fn tile<const R: usize, const T: usize>(
-        w: [&[Self]; R],
-        dw: [&[f32]; R],
-        x: [&[BlockQ8_0]; T],
-        dx: [&[f32]; T],
+        w: WeightRows<'_, Self, R>,
+        x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
         #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::tile(w, dw, x, dx) };
+        {
+            if simd::vnni_available() {
+                // SAFETY: AVX-512 VNNI and VL, AVX2 and FMA were detected at run time.
+                return unsafe { simd::tile_vnni(w, x) };
+            }
+            if simd::available() {
+                // SAFETY: AVX2 and FMA were detected at run time.
+                return unsafe { simd::tile(w, x) };
+            }
         }
-        tile_plain(w, dw, x, dx)
+        tile_plain(w, x)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{BlockQ4_0, BlockQ8_0};
+    use super::{tile_len, ActRows, BlockQ4_0, BlockQ8_0, WeightRows};
     use std::arch::x86_64::*;
 
     pub fn available() -> bool {
@@ -248,12 +299,21 @@ mod simd {
     /// A block's 32 signed codes in one AVX2 register. The loads carry the same target features as the dot
     /// products, so they inline into them (a closure would not).
     pub trait Codes: super::QuantBlock {
+        /// Whether the VNNI kernel feeds the weights as the unsigned operand (offset codes).
+        const WEIGHTS_UNSIGNED: bool;
         /// # Safety
         /// The CPU must have AVX2 and FMA.
         unsafe fn codes256(&self) -> __m256i;
+        /// The codes offset to be non-negative (only for `WEIGHTS_UNSIGNED` formats).
+        /// # Safety
+        /// The CPU must have AVX2 and FMA.
+        unsafe fn unsigned256(&self) -> __m256i {
+            self.codes256()
+        }
     }
 
     impl Codes for BlockQ8_0 {
+        const WEIGHTS_UNSIGNED: bool = false;
         #[inline]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn codes256(&self) -> __m256i {
@@ -262,14 +322,20 @@ mod simd {
     }
 
     impl Codes for BlockQ4_0 {
+        const WEIGHTS_UNSIGNED: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn codes256(&self) -> __m256i {
+            _mm256_sub_epi8(self.unsigned256(), _mm256_set1_epi8(8))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn unsigned256(&self) -> __m256i {
             let packed = _mm_loadu_si128(self.qs.as_ptr() as *const __m128i);
             let low = _mm_set1_epi8(0x0F);
             let lo = _mm_and_si128(packed, low);
             let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-            _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+            _mm256_set_m128i(hi, lo)
         }
     }
 
@@ -286,43 +352,112 @@ mod simd {
         hsum(acc)
     }
 
-    /// `R` weight rows × `T` activation rows. Per block: each weight block is unpacked once and its absolute
-    /// value taken once for the `T` tokens; each token's sign-adjusted codes go through `maddubs`/`madd`, and
-    /// the i32 sums are scaled by `dw · dx` into one f32 accumulator per pair. `R · T` horizontal sums at the end.
+    /// AVX-512 VNNI (`vpdpbusd`, u8 × i8 summed into i32 lanes) on 256-bit registers, with AVX-512VL.
+    pub fn vnni_available() -> bool {
+        available()
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vl")
+    }
+
+    /// `R` weight rows × `T` activation rows with AVX2. Per block: each weight block is unpacked once and its
+    /// absolute value taken once for the `T` tokens; each token's sign-adjusted codes go through
+    /// `maddubs`/`madd`, and the i32 sums are scaled by `dw · dx` into one f32 accumulator per pair. `R · T`
+    /// horizontal sums at the end.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile<B: Codes, const R: usize, const T: usize>(
-        w: [&[B]; R],
-        dw: [&[f32]; R],
-        x: [&[BlockQ8_0]; T],
-        dx: [&[f32]; T],
+        w: WeightRows<'_, B, R>,
+        x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
-        let nb = w[0].len();
-        assert!(
-            w.iter().all(|v| v.len() == nb)
-                && dw.iter().all(|v| v.len() == nb)
-                && x.iter().all(|v| v.len() == nb)
-                && dx.iter().all(|v| v.len() == nb),
-            "tile: every row must have {nb} blocks and scales"
-        );
+        let nb = tile_len(&w, &x);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for k in 0..nb {
             for r in 0..R {
-                // SAFETY (all `get_unchecked` here): k < nb, the length of every slice, checked above.
-                let wv = w[r].get_unchecked(k).codes256();
+                // SAFETY (every `get_unchecked` here): k < nb, the length of every slice (`tile_len`).
+                let wv = w.blocks[r].get_unchecked(k).codes256();
                 let wa = _mm256_sign_epi8(wv, wv);
-                let wd = _mm256_set1_ps(*dw[r].get_unchecked(k));
+                let wd = _mm256_set1_ps(*w.scales[r].get_unchecked(k));
                 for t in 0..T {
-                    let xv =
-                        _mm256_loadu_si256(x[t].get_unchecked(k).qs.as_ptr() as *const __m256i);
+                    let xv = load(x.blocks[t].get_unchecked(k));
                     let pairs = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wv));
                     let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    let d = _mm256_mul_ps(wd, _mm256_set1_ps(*dx[t].get_unchecked(k)));
+                    let d = _mm256_mul_ps(wd, _mm256_set1_ps(*x.scales[t].get_unchecked(k)));
                     acc[r][t] = _mm256_fmadd_ps(sums, d, acc[r][t]);
                 }
             }
         }
+        finish(acc)
+    }
+
+    /// `R × T` with AVX-512 VNNI: one `vpdpbusd` per block pair instead of sign, `maddubs` and `madd`. Its
+    /// first operand is unsigned, so one side is offset and the offset taken back through the accumulator's
+    /// start value (spread over the 8 lanes, which are summed at the end):
+    /// - q4_0: the weights' nibbles `c + 8` are the unsigned side; `Σ (c+8)·x − 8·Σx`, so the lanes start at
+    ///   `−Σx` (the activation block's code sum).
+    /// - q8_0: the activations `x + 128` are the unsigned side; `Σ (x+128)·c − 128·Σc`, so the lanes start at
+    ///   `−16·Σc` (the weight block's code sum).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    pub unsafe fn tile_vnni<B: Codes, const R: usize, const T: usize>(
+        w: WeightRows<'_, B, R>,
+        x: ActRows<'_, T>,
+    ) -> [[f32; T]; R] {
+        let nb = tile_len(&w, &x);
+        let flip = _mm256_set1_epi8(-128);
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for k in 0..nb {
+            // SAFETY (every `get_unchecked` here): k < nb, the length of every slice (`tile_len`).
+            let xv: [__m256i; T] = std::array::from_fn(|t| {
+                let v = load(x.blocks[t].get_unchecked(k));
+                if B::WEIGHTS_UNSIGNED {
+                    v
+                } else {
+                    _mm256_xor_si256(v, flip)
+                }
+            });
+            let xd: [__m256; T] =
+                std::array::from_fn(|t| _mm256_set1_ps(*x.scales[t].get_unchecked(k)));
+            let xs: [__m256i; T] = std::array::from_fn(|t| {
+                _mm256_set1_epi32(if B::WEIGHTS_UNSIGNED {
+                    -*x.sums[t].get_unchecked(k)
+                } else {
+                    0
+                })
+            });
+            for r in 0..R {
+                let block = w.blocks[r].get_unchecked(k);
+                let wd = _mm256_set1_ps(*w.scales[r].get_unchecked(k));
+                if B::WEIGHTS_UNSIGNED {
+                    let wv = block.unsigned256();
+                    for t in 0..T {
+                        let dp = _mm256_dpbusd_epi32(xs[t], wv, xv[t]);
+                        let d = _mm256_mul_ps(wd, xd[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), d, acc[r][t]);
+                    }
+                } else {
+                    let wv = block.codes256();
+                    let start = _mm256_set1_epi32(-16 * *w.sums[r].get_unchecked(k));
+                    for t in 0..T {
+                        let dp = _mm256_dpbusd_epi32(start, xv[t], wv);
+                        let d = _mm256_mul_ps(wd, xd[t]);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), d, acc[r][t]);
+                    }
+                }
+            }
+        }
+        finish(acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(b: &BlockQ8_0) -> __m256i {
+        _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn finish<const R: usize, const T: usize>(acc: [[__m256; T]; R]) -> [[f32; T]; R] {
         let mut y = [[0.0f32; T]; R];
         for r in 0..R {
             for t in 0..T {
@@ -352,6 +487,8 @@ pub struct QuantLinear<B: QuantBlock> {
     pub bias: Option<Vec<f32>>,
     /// Each block's scale in f32, so the kernels never convert f16 in their inner loop.
     scales: Vec<f32>,
+    /// Each block's sum of codes (the VNNI kernel's offset correction).
+    sums: Vec<i32>,
 }
 
 impl<B: QuantBlock> QuantLinear<B> {
@@ -417,12 +554,14 @@ impl<B: QuantBlock> QuantLinear<B> {
 
     fn new(rows: usize, cols: usize, blocks: Vec<B>, bias: Option<Vec<f32>>) -> Self {
         let scales = blocks.iter().map(B::scale).collect();
+        let sums = blocks.iter().map(code_sum).collect();
         Self {
             rows,
             cols,
             blocks,
             bias,
             scales,
+            sums,
         }
     }
 
@@ -481,9 +620,11 @@ impl<B: QuantBlock> QuantLinear<B> {
         let bpr = self.cols / QK;
         let xq: Vec<BlockQ8_0> = x.chunks(QK).map(BlockQ8_0::from_float).collect();
         let xd: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
+        let xs: Vec<i32> = xq.iter().map(code_sum).collect();
         let acts = Acts {
             q: &xq,
             d: &xd,
+            s: &xs,
             bpr,
             n,
         };
@@ -533,16 +674,17 @@ impl<B: QuantBlock> QuantLinear<B> {
     /// Rows `r0..r0 + R` against every token, into `out: [R, n]`, bias added.
     fn rows_tile<const R: usize>(&self, r0: usize, out: &mut [f32], acts: &Acts<'_>) {
         let bpr = self.cols / QK;
-        let w: [&[B]; R] =
-            std::array::from_fn(|i| &self.blocks[(r0 + i) * bpr..(r0 + i + 1) * bpr]);
-        let dw: [&[f32]; R] =
-            std::array::from_fn(|i| &self.scales[(r0 + i) * bpr..(r0 + i + 1) * bpr]);
-        let bias: [f32; R] =
-            std::array::from_fn(|i| self.bias.as_ref().map_or(0.0, |b| b[r0 + i]));
+        let span = |i: usize| (r0 + i) * bpr..(r0 + i + 1) * bpr;
+        let w = WeightRows {
+            blocks: std::array::from_fn(|i| &self.blocks[span(i)]),
+            scales: std::array::from_fn(|i| &self.scales[span(i)]),
+            sums: std::array::from_fn(|i| &self.sums[span(i)]),
+        };
+        let bias: [f32; R] = std::array::from_fn(|i| self.bias.as_ref().map_or(0.0, |b| b[r0 + i]));
         let n = acts.n;
         let mut t0 = 0;
         while t0 + 4 <= n {
-            let y = B::tile::<R, 4>(w, dw, acts.rows(t0), acts.scales(t0));
+            let y = B::tile::<R, 4>(w, acts.rows(t0));
             for r in 0..R {
                 for t in 0..4 {
                     out[r * n + t0 + t] = y[r][t] + bias[r];
@@ -551,7 +693,7 @@ impl<B: QuantBlock> QuantLinear<B> {
             t0 += 4;
         }
         while t0 < n {
-            let y = B::tile::<R, 1>(w, dw, acts.rows(t0), acts.scales(t0));
+            let y = B::tile::<R, 1>(w, acts.rows(t0));
             for r in 0..R {
                 out[r * n + t0] = y[r][0] + bias[r];
             }
@@ -560,20 +702,23 @@ impl<B: QuantBlock> QuantLinear<B> {
     }
 }
 
-/// One call's activations in 8-bit blocks, `[n, bpr]`, with f32 scales.
+/// One call's activations in 8-bit blocks, `[n, bpr]`, with f32 scales and code sums.
 struct Acts<'a> {
     q: &'a [BlockQ8_0],
     d: &'a [f32],
+    s: &'a [i32],
     bpr: usize,
     n: usize,
 }
 
 impl Acts<'_> {
-    fn rows<const T: usize>(&self, t0: usize) -> [&[BlockQ8_0]; T] {
-        std::array::from_fn(|t| &self.q[(t0 + t) * self.bpr..(t0 + t + 1) * self.bpr])
-    }
-    fn scales<const T: usize>(&self, t0: usize) -> [&[f32]; T] {
-        std::array::from_fn(|t| &self.d[(t0 + t) * self.bpr..(t0 + t + 1) * self.bpr])
+    fn rows<const T: usize>(&self, t0: usize) -> ActRows<'_, T> {
+        let span = |t: usize| (t0 + t) * self.bpr..(t0 + t + 1) * self.bpr;
+        ActRows {
+            blocks: std::array::from_fn(|t| &self.q[span(t)]),
+            scales: std::array::from_fn(|t| &self.d[span(t)]),
+            sums: std::array::from_fn(|t| &self.s[span(t)]),
+        }
     }
 }
 
@@ -647,7 +792,13 @@ mod tests {
     fn q8_and_q4_kernels_match_their_references() {
         // Every tile shape and tail: 2×4 tiles with a token tail (n = 5), 4×1 tiles with an odd row left over
         // (n = 1 and 3, 37 rows), and a layer large enough to be split over threads (130 × 384, n = 9).
-        for (rows, cols, n) in [(48, 96, 5), (37, 64, 1), (37, 64, 3), (130, 384, 9), (1536, 384, 1)] {
+        for (rows, cols, n) in [
+            (48, 96, 5),
+            (37, 64, 1),
+            (37, 64, 3),
+            (130, 384, 9),
+            (1536, 384, 1),
+        ] {
             check::<BlockQ8_0>(0.05, rows, cols, n);
             check::<BlockQ4_0>(0.05, rows, cols, n);
         }
@@ -655,28 +806,63 @@ mod tests {
         assert!(l.forward(&[], 0).unwrap().is_empty());
     }
 
-    #[test]
-    fn plain_tile_matches_the_dispatched_one() {
-        let w = QuantLinear::<BlockQ4_0>::from_f32(&gaussian(3 * 64, 5), 3, 64, None).unwrap();
-        let xq: Vec<BlockQ8_0> = gaussian(2 * 64, 6).chunks(QK).map(BlockQ8_0::from_float).collect();
+    #[cfg(target_arch = "x86_64")]
+    fn every_tile_path<B: simd::Codes>() {
+        let w = QuantLinear::<B>::from_f32(&gaussian(3 * 64, 5), 3, 64, None).unwrap();
+        let xq: Vec<BlockQ8_0> = gaussian(2 * 64, 6)
+            .chunks(QK)
+            .map(BlockQ8_0::from_float)
+            .collect();
         let xd: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
-        let rows = |r: usize| &w.blocks[r * 2..r * 2 + 2];
-        let scales = |r: usize| &w.scales[r * 2..r * 2 + 2];
-        let args = (
-            [rows(0), rows(1), rows(2)],
-            [scales(0), scales(1), scales(2)],
-            [&xq[..2], &xq[2..]],
-            [&xd[..2], &xd[2..]],
+        let xs: Vec<i32> = xq.iter().map(code_sum).collect();
+        let acts = Acts {
+            q: &xq,
+            d: &xd,
+            s: &xs,
+            bpr: 2,
+            n: 2,
+        };
+        let span = |r: usize| r * 2..r * 2 + 2;
+        let rows = WeightRows {
+            blocks: [0, 1, 2].map(|r| &w.blocks[span(r)]),
+            scales: [0, 1, 2].map(|r| &w.scales[span(r)]),
+            sums: [0, 1, 2].map(|r| &w.sums[span(r)]),
+        };
+        let x: ActRows<'_, 2> = acts.rows(0);
+        let mut results = vec![("plain", tile_plain(rows, x))];
+        if simd::available() {
+            // SAFETY: detected at run time.
+            results.push(("avx2", unsafe { simd::tile(rows, x) }));
+        }
+        if simd::vnni_available() {
+            // SAFETY: detected at run time.
+            results.push(("vnni", unsafe { simd::tile_vnni(rows, x) }));
+        }
+        eprintln!(
+            "{}: checked {:?}",
+            B::NAME,
+            results.iter().map(|r| r.0).collect::<Vec<_>>()
         );
-        let plain = tile_plain(args.0, args.1, args.2, args.3);
-        let fast = BlockQ4_0::tile(args.0, args.1, args.2, args.3);
-        for r in 0..3 {
-            for t in 0..2 {
-                let slow = BlockQ4_0::vec_dot_unopt(rows(r), args.2[t]);
-                assert!((plain[r][t] - slow).abs() <= 1e-4 * (1.0 + slow.abs()));
-                assert!((fast[r][t] - slow).abs() <= 1e-4 * (1.0 + slow.abs()));
+        for (path, y) in results {
+            for r in 0..3 {
+                for t in 0..2 {
+                    let want = B::vec_dot_unopt(rows.blocks[r], x.blocks[t]);
+                    assert!(
+                        (y[r][t] - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{} {path}: {} vs {want}",
+                        B::NAME,
+                        y[r][t]
+                    );
+                }
             }
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_tile_path_matches_the_reference_dot() {
+        every_tile_path::<BlockQ8_0>();
+        every_tile_path::<BlockQ4_0>();
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! exactly: each block carries its group's scale.
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
@@ -27,6 +26,14 @@ pub struct BlockQ8_0 {
     pub qs: [i8; QK],
 }
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 2 + QK);
+
+impl BlockQ8_0 {
+    /// All-zero codes, zero scale.
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        qs: [0; QK],
+    };
+}
 
 /// 4-bit block: `x[i] = d · (nibble_i − 8)`, codes in `[−7, 7]`; byte `j` holds input `j` in its low nibble and
 /// input `j + 16` in its high nibble.
@@ -408,23 +415,21 @@ mod simd {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for k in 0..nb {
             // SAFETY (every `get_unchecked` here): k < nb, the length of every slice (`tile_len`).
-            let xv: [__m256i; T] = std::array::from_fn(|t| {
+            // Plain loops, not closures: a closure would not inherit the target features, so its loads would
+            // not inline.
+            let mut xv = [_mm256_setzero_si256(); T];
+            let mut xd = [_mm256_setzero_ps(); T];
+            let mut xs = [_mm256_setzero_si256(); T];
+            for t in 0..T {
                 let v = load(x.blocks[t].get_unchecked(k));
+                xd[t] = _mm256_set1_ps(*x.scales[t].get_unchecked(k));
                 if B::WEIGHTS_UNSIGNED {
-                    v
+                    xv[t] = v;
+                    xs[t] = _mm256_set1_epi32(-*x.sums[t].get_unchecked(k));
                 } else {
-                    _mm256_xor_si256(v, flip)
+                    xv[t] = _mm256_xor_si256(v, flip);
                 }
-            });
-            let xd: [__m256; T] =
-                std::array::from_fn(|t| _mm256_set1_ps(*x.scales[t].get_unchecked(k)));
-            let xs: [__m256i; T] = std::array::from_fn(|t| {
-                _mm256_set1_epi32(if B::WEIGHTS_UNSIGNED {
-                    -*x.sums[t].get_unchecked(k)
-                } else {
-                    0
-                })
-            });
+            }
             for r in 0..R {
                 let block = w.blocks[r].get_unchecked(k);
                 let wd = _mm256_set1_ps(*w.scales[r].get_unchecked(k));
@@ -449,6 +454,58 @@ mod simd {
         finish(acc)
     }
 
+    /// `quantize_acts_plain` in AVX2: max-abs by lanes, `cvtps` (ties to even), saturating packs, and the
+    /// lane order restored by one permute.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn quantize_acts(x: &[f32], q: &mut [BlockQ8_0], d: &mut [f32], s: &mut [i32]) {
+        let sign = _mm256_set1_ps(-0.0);
+        let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        for (b, xs) in x.chunks_exact(32).enumerate() {
+            let p = xs.as_ptr();
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            let m = _mm256_max_ps(
+                _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+            );
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+            let dh = half::f16::from_f32(amax / 127.0);
+            let df = dh.to_f32();
+            let inv = _mm256_set1_ps(if df > 0.0 { 1.0 / df } else { 0.0 });
+            let mut i = [_mm256_setzero_si256(); 4];
+            for k in 0..4 {
+                let c = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], inv));
+                i[k] = _mm256_min_epi32(_mm256_max_epi32(c, lo), hi);
+            }
+            let packed = _mm256_packs_epi16(
+                _mm256_packs_epi32(i[0], i[1]),
+                _mm256_packs_epi32(i[2], i[3]),
+            );
+            let codes = _mm256_permutevar8x32_epi32(packed, order);
+            let block = q.get_mut(b).expect("one block per 32 inputs");
+            _mm256_storeu_si256(block.qs.as_mut_ptr() as *mut __m256i, codes);
+            block.d = dh;
+            d[b] = df;
+            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, codes), ones16);
+            let sums = _mm_add_epi32(
+                _mm256_castsi256_si128(sums),
+                _mm256_extracti128_si256(sums, 1),
+            );
+            let sums = _mm_add_epi32(sums, _mm_shuffle_epi32(sums, 0b01_00_11_10));
+            let sums = _mm_add_epi32(sums, _mm_shuffle_epi32(sums, 0b10_11_00_01));
+            s[b] = _mm_cvtsi128_si32(sums);
+        }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn load(b: &BlockQ8_0) -> __m256i {
@@ -468,9 +525,43 @@ mod simd {
     }
 }
 
-/// Quantizes one row of activations to 8-bit blocks (max-abs scale per block).
+/// Quantizes one row of activations to 8-bit blocks: per block of 32, `d = f16(max|x| / 127)` and codes
+/// `round_ties_even(x / d)` (ties to even, as the SIMD conversion rounds). `x.len()` must be a multiple of 32.
 pub fn quantize_row_q8(x: &[f32]) -> Vec<BlockQ8_0> {
-    x.chunks(QK).map(BlockQ8_0::from_float).collect()
+    let blocks = x.len() / QK;
+    let mut q = vec![BlockQ8_0::ZERO; blocks];
+    let (mut d, mut s) = (vec![0.0; blocks], vec![0; blocks]);
+    quantize_acts_plain(x, &mut q, &mut d, &mut s);
+    q
+}
+
+/// [`quantize_row_q8`] into `q`, with each block's scale in f32 (`d`) and code sum (`s`).
+fn quantize_acts_plain(x: &[f32], q: &mut [BlockQ8_0], d: &mut [f32], s: &mut [i32]) {
+    for (b, xs) in x.chunks_exact(QK).enumerate() {
+        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let dh = f16::from_f32(amax / 127.0);
+        let df = dh.to_f32();
+        let inv = if df > 0.0 { 1.0 / df } else { 0.0 };
+        let mut sum = 0;
+        for (c, v) in q[b].qs.iter_mut().zip(xs) {
+            *c = ((v * inv).round_ties_even() as i32).clamp(-127, 127) as i8;
+            sum += *c as i32;
+        }
+        q[b].d = dh;
+        d[b] = df;
+        s[b] = sum;
+    }
+}
+
+/// [`quantize_acts_plain`] with AVX2 where the CPU has it (the same codes: the products are the same IEEE
+/// multiplications and `cvtps` rounds ties to even).
+fn quantize_acts(x: &[f32], q: &mut [BlockQ8_0], d: &mut [f32], s: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::available() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { simd::quantize_acts(x, q, d, s) };
+    }
+    quantize_acts_plain(x, q, d, s)
 }
 
 /// A `[rows = out, cols = in]` weight matrix in packed blocks, with an optional f32 bias, that computes
@@ -618,9 +709,10 @@ impl<B: QuantBlock> QuantLinear<B> {
             return Ok(Vec::new());
         }
         let bpr = self.cols / QK;
-        let xq: Vec<BlockQ8_0> = x.chunks(QK).map(BlockQ8_0::from_float).collect();
-        let xd: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
-        let xs: Vec<i32> = xq.iter().map(code_sum).collect();
+        let blocks = n * bpr;
+        let mut xq = vec![BlockQ8_0::ZERO; blocks];
+        let (mut xd, mut xs) = (vec![0.0; blocks], vec![0; blocks]);
+        quantize_acts(x, &mut xq, &mut xd, &mut xs);
         let acts = Acts {
             q: &xq,
             d: &xd,
@@ -629,7 +721,7 @@ impl<B: QuantBlock> QuantLinear<B> {
             n,
         };
         // [out, n] in chunks of whole row tiles, then transposed into [n, out].
-        const MIN_BLOCK_DOTS_PER_TASK: usize = 2048;
+        const MIN_BLOCK_DOTS_PER_TASK: usize = 32768;
         let work = self.rows * n * bpr;
         let tasks = rayon::current_num_threads()
             .min(work / MIN_BLOCK_DOTS_PER_TASK)
@@ -657,7 +749,19 @@ impl<B: QuantBlock> QuantLinear<B> {
         if tasks == 1 {
             run((0, &mut yt[..]));
         } else {
-            yt.par_chunks_mut(chunk * n).enumerate().for_each(run);
+            // The calling thread takes the first chunk and rayon's workers the others, so a call from outside
+            // the pool wakes one worker instead of handing the whole job over and sleeping.
+            let run = &run;
+            rayon::in_place_scope(|scope| {
+                let mut chunks = yt.chunks_mut(chunk * n).enumerate();
+                let first = chunks.next();
+                for c in chunks {
+                    scope.spawn(move |_| run(c));
+                }
+                if let Some(c) = first {
+                    run(c);
+                }
+            });
         }
         if n == 1 {
             return Ok(yt);
@@ -863,6 +967,36 @@ mod tests {
     fn every_tile_path_matches_the_reference_dot() {
         every_tile_path::<BlockQ8_0>();
         every_tile_path::<BlockQ4_0>();
+    }
+
+    #[test]
+    fn activation_quantizers_agree() {
+        // Gaussian values, a block of exact ties (max 63.5, so d = 0.5 and x/d = k + 0.5), and zeros.
+        let mut x = gaussian(4 * QK, 9);
+        for (i, v) in x[QK..2 * QK].iter_mut().enumerate() {
+            *v = (i as f32 - 16.0) * 0.5 + 0.25;
+        }
+        x[2 * QK - 1] = 63.5;
+        x[2 * QK..3 * QK].fill(0.0);
+        let blocks = x.len() / QK;
+        let (mut q1, mut q2) = (vec![BlockQ8_0::ZERO; blocks], vec![BlockQ8_0::ZERO; blocks]);
+        let (mut d1, mut d2) = (vec![0.0; blocks], vec![0.0; blocks]);
+        let (mut s1, mut s2) = (vec![0; blocks], vec![0; blocks]);
+        quantize_acts_plain(&x, &mut q1, &mut d1, &mut s1);
+        quantize_acts(&x, &mut q2, &mut d2, &mut s2);
+        assert_eq!(q1, q2);
+        assert_eq!((d1, &s1), (d2, &s2));
+        assert_eq!(s1, q1.iter().map(code_sum).collect::<Vec<_>>());
+        // Codes within half a step: |x − d·q| ≤ d/2.
+        for (b, block) in q1.iter().enumerate() {
+            for (c, v) in block.qs.iter().zip(&x[b * QK..(b + 1) * QK]) {
+                let d = block.d.to_f32();
+                assert!(
+                    (v - d * *c as f32).abs() <= d / 2.0 + 1e-6,
+                    "{v} vs {c}·{d}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -326,25 +326,38 @@ impl QuantEncoder {
                 .par_iter()
                 .map(|&(b, hd)| {
                     let (o, len) = (offsets[b], ids[b].len());
+                    let span = |j: usize| (o + j) * h + hd * d..(o + j) * h + (hd + 1) * d;
+                    // This head's keys transposed to [d, len], so the scores of one query are `d` sweeps
+                    // over contiguous rows (vectorized over keys); its values contiguous as [len, d].
+                    let mut kt = vec![0.0f32; d * len];
+                    let mut vh = Vec::with_capacity(len * d);
+                    for j in 0..len {
+                        for (c, kv) in k[span(j)].iter().enumerate() {
+                            kt[c * len + j] = *kv;
+                        }
+                        vh.extend_from_slice(&v[span(j)]);
+                    }
                     let mut out = vec![0.0f32; len * d];
                     let mut scores = vec![0.0f32; len];
-                    for i in 0..len {
-                        let qi = &q[(o + i) * h + hd * d..(o + i) * h + (hd + 1) * d];
-                        let mut max = f32::NEG_INFINITY;
-                        for (j, s) in scores.iter_mut().enumerate() {
-                            let kj = &k[(o + j) * h + hd * d..(o + j) * h + (hd + 1) * d];
-                            *s = dot(qi, kj) * scale;
-                            max = max.max(*s);
+                    for (i, out_i) in out.chunks_exact_mut(d).enumerate() {
+                        scores.fill(0.0);
+                        for (qc, row) in q[span(i)].iter().zip(kt.chunks_exact(len)) {
+                            for (s, kv) in scores.iter_mut().zip(row) {
+                                *s += qc * kv;
+                            }
                         }
+                        let max = scores
+                            .iter()
+                            .fold(f32::NEG_INFINITY, |m, s| m.max(*s * scale));
                         let mut total = 0.0;
                         for s in scores.iter_mut() {
-                            *s = (*s - max).exp();
+                            *s = (*s * scale - max).exp();
                             total += *s;
                         }
-                        for (j, s) in scores.iter().enumerate() {
-                            let p = s / total;
-                            let vj = &v[(o + j) * h + hd * d..(o + j) * h + (hd + 1) * d];
-                            for (c, vv) in out[i * d..(i + 1) * d].iter_mut().zip(vj) {
+                        let inv = 1.0 / total;
+                        for (s, vj) in scores.iter().zip(vh.chunks_exact(d)) {
+                            let p = s * inv;
+                            for (c, vv) in out_i.iter_mut().zip(vj) {
                                 *c += p * vv;
                             }
                         }
@@ -395,37 +408,5 @@ impl QuantEncoder {
                     .collect()
             })
             .collect())
-    }
-}
-
-/// `Σ a·b` in 8 independent partial sums, so the compiler vectorizes it (a single running f32 sum is a chain
-/// of dependent additions it may not reorder).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut acc = [0.0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dot_matches_the_plain_sum() {
-        for len in [0usize, 3, 8, 32, 37] {
-            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            assert!((super::dot(&a, &b) as f64 - want).abs() < 1e-5, "{len}");
-        }
     }
 }

@@ -583,7 +583,6 @@ fn main() -> Result<()> {
                     q
                 }),
                 resume,
-                ..Default::default()
             };
             let device = student_arch::device::device(&device)?;
             let report = pipeline::quantize::quantize(

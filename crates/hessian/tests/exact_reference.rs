@@ -499,11 +499,11 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
     // Two batches: the reference batch and its first three sequences.
     let first3 = (
         BertInput {
-            input_ids: input.input_ids.clone().slice([0..3]),
-            attention_mask: input.attention_mask.clone().slice([0..3]),
+            input_ids: input.input_ids.clone().slice(0..3),
+            attention_mask: input.attention_mask.clone().slice(0..3),
             token_type_ids: None,
         },
-        y.clone().slice([0..3]),
+        y.clone().slice(0..3),
     );
     let batches = vec![(input, y), first3];
     let loss = |m: &TinyClassifier,

@@ -35,7 +35,7 @@ impl LayerMap {
     /// TinyBERT's uniform map: student layer m ↔ teacher layer m·k (1-based), k = teacher / student layers.
     pub fn uniform(num_student: usize, num_teacher: usize) -> Result<Self> {
         check_sizes(num_student, num_teacher)?;
-        if num_teacher % num_student != 0 {
+        if !num_teacher.is_multiple_of(num_student) {
             return Err(LossError::LayerMap {
                 message: format!(
                     "uniform map needs the teacher's {num_teacher} layers to be a multiple of the student's {num_student}; use an explicit map"

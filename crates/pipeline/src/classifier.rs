@@ -2,7 +2,6 @@
 //! Face BERT directory plus `classifier.weight`/`classifier.bias` in the same safetensors file and a
 //! `classifier.json` with the label names, so `cargo xtask embed` and other tools still open the encoder.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::{Module, Param};
@@ -87,8 +86,8 @@ impl SequenceClassifier {
 
     /// Every tensor under its Hugging Face name (the encoder's, plus `classifier.weight` `[labels, hidden]` and
     /// `classifier.bias`).
-    pub fn named_tensors(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
-        let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = named_tensors(&self.encoder)?;
+    pub fn named_tensors(&self) -> Result<student_arch::weights::NamedTensors> {
+        let mut tensors: student_arch::weights::NamedTensors = named_tensors(&self.encoder)?;
         let [hidden, labels] = self.head.weight.dims();
         let w = host(self.head.weight.val())?;
         let mut t = vec![0.0; w.len()];

@@ -296,7 +296,7 @@ impl DistillConfig {
                 message: format!("{} is too short; use at least 8", self.max_length),
             });
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             return Err(PipelineError::Config {
                 field: "temperature",
                 message: format!("must be positive, found {}", self.temperature),

@@ -382,7 +382,7 @@ pub fn quantize(
     let teacher_dir = options
         .teacher
         .clone()
-        .or_else(|| crate::fetch::teacher_dir_if_present());
+        .or_else(crate::fetch::teacher_dir_if_present);
     let teacher_bytes = teacher_dir
         .as_deref()
         .map(artifact_bytes)

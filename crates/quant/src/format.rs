@@ -143,7 +143,7 @@ impl QuantSpec {
             });
         }
         let divides = |what: &str, n: usize, by: usize| -> Result<usize> {
-            if by == 0 || n % by != 0 {
+            if by == 0 || !n.is_multiple_of(by) {
                 Err(QuantError::Shape {
                     op: "group_shape",
                     message: format!(

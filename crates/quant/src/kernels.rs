@@ -8,6 +8,10 @@
 //! (per tensor, per channel, per head on 384-wide BERT matrices, block:32/64/128) converts to these blocks
 //! exactly: each block carries its group's scale.
 
+// The tile loops index several arrays (rows, tokens, accumulators) by the same `r` and `t`; indices read better
+// there than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
 use half::f16;
 
 use crate::error::{QuantError, Result};
@@ -619,7 +623,7 @@ impl<B: QuantBlock> QuantLinear<B> {
                 ),
             });
         }
-        if q.group[1] % QK != 0 {
+        if !q.group[1].is_multiple_of(QK) {
             return Err(QuantError::Shape {
                 op: "QuantLinear::from_quantized",
                 message: format!(
@@ -827,7 +831,7 @@ impl Acts<'_> {
 }
 
 fn check_dims(op: &'static str, len: usize, rows: usize, cols: usize) -> Result<()> {
-    if cols % QK != 0 || len != rows * cols || rows == 0 {
+    if !cols.is_multiple_of(QK) || len != rows * cols || rows == 0 {
         return Err(QuantError::Shape {
             op,
             message: format!(

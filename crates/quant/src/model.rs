@@ -32,7 +32,7 @@ pub const QUANT_FILE: &str = "model.quant.safetensors";
 pub const FORMAT_VERSION: &str = "bert-compress-quant/1";
 
 /// Named f32 tensors: name → (shape, row-major values).
-pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub use student_arch::weights::NamedTensors;
 
 /// The weight matrices of one encoder layer, by Hugging Face name suffix, and their head axis.
 pub const LAYER_MATRICES: [(&str, Option<HeadAxis>); 6] = [

@@ -211,7 +211,7 @@ impl BertConfig {
                 });
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(ArchError::InvalidConfig {
                 field: "hidden_size",
                 message: format!(

@@ -161,7 +161,7 @@ impl MlmHead {
     }
 
     /// The head's tensors under their Hugging Face names, in Hugging Face's layout.
-    pub fn named_tensors(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    pub fn named_tensors(&self) -> Result<crate::weights::NamedTensors> {
         let host = |t: Tensor<1>| -> Result<Vec<f32>> {
             t.into_data()
                 .convert::<f32>()

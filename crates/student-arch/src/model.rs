@@ -152,7 +152,7 @@ impl BertEmbeddings {
                 Some(ids) => sum + types.forward(ids),
                 None => {
                     let [_, hidden] = types.weight.dims();
-                    sum + types.weight.val().slice([0..1]).reshape([1, 1, hidden])
+                    sum + types.weight.val().slice(0..1).reshape([1, 1, hidden])
                 }
             };
         }

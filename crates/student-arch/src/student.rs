@@ -136,7 +136,7 @@ impl StudentSpec {
         if self.drop_token_types {
             if let Some(types) = embeddings.token_type_embeddings.take() {
                 let [_, hidden] = types.weight.dims();
-                let segment0: Tensor<2> = types.weight.val().slice([0..1]).reshape([1, hidden]);
+                let segment0: Tensor<2> = types.weight.val().slice(0..1).reshape([1, hidden]);
                 let positions = embeddings.position_embeddings.weight.val() + segment0;
                 embeddings.position_embeddings.weight = Param::from_tensor(positions);
             }

@@ -28,6 +28,12 @@ use crate::error::{ArchError, Result};
 use crate::io::write_atomic;
 use crate::model::{BertModel, Builder, Init, ParamSource};
 
+/// Tensors by Hugging Face name: shape and row-major f32 values.
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// `(name, shape, values)` of one module's tensors.
+type Entries = Vec<(String, Vec<usize>, Vec<f32>)>;
+
 /// The weights file of a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// The config file of a model directory.
@@ -272,12 +278,12 @@ fn host<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>> {
 }
 
 /// Every tensor of `model` under its Hugging Face name, with its shape, in Hugging Face's layout.
-pub fn named_tensors(model: &BertModel) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn named_tensors(model: &BertModel) -> Result<NamedTensors> {
     let mut out = BTreeMap::new();
     let mut put = |key: String, shape: Vec<usize>, values: Vec<f32>| {
         out.insert(key, (shape, values));
     };
-    let linear = |l: &burn::nn::Linear, key: &str| -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    let linear = |l: &burn::nn::Linear, key: &str| -> Result<Entries> {
         let [d_in, d_out] = l.weight.dims();
         let w = host(l.weight.val(), key)?;
         let mut t = vec![0.0; w.len()];
@@ -292,15 +298,14 @@ pub fn named_tensors(model: &BertModel) -> Result<BTreeMap<String, (Vec<usize>, 
         }
         Ok(v)
     };
-    let norm =
-        |n: &burn::nn::LayerNorm, key: &str| -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
-            let d = n.gamma.dims()[0];
-            let mut v = vec![(format!("{key}.weight"), vec![d], host(n.gamma.val(), key)?)];
-            if let Some(b) = &n.beta {
-                v.push((format!("{key}.bias"), vec![d], host(b.val(), key)?));
-            }
-            Ok(v)
-        };
+    let norm = |n: &burn::nn::LayerNorm, key: &str| -> Result<Entries> {
+        let d = n.gamma.dims()[0];
+        let mut v = vec![(format!("{key}.weight"), vec![d], host(n.gamma.val(), key)?)];
+        if let Some(b) = &n.beta {
+            v.push((format!("{key}.bias"), vec![d], host(b.val(), key)?));
+        }
+        Ok(v)
+    };
     let emb = |e: &burn::nn::Embedding, key: &str| -> Result<(String, Vec<usize>, Vec<f32>)> {
         Ok((
             key.to_string(),
@@ -354,7 +359,7 @@ pub fn named_tensors(model: &BertModel) -> Result<BTreeMap<String, (Vec<usize>, 
 }
 
 /// Serialises named f32 tensors to safetensors bytes.
-pub fn safetensors_bytes(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Result<Vec<u8>> {
+pub fn safetensors_bytes(tensors: &NamedTensors) -> Result<Vec<u8>> {
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, (shape, values))| {

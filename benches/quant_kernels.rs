@@ -1,7 +1,7 @@
 //! Quantized linear kernels against the f32 matmul of the Burn CPU backends, on BERT shapes
 //! (384×384 attention, 384→1536 and 1536→384 FFN), batch 1 (matrix × vector) and 32 (matrix × matrix).
 //! Run: `cargo bench -p benches --bench quant_kernels`. Names: `{backend}/linear/{out}x{in}/b{n}`, where the
-//! backend is flex or ndarray (Burn f32 `x.matmul(w) + b`), q8_0 or q4_0 (ours, rayon + AVX2 when present), or
+//! backend is flex or ndarray (Burn f32 `x.matmul(w) + b`), q8_0 or q4_0 (ours: rayon, AVX-512 VNNI or AVX2 when present), or
 //! q8_0-ref / q4_0-ref (the plain reference loops, one thread).
 
 use benches::bench_devices;

@@ -1,8 +1,9 @@
 //! Quantized CPU kernels for linear layers, in llama.cpp's shape: weights in packed blocks of 32 inputs with an
 //! f16 scale ([`BlockQ8_0`], [`BlockQ4_0`]); activations quantized per row to [`BlockQ8_0`] on the fly; integer
-//! dot products per block, scaled in f32. Rows run in parallel with rayon; the block dot uses AVX2 where the CPU
-//! has it (checked at run time) and a plain loop otherwise. Every optimised dot has a plain `_unopt` reference
-//! beside it, and the tests hold them equal.
+//! dot products per block, scaled in f32. [`QuantBlock::tile`] computes R weight rows × T tokens at a time with
+//! AVX-512 VNNI, else AVX2, else a plain loop (checked at run time); rows are split over rayon's threads, with
+//! the calling thread taking one chunk and small layers run on it alone. Every optimised path has a plain
+//! reference beside it (`vec_dot_unopt`, `forward_unopt`, `quantize_acts_plain`), and the tests hold them equal.
 //!
 //! Any symmetric [`QuantizedTensor`](crate::format::QuantizedTensor) whose groups span whole 32-blocks of a row
 //! (per tensor, per channel, per head on 384-wide BERT matrices, block:32/64/128) converts to these blocks

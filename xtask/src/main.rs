@@ -258,6 +258,9 @@ enum Cmd {
         /// The report (JSON); the Markdown and the batches go beside it.
         #[arg(long, default_value = "runs/sensitivity.json")]
         out: PathBuf,
+        /// Continue an interrupted run from the blocks it finished (`<out>.partial.json`).
+        #[arg(long)]
+        resume: bool,
         /// Device among those compiled in.
         #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
         device: String,
@@ -485,6 +488,7 @@ fn main() -> Result<()> {
             eps_rel,
             seed,
             out,
+            resume,
             device,
         } => {
             let options = pipeline::sensitivity::SensitivityOptions {
@@ -516,7 +520,11 @@ fn main() -> Result<()> {
                 &out,
                 &pipeline::cache_dir(),
                 &device,
-                true,
+                &pipeline::sensitivity::MeasureControl {
+                    progress: true,
+                    resume,
+                    stop_after_blocks: None,
+                },
             )?;
             println!("{}", report.to_markdown());
             println!("{}", out.display());

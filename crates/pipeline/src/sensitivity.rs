@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use hessian::{bert_blocks, select, Granularity, SensitivityConfig, SensitivityReport};
+use hessian::{
+    bert_blocks, select, BlockSensitivity, Granularity, SensitivityConfig, SensitivityReport,
+};
 use kd_losses::classification_cross_entropy;
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
@@ -63,15 +65,43 @@ pub struct SavedBatch {
     pub labels: Vec<usize>,
 }
 
+/// How [`measure`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct MeasureControl {
+    /// Show a progress bar and a line per finished block.
+    pub progress: bool,
+    /// Continue from `<out>.partial.json`, which an interrupted run with the same model and options left.
+    pub resume: bool,
+    /// Stop after this many blocks in this process (to test resume); `None` runs to the end.
+    pub stop_after_blocks: Option<usize>,
+}
+
+/// The blocks finished so far, saved after each block (`<out>.partial.json`) so an interrupted run resumes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Partial {
+    model: PathBuf,
+    options: SensitivityOptions,
+    method: String,
+    blocks: Vec<BlockSensitivity>,
+    gradient_passes: usize,
+    seconds: f64,
+}
+
+/// Where [`measure`] keeps the blocks finished so far: `<out>.partial.json`, removed when the report is written.
+pub fn partial_path(out: &Path) -> PathBuf {
+    out.with_extension("partial.json")
+}
+
 /// Measures the sensitivity of the classifier saved in `model_dir` and writes `out` (JSON), `out` with `.md`,
-/// and `out` with `.batches.json`. `device` is a plain device; the gradients run on its autodiff form.
+/// and `out` with `.batches.json`. `device` is a plain device; the gradients run on its autodiff form. Each
+/// finished block is saved to [`partial_path`] at once; with `control.resume` a run picks up from there.
 pub fn measure(
     model_dir: &Path,
     options: &SensitivityOptions,
     out: &Path,
     cache: &Path,
     device: &Device,
-    progress: bool,
+    control: &MeasureControl,
 ) -> Result<SensitivityReport> {
     if options.batches == 0 || options.batch_size == 0 {
         return Err(PipelineError::Config {
@@ -139,7 +169,94 @@ pub fn measure(
     let loss = |m: &SequenceClassifier, (input, labels): &(BertInput, Tensor<1, Int>)| {
         classification_cross_entropy(m.forward(input.clone()).logits, labels.clone())
     };
-    let report = hessian::sensitivity(&model, &batches, &blocks, loss, &config, progress)?;
+    let partial_file = partial_path(out);
+    let mut done = if control.resume && partial_file.exists() {
+        let text =
+            std::fs::read_to_string(&partial_file).map_err(|e| PipelineError::Checkpoint {
+                path: partial_file.clone(),
+                message: format!("cannot read it ({e}); delete it to start over"),
+            })?;
+        let partial: Partial =
+            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+                path: partial_file.clone(),
+                message: format!("not a partial sensitivity run ({e}); delete it to start over"),
+            })?;
+        if partial.model != model_dir || partial.options != *options {
+            return Err(PipelineError::Checkpoint {
+                path: partial_file,
+                message: format!(
+                    "it was written for {} with other options; rerun with the same ones, or delete it (or drop --resume) to start over",
+                    partial.model.display()
+                ),
+            });
+        }
+        partial
+    } else {
+        Partial {
+            model: model_dir.to_path_buf(),
+            options: options.clone(),
+            method: String::new(),
+            blocks: vec![],
+            gradient_passes: 0,
+            seconds: 0.0,
+        }
+    };
+    let mut here = 0;
+    for block in &blocks {
+        if done.blocks.iter().any(|b| b.name == block.name) {
+            continue;
+        }
+        if control.stop_after_blocks.is_some_and(|n| here >= n) {
+            return Err(PipelineError::Checkpoint {
+                path: partial_file,
+                message: format!("stopped after {here} blocks as asked; continue with --resume"),
+            });
+        }
+        // One block at a time: the power iteration's start vectors depend only on the seed and the batch, so
+        // this gives the same figures as all blocks in one call.
+        let one = hessian::sensitivity(
+            &model,
+            &batches,
+            std::slice::from_ref(block),
+            loss,
+            &config,
+            control.progress,
+        )?;
+        done.method = one.method;
+        done.gradient_passes += one.gradient_passes;
+        done.seconds += one.seconds;
+        done.blocks.extend(one.blocks);
+        write_atomic(
+            &partial_file,
+            serde_json::to_string(&done)
+                .expect("partial results serialise")
+                .as_bytes(),
+        )?;
+        here += 1;
+        if control.progress {
+            eprintln!(
+                "sensitivity: {} done ({}/{} blocks, {:.0} s)",
+                block.name,
+                done.blocks.len(),
+                blocks.len(),
+                done.seconds
+            );
+        }
+    }
+    let mut ranked: Vec<BlockSensitivity> = done
+        .blocks
+        .into_iter()
+        .filter(|b| blocks.iter().any(|k| k.name == b.name))
+        .collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let report = SensitivityReport {
+        method: done.method,
+        batches: batches.len(),
+        config,
+        blocks: ranked,
+        gradient_passes: done.gradient_passes,
+        seconds: done.seconds,
+    };
     report.write(out)?;
     let saved: Vec<SavedBatch> = encoded
         .chunks(options.batch_size)
@@ -154,6 +271,8 @@ pub fn measure(
             .expect("batches serialise")
             .as_bytes(),
     )?;
+    // The report is complete; a failure to remove the partial file only leaves a file that --resume reuses.
+    let _ = std::fs::remove_file(&partial_file);
     Ok(report)
 }
 

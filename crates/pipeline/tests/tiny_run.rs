@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use pipeline::sensitivity::{measure, SensitivityOptions};
+use pipeline::sensitivity::{measure, partial_path, MeasureControl, SensitivityOptions};
 use pipeline::{distill, DistillConfig, Method, RunOptions};
 
 fn csv(dir: &std::path::Path) -> PathBuf {
@@ -121,7 +121,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
             &report_path,
             &dir.join("cache"),
             &burn::tensor::Device::flex(),
-            false,
+            &MeasureControl::default(),
         )
     };
     let sens = run(&options).unwrap();
@@ -137,6 +137,66 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     )
     .unwrap();
     assert_eq!(batches.len(), 2);
+    // Interrupted after one block, then resumed: the same figures as the uninterrupted run, and the partial
+    // file gone. A partial file from other options is refused, naming it.
+    let resumed_path = dir.join("sensitivity-resumed.json");
+    let measure_with = |options: &SensitivityOptions, control: MeasureControl| {
+        measure(
+            &out.join("student"),
+            options,
+            &resumed_path,
+            &dir.join("cache"),
+            &burn::tensor::Device::flex(),
+            &control,
+        )
+    };
+    let err = measure_with(
+        &options,
+        MeasureControl {
+            stop_after_blocks: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--resume"), "{err}");
+    assert!(partial_path(&resumed_path).exists());
+    let resume = || MeasureControl {
+        resume: true,
+        ..Default::default()
+    };
+    let other = SensitivityOptions {
+        seed: 7,
+        ..options.clone()
+    };
+    let err = measure_with(&other, resume()).unwrap_err().to_string();
+    assert!(
+        err.contains("other options") && err.contains("partial.json"),
+        "{err}"
+    );
+    let resumed = measure_with(&options, resume()).unwrap();
+    // Equal up to the last bit or so: the resumed block went through JSON, whose parser may round the last
+    // digit of an f64 differently.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0);
+    assert_eq!(resumed.ranking(), sens.ranking());
+    for (a, b) in resumed.blocks.iter().zip(&sens.blocks) {
+        assert_eq!(a.iterations, b.iterations);
+        for (x, y) in a
+            .top_eigenvalues
+            .iter()
+            .chain(&a.traces)
+            .chain([&a.mean, &a.std, &a.score])
+            .zip(
+                b.top_eigenvalues
+                    .iter()
+                    .chain(&b.traces)
+                    .chain([&b.mean, &b.std, &b.score]),
+            )
+        {
+            assert!(close(*x, *y), "{}: {x} vs {y}", a.name);
+        }
+    }
+    assert!(!partial_path(&resumed_path).exists());
     let too_many = SensitivityOptions {
         batches: 100,
         ..options.clone()

@@ -365,10 +365,16 @@ mod simd {
     }
 
     /// AVX-512 VNNI (`vpdpbusd`, u8 × i8 summed into i32 lanes) on 256-bit registers, with AVX-512VL.
+    /// Setting `BERT_COMPRESS_NO_VNNI` (to anything) turns the VNNI path off, to measure the AVX2 one on a CPU
+    /// that has both; read once.
     pub fn vnni_available() -> bool {
-        available()
-            && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("avx512vl")
+        static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *VNNI.get_or_init(|| {
+            available()
+                && is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && std::env::var_os("BERT_COMPRESS_NO_VNNI").is_none()
+        })
     }
 
     /// `R` weight rows × `T` activation rows with AVX2. Per block: each weight block is unpacked once and its

@@ -94,8 +94,6 @@ pub trait QuantBlock: Copy + Send + Sync + 'static {
             })
             .sum()
     }
-    /// The same dot product, with SIMD where available.
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32;
     /// An `R × T` tile of dot products: `R` weight rows against `T` activation rows. Each weight block is
     /// loaded (and unpacked) once per `T` tokens and each activation block once per `R` rows. This default is
     /// the plain loop; the formats override it with AVX-512 VNNI or AVX2 where the CPU has them.
@@ -176,6 +174,32 @@ fn tile_plain<B: QuantBlock, const R: usize, const T: usize>(
     y
 }
 
+/// The fastest [`QuantBlock::tile`] this CPU runs: AVX-512 VNNI, else AVX2, else plain loops.
+#[cfg(target_arch = "x86_64")]
+fn tile_fastest<B: simd::Codes, const R: usize, const T: usize>(
+    w: WeightRows<'_, B, R>,
+    x: ActRows<'_, T>,
+) -> [[f32; T]; R] {
+    if simd::vnni_available() {
+        // SAFETY: AVX-512 VNNI and VL, AVX2 and FMA were detected at run time.
+        return unsafe { simd::tile_vnni(w, x) };
+    }
+    if simd::available() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { simd::tile(w, x) };
+    }
+    tile_plain(w, x)
+}
+
+/// The fastest [`QuantBlock::tile`] this CPU runs: plain loops off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+fn tile_fastest<B: QuantBlock, const R: usize, const T: usize>(
+    w: WeightRows<'_, B, R>,
+    x: ActRows<'_, T>,
+) -> [[f32; T]; R] {
+    tile_plain(w, x)
+}
+
 /// The sum of a block's signed codes.
 fn code_sum<B: QuantBlock>(b: &B) -> i32 {
     b.codes().iter().map(|c| *c as i32).sum()
@@ -203,30 +227,11 @@ impl QuantBlock for BlockQ8_0 {
     fn scale(&self) -> f32 {
         self.d.to_f32()
     }
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot(w, x) };
-        }
-        Self::vec_dot_unopt(w, x)
-    }
     fn tile<const R: usize, const T: usize>(
         w: WeightRows<'_, Self, R>,
         x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if simd::vnni_available() {
-                // SAFETY: AVX-512 VNNI and VL, AVX2 and FMA were detected at run time.
-                return unsafe { simd::tile_vnni(w, x) };
-            }
-            if simd::available() {
-                // SAFETY: AVX2 and FMA were detected at run time.
-                return unsafe { simd::tile(w, x) };
-            }
-        }
-        tile_plain(w, x)
+        tile_fastest(w, x)
     }
 }
 
@@ -252,30 +257,11 @@ impl QuantBlock for BlockQ4_0 {
     fn scale(&self) -> f32 {
         self.d.to_f32()
     }
-    fn vec_dot(w: &[Self], x: &[BlockQ8_0]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: AVX2 and FMA were detected at run time.
-            return unsafe { simd::dot(w, x) };
-        }
-        Self::vec_dot_unopt(w, x)
-    }
     fn tile<const R: usize, const T: usize>(
         w: WeightRows<'_, Self, R>,
         x: ActRows<'_, T>,
     ) -> [[f32; T]; R] {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if simd::vnni_available() {
-                // SAFETY: AVX-512 VNNI and VL, AVX2 and FMA were detected at run time.
-                return unsafe { simd::tile_vnni(w, x) };
-            }
-            if simd::available() {
-                // SAFETY: AVX2 and FMA were detected at run time.
-                return unsafe { simd::tile(w, x) };
-            }
-        }
-        tile_plain(w, x)
+        tile_fastest(w, x)
     }
 }
 
@@ -286,17 +272,6 @@ mod simd {
 
     pub fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-
-    /// Σ of 32 products of signed bytes, as 8 i32 lanes: |a| · sign(b, a) through `maddubs` (u8 × i8 → i16
-    /// pairs, no saturation since codes stay within ±127), then pairs summed to i32.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot32(a: __m256i, b: __m256i) -> __m256 {
-        let ax = _mm256_sign_epi8(a, a);
-        let sy = _mm256_sign_epi8(b, a);
-        let pairs = _mm256_maddubs_epi16(ax, sy);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
     #[inline]
@@ -352,18 +327,6 @@ mod simd {
     }
 
     /// One weight row against one activation row.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot<B: Codes>(w: &[B], x: &[BlockQ8_0]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        for (a, b) in w.iter().zip(x) {
-            let vb = _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i);
-            let d = _mm256_set1_ps(a.scale() * b.d.to_f32());
-            acc = _mm256_fmadd_ps(d, dot32(a.codes256(), vb), acc);
-        }
-        hsum(acc)
-    }
-
     /// AVX-512 VNNI (`vpdpbusd`, u8 × i8 summed into i32 lanes) on 256-bit registers, with AVX-512VL.
     /// Setting `BERT_COMPRESS_NO_VNNI` (to anything) turns the VNNI path off, to measure the AVX2 one on a CPU
     /// that has both; read once.

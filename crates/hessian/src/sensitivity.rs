@@ -96,6 +96,11 @@ pub struct SensitivityReport {
 }
 
 impl SensitivityReport {
+    /// Puts the blocks in rank order: largest mean + std of the top eigenvalue first.
+    pub fn rank(&mut self) {
+        self.blocks.sort_by(|a, b| b.score.total_cmp(&a.score));
+    }
+
     /// The blocks' names in rank order.
     pub fn ranking(&self) -> Vec<&str> {
         self.blocks.iter().map(|b| b.name.as_str()).collect()
@@ -379,15 +384,16 @@ where
         out.push(result);
     }
     bar.finish_and_clear();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(SensitivityReport {
+    let mut report = SensitivityReport {
         method: "central difference of gradients".into(),
         batches: batches.len(),
         config: config.clone(),
         blocks: out,
         gradient_passes: passes,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    report.rank();
+    Ok(report)
 }
 
 #[cfg(test)]

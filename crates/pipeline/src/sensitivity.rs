@@ -243,20 +243,19 @@ pub fn measure(
             );
         }
     }
-    let mut ranked: Vec<BlockSensitivity> = done
-        .blocks
-        .into_iter()
-        .filter(|b| blocks.iter().any(|k| k.name == b.name))
-        .collect();
-    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let report = SensitivityReport {
+    let mut report = SensitivityReport {
         method: done.method,
         batches: batches.len(),
         config,
-        blocks: ranked,
+        blocks: done
+            .blocks
+            .into_iter()
+            .filter(|b| blocks.iter().any(|k| k.name == b.name))
+            .collect(),
         gradient_passes: done.gradient_passes,
         seconds: done.seconds,
     };
+    report.rank();
     report.write(out)?;
     let saved: Vec<SavedBatch> = encoded
         .chunks(options.batch_size)

@@ -20,16 +20,24 @@ fn quant_encoder(c: &mut Criterion) {
     eprintln!("{source} weights");
     let tensors = named_tensors(&model).expect("the model's tensors");
     let config = BertConfig::from_json(&model.config.to_hf_json()).expect("its own config");
+    // Each backend's model and each quantized encoder built once, for both batch sizes.
+    let models: Vec<_> = bench_devices()
+        .into_iter()
+        .filter(|(name, _)| *name != "wgpu")
+        .map(|(name, device)| (name, teacher_or_same_shape(&device).0, device))
+        .collect();
+    let encoders: Vec<QuantEncoder> = [8u32, 4]
+        .into_iter()
+        .map(|bits| {
+            let plan = QuantPlan::uniform(config.num_hidden_layers, bits);
+            let q = quantize_tensors(&tensors, &config, &plan).expect("a valid plan");
+            QuantEncoder::new(&q).expect("whole 32-blocks")
+        })
+        .collect();
     for batch_size in [1usize, 8] {
-        let input = random_batch(
-            batch_size,
-            seq_length,
-            model.config.vocab_size,
-            &Device::flex(),
-        );
-        let ids: Vec<Vec<u32>> = input
+        let vocab = model.config.vocab_size;
+        let ids: Vec<Vec<u32>> = random_batch(batch_size, seq_length, vocab, &Device::flex())
             .input_ids
-            .clone()
             .into_data()
             .iter::<i64>()
             .map(|t| t as u32)
@@ -37,20 +45,13 @@ fn quant_encoder(c: &mut Criterion) {
             .chunks(seq_length)
             .map(<[u32]>::to_vec)
             .collect();
-        for (name, device) in bench_devices() {
-            if name == "wgpu" {
-                continue;
-            }
-            let (model, _) = teacher_or_same_shape(&device);
-            let input = random_batch(batch_size, seq_length, model.config.vocab_size, &device);
+        for (name, model, device) in &models {
+            let input = random_batch(batch_size, seq_length, vocab, device);
             group.bench_function(format!("{name}/encoder/b{batch_size}xs{seq_length}"), |b| {
                 b.iter(|| model.forward(input.clone()).last_hidden_state().into_data())
             });
         }
-        for bits in [8u32, 4] {
-            let plan = QuantPlan::uniform(config.num_hidden_layers, bits);
-            let q = quantize_tensors(&tensors, &config, &plan).expect("a valid plan");
-            let encoder = QuantEncoder::new(&q).expect("whole 32-blocks");
+        for encoder in &encoders {
             let kernel = encoder.kernels()[0][0];
             group.bench_function(
                 format!("{kernel}/encoder/b{batch_size}xs{seq_length}"),

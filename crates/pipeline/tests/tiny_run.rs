@@ -114,16 +114,19 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         ..Default::default()
     };
     let report_path = dir.join("sensitivity.json");
-    let run = |options: &SensitivityOptions| {
-        measure(
-            &out.join("student"),
-            options,
-            &report_path,
-            &dir.join("cache"),
-            &burn::tensor::Device::flex(),
-            &MeasureControl::default(),
-        )
-    };
+    let measure_to =
+        |path: &std::path::Path, options: &SensitivityOptions, control: MeasureControl| {
+            measure(
+                &out.join("student"),
+                options,
+                path,
+                &dir.join("cache"),
+                &burn::tensor::Device::flex(),
+                &control,
+            )
+        };
+    let run =
+        |options: &SensitivityOptions| measure_to(&report_path, options, MeasureControl::default());
     let sens = run(&options).unwrap();
     assert_eq!(sens.ranking().len(), 3, "one block per student layer");
     for b in &sens.blocks {
@@ -141,14 +144,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     // file gone. A partial file from other options is refused, naming it.
     let resumed_path = dir.join("sensitivity-resumed.json");
     let measure_with = |options: &SensitivityOptions, control: MeasureControl| {
-        measure(
-            &out.join("student"),
-            options,
-            &resumed_path,
-            &dir.join("cache"),
-            &burn::tensor::Device::flex(),
-            &control,
-        )
+        measure_to(&resumed_path, options, control)
     };
     let err = measure_with(
         &options,

@@ -1,4 +1,8 @@
-//! Shared helpers for the criterion benches (named `{backend}/{op}/{size}`).
+//! Shared helpers for the criterion benches (named `{backend}/{op}/{size}`), and the side-by-side suite of
+//! `cargo xtask bench` ([`suite`]).
+
+pub mod cpu;
+pub mod suite;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use student_arch::{BertConfig, BertInput, BertModel};

@@ -8,6 +8,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod features;
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -265,6 +268,38 @@ enum Cmd {
         #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
         device: String,
     },
+    /// Time every workload that bounds a recipe (teacher forward, distillation steps, Hessian-vector product,
+    /// the compressed student) on our backends and, when `torch` imports, in PyTorch: one run, same machine,
+    /// same thread count; writes bench.json and bench.md.
+    Bench {
+        /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
+        #[arg(long)]
+        teacher: Option<PathBuf>,
+        /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
+        /// quant's 8- and 4-bit kernels).
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Timed runs per workload at most (after one warm-up run).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Stop timing a workload after this many seconds (3 runs at least).
+        #[arg(long, default_value_t = 12.0)]
+        budget_s: f64,
+        /// The Python that runs scripts/bench_torch.py.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Time our side only.
+        #[arg(long)]
+        no_python: bool,
+        /// Output directory (created; or one an earlier bench wrote).
+        #[arg(long, default_value = "runs/bench")]
+        out: PathBuf,
+    },
+    /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
+    CheckFeatures,
     /// Run the test suite as CI does: fetch what the tests need, then `cargo test` on the whole workspace.
     Ci {
         /// Also run the GPU code path on wgpu (needs a Vulkan driver; lavapipe works on a CPU-only machine).
@@ -367,6 +402,26 @@ fn main() -> Result<()> {
             batch_size,
         } => embed(model, &device, batch_size)?,
         Cmd::Ci { wgpu } => ci(wgpu)?,
+        Cmd::CheckFeatures => features::check()?,
+        Cmd::Bench {
+            teacher,
+            backends,
+            threads,
+            runs,
+            budget_s,
+            python,
+            no_python,
+            out,
+        } => bench::bench(bench::BenchArgs {
+            teacher,
+            backends,
+            threads,
+            runs,
+            budget_s,
+            python,
+            no_python,
+            out,
+        })?,
         Cmd::Distill {
             teacher,
             dataset,
@@ -659,6 +714,7 @@ fn ci(wgpu: bool) -> Result<()> {
     if wgpu && !cfg!(feature = "wgpu") {
         bail!("`ci --wgpu` needs xtask built with the wgpu feature: run `cargo run -p xtask --features wgpu -- ci --wgpu`");
     }
+    features::check()?;
     let teacher = fetch()?;
     eprintln!("teacher: {}", teacher.display());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

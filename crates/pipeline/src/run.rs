@@ -373,14 +373,6 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         student.encoder.config.hidden_size,
         teacher.encoder.config.hidden_size,
     );
-    let teacher_forward = |input: &BertInput| -> Result<crate::classifier::ClassifierOutput> {
-        let plain_input = BertInput {
-            input_ids: Tensor::<2, Int>::from_data(input.input_ids.to_data(), &plain),
-            attention_mask: Tensor::<2, Int>::from_data(input.attention_mask.to_data(), &plain),
-            token_type_ids: None,
-        };
-        Ok(teacher.forward(plain_input))
-    };
     let mix_loss = |mix_config: LossMixConfig| -> Result<kd_losses::LossMix> {
         let seeded = LossMixConfig {
             seed: config.seed,
@@ -435,21 +427,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             pair,
             &student_train,
             stage_config,
-            |m, input, y| {
-                let t_out = teacher_forward(&input)?;
-                let mask = input.attention_mask.clone();
-                let s_out = m.student.forward(input);
-                Ok(m.mix.forward(DistillInputs {
-                    student: &s_out.encoder,
-                    teacher: &t_out.encoder,
-                    student_logits: Some(Logits::PerSequence(s_out.logits)),
-                    teacher_logits: Some(Logits::PerSequence(t_out.logits)),
-                    mlm_labels: None,
-                    class_labels: Some(y),
-                    attention_mask: mask,
-                    layer_map: &map,
-                })?)
-            },
+            |m, input, y| task_distill_loss(&teacher, m, input, y, &map),
             |m| {
                 if eval_pred {
                     dev_score(&m.student)
@@ -514,6 +492,37 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
 }
 
 use student_arch::BertInput;
+
+/// The loss of one task-distillation step (TinyBERT's intermediate or prediction stage, or DistilBERT's task
+/// stage, as `m.mix` weighs its terms): the teacher's forward pass on its own device without a graph, then the
+/// student's forward pass and every term of the mix. `cargo xtask bench` times exactly this.
+pub fn task_distill_loss(
+    teacher: &SequenceClassifier,
+    m: &StudentWithMix,
+    input: BertInput,
+    class_labels: Tensor<1, Int>,
+    map: &LayerMap,
+) -> Result<LossTerms> {
+    let plain = teacher.head.weight.val().device();
+    let plain_input = BertInput {
+        input_ids: Tensor::<2, Int>::from_data(input.input_ids.to_data(), &plain),
+        attention_mask: Tensor::<2, Int>::from_data(input.attention_mask.to_data(), &plain),
+        token_type_ids: None,
+    };
+    let t_out = teacher.forward(plain_input);
+    let mask = input.attention_mask.clone();
+    let s_out = m.student.forward(input);
+    Ok(m.mix.forward(DistillInputs {
+        student: &s_out.encoder,
+        teacher: &t_out.encoder,
+        student_logits: Some(Logits::PerSequence(s_out.logits)),
+        teacher_logits: Some(Logits::PerSequence(t_out.logits)),
+        mlm_labels: None,
+        class_labels: Some(class_labels),
+        attention_mask: mask,
+        layer_map: map,
+    })?)
+}
 
 /// The student and the loss mix (with W_h, W_e) trained together.
 #[derive(Module, Debug)]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, OptimizerRecord};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kd_losses::LossTerms;
@@ -243,6 +243,27 @@ pub fn load_record<M: Module>(model: M, path: &Path) -> Result<M> {
         })
 }
 
+/// The optimizer of every stage: AdamW with the stage's weight decay and gradient-norm clipping.
+pub fn optimizer(config: &StageConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(
+            config.max_grad_norm as f32,
+        )))
+        .init()
+}
+
+/// One optimizer step on a batch's loss: backward through `terms.total`, then AdamW at `lr`.
+pub fn optimizer_step<M: Module>(
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    model: M,
+    terms: LossTerms,
+) -> M {
+    let grads = GradientsParams::from_grads(terms.total.backward(), &model);
+    optim.step(lr, model, grads)
+}
+
 /// Runs one stage. `loss` computes the named loss terms of a batch; `evaluate` scores a model on dev (higher
 /// is better). Returns the model at the best dev score (or the last step when `evaluate` gives `None`).
 pub fn run_stage<M, L, E>(
@@ -267,12 +288,7 @@ where
     std::fs::create_dir_all(ctx.dir()).map_err(io_err("creating", ctx.dir()))?;
     let state_path = ctx.dir().join("state.json");
     let optim_path = ctx.dir().join("optim.bpk");
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(
-            config.max_grad_norm as f32,
-        )))
-        .init();
+    let mut optim = optimizer(config);
     let mut state = StageState::default();
     if ctx.resume && state_path.exists() {
         state = serde_json::from_str(
@@ -324,7 +340,7 @@ where
         .map_err(Into::into)
     };
     let checkpoint =
-        |model: &M, optim: &burn::optim::ModuleOptimizer, state: &StageState| -> Result<()> {
+        |model: &M, optim: &ModuleOptimizer, state: &StageState| -> Result<()> {
             save_record(model, &ctx.model_checkpoint())?;
             let tmp = temporary_path(&optim_path);
             optim
@@ -381,8 +397,7 @@ where
             other => other.into(),
         })?;
         let lr = learning_rate(config, state.step, total_steps);
-        let grads = GradientsParams::from_grads(terms.total.backward(), &model);
-        model = optim.step(lr, model, grads);
+        model = optimizer_step(&mut optim, lr, model, terms);
         state.step += 1;
         steps_here += 1;
         let total = values.last().map(|(_, v)| *v).unwrap_or(f32::NAN);

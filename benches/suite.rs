@@ -1,0 +1,358 @@
+//! The side-by-side suite of `cargo xtask bench`: each workload that bounds a recipe's time, timed on every CPU
+//! backend compiled in, through the same code the pipeline runs (`pipeline::run::task_distill_loss`,
+//! `pipeline::train::optimizer_step`, `hessian::FiniteDifferenceHvp`, `quant::encoder::QuantEncoder`).
+//! `scripts/bench_torch.py` times the same workloads in PyTorch under the same names.
+//!
+//! Workloads (`op/size`, `b` batch size, `s` sequence length):
+//! - `teacher_forward/b1s64`, `teacher_forward/b32s128`: the 6-layer teacher's inference.
+//! - `tinybert_intermediate_step/b32s64`: teacher forward + student forward/backward with the embedding,
+//!   attention and hidden losses (through W_e, W_h) + AdamW.
+//! - `prediction_step/b32s64`: teacher forward + student forward/backward with the soft cross-entropy + AdamW.
+//! - `hvp/layer_b16s48`: one Hessian-vector product on student layer 1 (1.77 M parameters).
+//! - `student_forward/b1s64`, `student_forward/b32s64`: the 3-layer student's inference (fp32 on Burn; 8- and
+//!   4-bit weights on `quant`'s integer kernels under the backend names `q8_0` and `q4_0`).
+
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use hessian::{bert_blocks, parameters, FiniteDifferenceHvp, Granularity, HessianVectorProduct};
+use kd_losses::{LayerMap, LossMixConfig};
+use pipeline::classifier::SequenceClassifier;
+use pipeline::run::{task_distill_loss, StudentWithMix};
+use pipeline::train::{optimizer, optimizer_step, StageConfig};
+use quant::encoder::QuantEncoder;
+use quant::{quantize_tensors, QuantPlan};
+use serde::Serialize;
+use student_arch::pooling::mean_pool;
+use student_arch::weights::named_tensors;
+use student_arch::{BertConfig, BertInput, BertModel, StudentSpec};
+
+use crate::random_batch;
+
+/// One workload's timings on one backend.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    /// The workload, e.g. `teacher_forward`.
+    pub op: String,
+    /// Its shape, e.g. `b32s128`.
+    pub size: String,
+    /// `flex`, `ndarray`, `q8_0`, `q4_0`, or (from the Python script) `torch`.
+    pub backend: String,
+    /// Median of `times_ms`.
+    pub median_ms: f64,
+    /// Every timed run, in milliseconds (warm-up runs excluded).
+    pub times_ms: Vec<f64>,
+    /// Tokens processed per timed run (batch × sequence length).
+    pub tokens: usize,
+}
+
+/// How long and how often to time each workload.
+#[derive(Clone, Copy, Debug)]
+pub struct SuiteConfig {
+    /// Untimed runs first.
+    pub warmup: usize,
+    /// Timed runs at most.
+    pub runs: usize,
+    /// Stop timing a workload after this long (at least 3 runs are kept).
+    pub budget: Duration,
+}
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        Self {
+            warmup: 1,
+            runs: 7,
+            budget: Duration::from_secs(12),
+        }
+    }
+}
+
+/// The median of `times` (the mean of the middle two for an even count); NaN for none.
+pub fn median(times: &[f64]) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    match t.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => t[n / 2],
+        n => (t[n / 2 - 1] + t[n / 2]) / 2.0,
+    }
+}
+
+fn time(config: &SuiteConfig, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..config.warmup {
+        f();
+    }
+    let started = Instant::now();
+    let mut times = Vec::with_capacity(config.runs);
+    while times.len() < config.runs.max(1) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        if times.len() >= 3 && started.elapsed() > config.budget {
+            break;
+        }
+    }
+    times
+}
+
+/// A 2-class classifier for the Hessian workload: the encoder, mean pooling, a linear head.
+#[derive(Module, Debug)]
+struct HvpClassifier {
+    encoder: BertModel,
+    head: Linear,
+}
+
+fn hvp_loss(
+    m: &HvpClassifier,
+    input: &BertInput,
+    labels: &Tensor<1, Int>,
+) -> Result<Tensor<1>, String> {
+    let mask = input.attention_mask.clone();
+    let pooled = mean_pool(m.encoder.forward(input.clone()).last_hidden_state(), mask);
+    let n = labels.dims()[0];
+    let logp = log_softmax(m.head.forward(pooled), 1);
+    Ok(logp.gather(1, labels.clone().reshape([n, 1])).mean().neg())
+}
+
+fn labels(batch_size: usize, device: &Device) -> Tensor<1, Int> {
+    let y: Vec<i64> = (0..batch_size as i64).map(|i| i % 2).collect();
+    Tensor::from_data(TensorData::new(y, [batch_size]), device)
+}
+
+/// Runs every workload on one Burn backend. `teacher` is the teacher's encoder on `device` (the real one or a
+/// random one of its shape); `progress` is told each workload's name before it starts.
+pub fn run_backend(
+    backend: &str,
+    device: &Device,
+    teacher: &BertModel,
+    config: &SuiteConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Measurement>, String> {
+    let mut out = Vec::new();
+    let vocab = teacher.config.vocab_size;
+    let mut record = |op: &str, b: usize, s: usize, times: Vec<f64>| {
+        out.push(Measurement {
+            op: op.into(),
+            size: format!("b{b}s{s}"),
+            backend: backend.into(),
+            median_ms: median(&times),
+            times_ms: times,
+            tokens: b * s,
+        })
+    };
+
+    for (b, s) in [(1, 64), (32, 128)] {
+        progress(&format!("{backend}: teacher_forward/b{b}s{s}"));
+        let input = random_batch(b, s, vocab, device);
+        let times = time(config, || {
+            let _ = teacher.forward(input.clone()).last_hidden_state().into_data();
+        });
+        record("teacher_forward", b, s, times);
+    }
+
+    // Task distillation steps, exactly as `pipeline::run::distill` runs them.
+    let ad = device.clone().autodiff();
+    let teacher_classifier = SequenceClassifier::new(teacher.clone(), 2, 0, device);
+    let student_encoder = StudentSpec::default()
+        .build(teacher, device)
+        .map_err(|e| e.to_string())?;
+    let map = LayerMap::spread(student_encoder.num_layers(), teacher.num_layers())
+        .map_err(|e| e.to_string())?;
+    for (op, mix) in [
+        (
+            "tinybert_intermediate_step",
+            LossMixConfig::tinybert_intermediate(),
+        ),
+        ("prediction_step", LossMixConfig::tinybert_prediction()),
+    ] {
+        let (b, s) = (32, 64);
+        progress(&format!("{backend}: {op}/b{b}s{s}"));
+        let student = SequenceClassifier {
+            encoder: student_encoder.clone(),
+            head: teacher_classifier.head.clone(),
+        }
+        .fork(&ad)
+        .train();
+        let hidden = teacher.config.hidden_size;
+        let mix = mix.init(hidden, hidden, &ad).map_err(|e| e.to_string())?;
+        let mut model = Some(StudentWithMix { student, mix });
+        let mut optim = optimizer(&StageConfig::default());
+        let input = random_batch(b, s, vocab, &ad);
+        let y = labels(b, &ad);
+        let mut failure = None;
+        let times = time(config, || {
+            let m = model.take().expect("the model is put back after each step");
+            match task_distill_loss(&teacher_classifier, &m, input.clone(), y.clone(), &map) {
+                Ok(terms) => model = Some(optimizer_step(&mut optim, 1e-5, m, terms)),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    model = Some(m);
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(format!("{op}: {e}"));
+        }
+        record(op, b, s, times);
+    }
+
+    // Q-BERT's inner loop.
+    {
+        let (b, s) = (16, 48);
+        progress(&format!("{backend}: hvp/layer_b{b}s{s}"));
+        let model = HvpClassifier {
+            encoder: student_encoder.clone().fork(&ad),
+            head: LinearConfig::new(teacher.config.hidden_size, 2).init(&ad),
+        }
+        .train();
+        let input = random_batch(b, s, vocab, &ad);
+        let y = labels(b, &ad);
+        let params = parameters(&model);
+        let block = bert_blocks(&params, "encoder", teacher.config.num_attention_heads, Granularity::Layer)
+            .map_err(|e| e.to_string())?[1]
+            .resolve(&params)
+            .map_err(|e| e.to_string())?;
+        let f = |m: &HvpClassifier| hvp_loss(m, &input, &y);
+        let mut hvp = FiniteDifferenceHvp::new(model, block.clone(), f, 1e-4).map_err(|e| e.to_string())?;
+        let v = hessian::power::random_vector(block.dim(), 0);
+        let mut failure = None;
+        let times = time(config, || {
+            if let Err(e) = hvp.hvp(&v) {
+                failure = Some(e.to_string());
+            }
+        });
+        if let Some(e) = failure {
+            return Err(format!("hvp: {e}"));
+        }
+        out.push(Measurement {
+            op: "hvp".into(),
+            size: format!("layer_b{b}s{s}"),
+            backend: backend.into(),
+            median_ms: median(&times),
+            times_ms: times,
+            tokens: b * s,
+        });
+    }
+
+    let mut record = |op: &str, b: usize, s: usize, times: Vec<f64>| {
+        out.push(Measurement {
+            op: op.into(),
+            size: format!("b{b}s{s}"),
+            backend: backend.into(),
+            median_ms: median(&times),
+            times_ms: times,
+            tokens: b * s,
+        })
+    };
+    for (b, s) in [(1, 64), (32, 64)] {
+        progress(&format!("{backend}: student_forward/b{b}s{s}"));
+        let input = random_batch(b, s, vocab, device);
+        let times = time(config, || {
+            let _ = student_encoder
+                .forward(input.clone())
+                .last_hidden_state()
+                .into_data();
+        });
+        record("student_forward", b, s, times);
+    }
+    Ok(out)
+}
+
+/// The 3-layer student's inference on `quant`'s integer kernels, 8-bit and 4-bit weights (per-head groups, the
+/// `quantize` default), with 8-bit activations: backends `q8_0` and `q4_0`.
+pub fn run_quantized(
+    teacher: &BertModel,
+    config: &SuiteConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Measurement>, String> {
+    let student = StudentSpec::default()
+        .build(teacher, &Device::flex())
+        .map_err(|e| e.to_string())?;
+    let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
+    let student_config = BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for bits in [8u32, 4] {
+        let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
+        let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
+        let encoder = QuantEncoder::new(&q).map_err(|e| e.to_string())?;
+        let backend = encoder.kernels()[0][0];
+        for (b, s) in [(1usize, 64usize), (32, 64)] {
+            progress(&format!("{backend}: student_forward/b{b}s{s}"));
+            let ids: Vec<Vec<u32>> = random_batch(b, s, teacher.config.vocab_size, &Device::flex())
+                .input_ids
+                .into_data()
+                .iter::<i64>()
+                .map(|t| t as u32)
+                .collect::<Vec<_>>()
+                .chunks(s)
+                .map(<[u32]>::to_vec)
+                .collect();
+            let mut failure = None;
+            let times = time(config, || {
+                if let Err(e) = encoder.forward(&ids) {
+                    failure = Some(e.to_string());
+                }
+            });
+            if let Some(e) = failure {
+                return Err(format!("{backend} student_forward: {e}"));
+            }
+            out.push(Measurement {
+                op: "student_forward".into(),
+                size: format!("b{b}s{s}"),
+                backend: backend.into(),
+                median_ms: median(&times),
+                times_ms: times,
+                tokens: b * s,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn every_workload_runs_on_a_tiny_model() {
+        let device = Device::flex();
+        let teacher = BertConfig::new(50, 64, 6, 2, 128)
+            .init_random(false, 0, &device)
+            .unwrap();
+        let config = SuiteConfig {
+            warmup: 0,
+            runs: 1,
+            budget: Duration::ZERO,
+        };
+        let mut seen = Vec::new();
+        let m = run_backend("flex", &device, &teacher, &config, &mut |s| seen.push(s.to_string())).unwrap();
+        let names: Vec<String> = m.iter().map(|m| format!("{}/{}", m.op, m.size)).collect();
+        assert_eq!(
+            names,
+            [
+                "teacher_forward/b1s64",
+                "teacher_forward/b32s128",
+                "tinybert_intermediate_step/b32s64",
+                "prediction_step/b32s64",
+                "hvp/layer_b16s48",
+                "student_forward/b1s64",
+                "student_forward/b32s64"
+            ]
+        );
+        assert_eq!(seen.len(), names.len());
+        assert!(m.iter().all(|m| m.median_ms > 0.0 && m.times_ms.len() == 1));
+        let q = run_quantized(&teacher, &config, &mut |_| {}).unwrap();
+        let backends: Vec<&str> = q.iter().map(|m| m.backend.as_str()).collect();
+        assert_eq!(backends, ["q8_0", "q8_0", "q4_0", "q4_0"]);
+    }
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""PyTorch's side of `cargo xtask bench`: the same workloads as `benches/suite.rs`, under the same names, on the
+same CPU and thread count, so that the two can be put side by side.
+
+- teacher_forward/b1s64, teacher_forward/b32s128: the 6-layer teacher's inference (sdpa attention).
+- tinybert_intermediate_step/b32s64: teacher forward (no grad) + student forward/backward with TinyBERT's
+  embedding, attention and hidden MSE (student states through W_e, W_h; layer map 3 -> 6: teacher layers
+  2, 4, 6) + AdamW with gradient clipping.
+- prediction_step/b32s64: teacher forward + student forward/backward with the soft cross-entropy + AdamW.
+- hvp/layer_b16s48: one exact Hessian-vector product on student layer 1 by double backward.
+- student_forward/b1s64, student_forward/b32s64: the 3-layer student's inference (sdpa attention).
+
+The student is teacher layers 0, 2, 4 with mean pooling and a 2-class head, as in the Rust suite.
+
+Usage: python3 scripts/bench_torch.py MODEL_DIR [--threads 2] [--runs 7] [--budget-s 12]
+Prints one JSON object: {"torch": version, "threads": n, "measurements": [{op, size, backend, median_ms,
+times_ms, tokens}, ...]}.
+"""
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel
+
+
+def timed(f, runs, budget_s, warmup=1):
+    for _ in range(warmup):
+        f()
+    times = []
+    start = time.perf_counter()
+    while len(times) < runs:
+        t = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - t) * 1e3)
+        if len(times) >= 3 and time.perf_counter() - start > budget_s:
+            break
+    return times
+
+
+def batch(gen, vocab, b, s):
+    ids = torch.randint(0, vocab, (b, s), generator=gen)
+    return ids, torch.ones_like(ids)
+
+
+class Classifier(torch.nn.Module):
+    """Encoder, mean pooling over real tokens, linear head: pipeline::classifier::SequenceClassifier."""
+
+    def __init__(self, encoder, labels=2):
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(encoder.config.hidden_size, labels)
+
+    def forward(self, ids, mask, **kw):
+        out = self.encoder(input_ids=ids, attention_mask=mask, **kw)
+        h = out.last_hidden_state
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return self.head(pooled), out
+
+
+def student_of(teacher, attn):
+    student = copy.deepcopy(teacher)
+    student.encoder.layer = torch.nn.ModuleList([student.encoder.layer[i] for i in (0, 2, 4)])
+    student.config.num_hidden_layers = 3
+    student.config._attn_implementation = attn
+    return student
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--budget-s", type=float, default=12.0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(42)
+    out = []
+
+    def record(op, size, times, tokens):
+        out.append({"op": op, "size": size, "backend": "torch", "median_ms": statistics.median(times),
+                    "times_ms": times, "tokens": tokens})
+        print(f"torch: {op}/{size} {statistics.median(times):.1f} ms", file=sys.stderr)
+
+    teacher_sdpa = AutoModel.from_pretrained(args.model_dir, attn_implementation="sdpa").eval()
+    vocab = teacher_sdpa.config.vocab_size
+    hidden = teacher_sdpa.config.hidden_size
+    for b, s in ((1, 64), (32, 128)):
+        ids, mask = batch(gen, vocab, b, s)
+        with torch.inference_mode():
+            times = timed(lambda: teacher_sdpa(input_ids=ids, attention_mask=mask), args.runs, args.budget_s)
+        record("teacher_forward", f"b{b}s{s}", times, b * s)
+
+    # Task distillation steps. The teacher and student return attention probabilities: eager attention.
+    teacher = Classifier(AutoModel.from_pretrained(args.model_dir, attn_implementation="eager")).eval()
+    b, s = 32, 64
+    ids, mask = batch(gen, vocab, b, s)
+    labels = torch.arange(b) % 2
+    layer_map = [(0, 1), (1, 3), (2, 5)]  # student layer -> teacher layer (0-based), LayerMap::spread(3, 6)
+
+    def step_fn(kind):
+        student = Classifier(student_of(teacher.encoder, "eager"))
+        student.head.load_state_dict(teacher.head.state_dict())
+        w_e = torch.nn.Linear(hidden, hidden)
+        w_h = torch.nn.Linear(hidden, hidden)
+        params = list(student.parameters()) + ([*w_e.parameters(), *w_h.parameters()] if kind == "intermediate" else [])
+        opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
+        student.train()
+
+        def step():
+            with torch.no_grad():
+                t_logits, t_out = teacher(ids, mask, output_hidden_states=True, output_attentions=True)
+            if kind == "intermediate":
+                _, s_out = student(ids, mask, output_hidden_states=True, output_attentions=True)
+                loss = F.mse_loss(w_e(s_out.hidden_states[0]), t_out.hidden_states[0])
+                for si, ti in layer_map:
+                    loss = loss + F.mse_loss(s_out.attentions[si], t_out.attentions[ti])
+                    loss = loss + F.mse_loss(w_h(s_out.hidden_states[si + 1]), t_out.hidden_states[ti + 1])
+            else:
+                s_logits, _ = student(ids, mask)
+                loss = -(F.softmax(t_logits, -1) * F.log_softmax(s_logits, -1)).sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+        return step
+
+    record("tinybert_intermediate_step", f"b{b}s{s}", timed(step_fn("intermediate"), args.runs, args.budget_s), b * s)
+    record("prediction_step", f"b{b}s{s}", timed(step_fn("prediction"), args.runs, args.budget_s), b * s)
+
+    # Q-BERT's inner loop: an exact HVP by double backward (eager attention: double backward through sdpa is not
+    # supported on every build).
+    b, s = 16, 48
+    ids, mask = batch(gen, vocab, b, s)
+    labels = torch.arange(b) % 2
+    hvp_model = Classifier(student_of(teacher.encoder, "eager")).eval()
+    params = list(hvp_model.encoder.encoder.layer[1].parameters())
+    v = [torch.randn(p.shape, generator=gen) for p in params]
+
+    def hvp():
+        logits, _ = hvp_model(ids, mask)
+        grads = torch.autograd.grad(F.cross_entropy(logits, labels), params, create_graph=True)
+        return torch.autograd.grad(grads, params, grad_outputs=v)
+
+    record("hvp", f"layer_b{b}s{s}", timed(hvp, args.runs, args.budget_s), b * s)
+
+    student = student_of(teacher_sdpa, "sdpa").eval()
+    for b, s in ((1, 64), (32, 64)):
+        ids, mask = batch(gen, vocab, b, s)
+        with torch.inference_mode():
+            times = timed(lambda: student(input_ids=ids, attention_mask=mask), args.runs, args.budget_s)
+        record("student_forward", f"b{b}s{s}", times, b * s)
+
+    print(json.dumps({"torch": torch.__version__, "threads": args.threads, "measurements": out}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+//! `cargo xtask bench`: every workload that bounds a recipe's time, on our backends and — when `torch` imports —
+//! in PyTorch, in one run on one machine with the same thread count; medians and ratios as a table
+//! (`bench.md`) and every timing as JSON (`bench.json`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use benches::cpu::CpuInfo;
+use benches::suite::{run_backend, run_quantized, Measurement, SuiteConfig};
+use serde::Serialize;
+
+/// What `bench` was asked to do.
+pub struct BenchArgs {
+    pub teacher: Option<PathBuf>,
+    pub backends: Vec<String>,
+    pub threads: usize,
+    pub runs: usize,
+    pub budget_s: f64,
+    pub python: String,
+    pub no_python: bool,
+    pub out: PathBuf,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    date: String,
+    cpu: CpuInfo,
+    threads: usize,
+    command: String,
+    torch: Option<String>,
+    python_skipped: Option<String>,
+    measurements: Vec<Measurement>,
+}
+
+/// The workloads in table order.
+const ROWS: [(&str, &str); 7] = [
+    ("teacher_forward", "b1s64"),
+    ("teacher_forward", "b32s128"),
+    ("tinybert_intermediate_step", "b32s64"),
+    ("prediction_step", "b32s64"),
+    ("hvp", "layer_b16s48"),
+    ("student_forward", "b1s64"),
+    ("student_forward", "b32s64"),
+];
+
+const MARKER: &str = "bench.json";
+
+/// Refuses an output directory that holds anything but an earlier bench's files.
+fn prepare_out(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("reading the output directory {}", out.display()))?;
+        let empty = entries.next().is_none();
+        if !empty && !out.join(MARKER).exists() {
+            bail!(
+                "{} exists and was not written by `xtask bench` (no {MARKER}); pass a new --out directory",
+                out.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    prepare_out(&args.out)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .context("setting the thread count of the Rust side")?;
+    let cpu = CpuInfo::detect();
+    eprintln!("bench: {} — {} threads for every side", cpu.summary(), args.threads);
+    let teacher_dir = match args.teacher.clone() {
+        Some(dir) => dir,
+        None => {
+            eprintln!("bench: fetching the teacher into {} ...", pipeline::cache_dir().display());
+            pipeline::fetch_teacher()?
+        }
+    };
+    let config = SuiteConfig {
+        runs: args.runs,
+        budget: Duration::from_secs_f64(args.budget_s),
+        ..Default::default()
+    };
+    let compiled = student_arch::device::available_devices();
+    let wanted: Vec<String> = if args.backends.is_empty() {
+        compiled
+            .iter()
+            .filter(|n| **n != "wgpu")
+            .map(|n| n.to_string())
+            .chain(["quant".to_string()])
+            .collect()
+    } else {
+        args.backends.clone()
+    };
+    let started = Instant::now();
+    let mut progress = |what: &str| {
+        eprintln!("bench: [{:>5.0} s] {what}", started.elapsed().as_secs_f64());
+    };
+    let mut measurements = Vec::new();
+    for name in &wanted {
+        if name == "quant" {
+            let (teacher, _) = student_arch::load_pretrained(&teacher_dir, &burn::tensor::Device::flex())
+                .with_context(|| format!("loading the teacher {}", teacher_dir.display()))?;
+            measurements.extend(run_quantized(&teacher, &config, &mut progress).map_err(anyhow::Error::msg)?);
+            continue;
+        }
+        if !compiled.contains(&name.as_str()) {
+            bail!(
+                "--backends: `{name}` is not compiled in (compiled: {}, and quant)",
+                compiled.join(", ")
+            );
+        }
+        let device = student_arch::device::device(name)?;
+        let (teacher, _) = student_arch::load_pretrained(&teacher_dir, &device)
+            .with_context(|| format!("loading the teacher {}", teacher_dir.display()))?;
+        measurements.extend(
+            run_backend(name, &device, &teacher, &config, &mut progress)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+        );
+    }
+    let (torch, python_skipped) = if args.no_python {
+        (None, Some("--no-python".to_string()))
+    } else {
+        match python_side(&args, &teacher_dir) {
+            Ok((version, m)) => {
+                measurements.extend(m);
+                (Some(version), None)
+            }
+            Err(why) => {
+                eprintln!("bench: PyTorch side skipped: {why}");
+                (None, Some(why))
+            }
+        }
+    };
+    let report = BenchReport {
+        date: today(),
+        cpu,
+        threads: args.threads,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        torch,
+        python_skipped,
+        measurements,
+    };
+    let markdown = markdown(&report);
+    student_arch::io::write_atomic(
+        &args.out.join(MARKER),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    student_arch::io::write_atomic(&args.out.join("bench.md"), markdown.as_bytes())?;
+    println!("{markdown}");
+    eprintln!(
+        "bench: wrote {} and bench.md in {:.0} s",
+        args.out.join(MARKER).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `scripts/bench_torch.py`; `Err` says why the PyTorch side was skipped.
+fn python_side(args: &BenchArgs, teacher: &Path) -> std::result::Result<(String, Vec<Measurement>), String> {
+    let probe = Command::new(&args.python)
+        .args(["-c", "import torch, transformers; print(torch.__version__)"])
+        .output()
+        .map_err(|e| format!("{} not runnable ({e})", args.python))?;
+    if !probe.status.success() {
+        return Err("torch or transformers not installed (pip install torch transformers)".into());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_torch.py");
+    eprintln!("bench: PyTorch side: {} {}", args.python, script.display());
+    let threads = args.threads.to_string();
+    let output = Command::new(&args.python)
+        .arg(&script)
+        .arg(teacher)
+        .args(["--threads", &threads, "--runs", &args.runs.to_string()])
+        .args(["--budget-s", &args.budget_s.to_string()])
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed ({})", script.display(), output.status));
+    }
+    #[derive(serde::Deserialize)]
+    struct PyReport {
+        torch: String,
+        measurements: Vec<PyMeasurement>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PyMeasurement {
+        op: String,
+        size: String,
+        backend: String,
+        median_ms: f64,
+        times_ms: Vec<f64>,
+        tokens: usize,
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let r: PyReport = serde_json::from_str(line)
+        .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
+    Ok((
+        r.torch,
+        r.measurements
+            .into_iter()
+            .map(|m| Measurement {
+                op: m.op,
+                size: m.size,
+                backend: m.backend,
+                median_ms: m.median_ms,
+                times_ms: m.times_ms,
+                tokens: m.tokens,
+            })
+            .collect(),
+    ))
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d %H:%M %Z")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn markdown(r: &BenchReport) -> String {
+    let mut backends: Vec<&str> = Vec::new();
+    for m in &r.measurements {
+        if !backends.contains(&m.backend.as_str()) {
+            backends.push(&m.backend);
+        }
+    }
+    let at: BTreeMap<(&str, &str, &str), f64> = r
+        .measurements
+        .iter()
+        .map(|m| ((m.op.as_str(), m.size.as_str(), m.backend.as_str()), m.median_ms))
+        .collect();
+    let ours: Vec<&str> = backends.iter().copied().filter(|b| *b != "torch").collect();
+    let mut s = format!(
+        "Machine: {}. {} threads on every side. {}. `{}`.\n",
+        r.cpu.summary(),
+        r.threads,
+        r.date,
+        r.command
+    );
+    match (&r.torch, &r.python_skipped) {
+        (Some(v), _) => s += &format!("PyTorch {v} (`scripts/bench_torch.py`).\n"),
+        (None, Some(why)) => s += &format!("PyTorch side skipped: {why}.\n"),
+        _ => {}
+    }
+    s += "\nMedians in ms; `÷ torch` is our time over PyTorch's (below 1: faster than PyTorch).\n\n";
+    s += "| workload |";
+    for b in &backends {
+        s += &format!(" {b} |");
+    }
+    for b in &ours {
+        s += &format!(" {b} ÷ torch |");
+    }
+    s += " tokens/s (best of ours) |\n|---|";
+    for _ in 0..backends.len() + ours.len() + 1 {
+        s += "---|";
+    }
+    s += "\n";
+    for (op, size) in ROWS {
+        let tokens = r
+            .measurements
+            .iter()
+            .find(|m| m.op == op && m.size == size)
+            .map_or(0, |m| m.tokens);
+        s += &format!("| {op}/{size} |");
+        for b in &backends {
+            match at.get(&(op, size, *b)) {
+                Some(v) => s += &format!(" {} |", fmt_ms(*v)),
+                None => s += " – |",
+            }
+        }
+        let torch = at.get(&(op, size, "torch"));
+        for b in &ours {
+            match (at.get(&(op, size, *b)), torch) {
+                (Some(v), Some(t)) => s += &format!(" {:.2} |", v / t),
+                _ => s += " – |",
+            }
+        }
+        let best = ours
+            .iter()
+            .filter_map(|b| at.get(&(op, size, *b)))
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        if best.is_finite() {
+            s += &format!(" {:.0} |\n", tokens as f64 / (best / 1e3));
+        } else {
+            s += " – |\n";
+        }
+    }
+    s
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(op: &str, size: &str, backend: &str, ms: f64) -> Measurement {
+        Measurement {
+            op: op.into(),
+            size: size.into(),
+            backend: backend.into(),
+            median_ms: ms,
+            times_ms: vec![ms],
+            tokens: 64,
+        }
+    }
+
+    #[test]
+    fn table_has_ratios_against_torch_and_dashes_for_missing() {
+        let r = BenchReport {
+            date: "2026-11-30".into(),
+            cpu: CpuInfo {
+                model: "X".into(),
+                cores: 2,
+                extensions: vec!["AVX2"],
+            },
+            threads: 2,
+            command: "cargo xtask bench".into(),
+            torch: Some("2.9.0".into()),
+            python_skipped: None,
+            measurements: vec![
+                m("teacher_forward", "b1s64", "flex", 30.0),
+                m("teacher_forward", "b1s64", "torch", 20.0),
+                m("student_forward", "b1s64", "q8_0", 5.0),
+            ],
+        };
+        let md = markdown(&r);
+        assert!(md.contains("X (2 cores; AVX2)"), "{md}");
+        assert!(md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | 1.50 | – | 2133 |"), "{md}");
+        assert!(md.contains("| student_forward/b1s64 | – | – | 5.00 | – | – | 12800 |"), "{md}");
+    }
+
+    #[test]
+    fn refuses_a_directory_it_did_not_write() {
+        let dir = std::env::temp_dir().join(format!("bench-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let err = prepare_out(&dir).unwrap_err().to_string();
+        assert!(err.contains("not written by `xtask bench`"), "{err}");
+        std::fs::write(dir.join(MARKER), "{}").unwrap();
+        assert!(prepare_out(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -7,7 +7,8 @@
 //! - `teacher_forward/b1s64`, `teacher_forward/b32s128`: the 6-layer teacher's inference.
 //! - `tinybert_intermediate_step/b32s64`: teacher forward + student forward/backward with the embedding,
 //!   attention and hidden losses (through W_e, W_h) + AdamW.
-//! - `prediction_step/b32s64`: teacher forward + student forward/backward with the soft cross-entropy + AdamW.
+//! - `prediction_step/b32s64`: student forward/backward with the soft cross-entropy against the teacher's
+//!   logits (computed once ahead, as the pipeline does) + AdamW.
 //! - `hvp/layer_b16s48`: one Hessian-vector product on student layer 1 (1.77 M parameters).
 //! - `student_forward/b1s64`, `student_forward/b32s64`: the 3-layer student's inference (fp32 on Burn; 8- and
 //!   4-bit weights on `quant`'s integer kernels under the backend names `q8_0` and `q4_0`).
@@ -21,7 +22,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use hessian::{bert_blocks, parameters, FiniteDifferenceHvp, Granularity, HessianVectorProduct};
 use kd_losses::{LayerMap, LossMixConfig};
 use pipeline::classifier::SequenceClassifier;
-use pipeline::run::{task_distill_loss, StudentWithMix};
+use pipeline::run::{cached_logit_loss, task_distill_loss, StudentWithMix};
 use pipeline::train::{optimizer, optimizer_step, StageConfig};
 use quant::encoder::QuantEncoder;
 use quant::{quantize_tensors, QuantPlan};
@@ -50,7 +51,7 @@ pub struct Measurement {
 }
 
 /// How long and how often to time each workload.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SuiteConfig {
     /// Untimed runs first.
     pub warmup: usize,
@@ -58,6 +59,14 @@ pub struct SuiteConfig {
     pub runs: usize,
     /// Stop timing a workload after this long (at least 3 runs are kept).
     pub budget: Duration,
+    /// Run only the workloads whose op is named here (all when empty), e.g. to profile one.
+    pub only: Vec<String>,
+}
+
+impl SuiteConfig {
+    fn wants(&self, op: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == op)
+    }
 }
 
 impl Default for SuiteConfig {
@@ -66,6 +75,7 @@ impl Default for SuiteConfig {
             warmup: 1,
             runs: 7,
             budget: Duration::from_secs(12),
+            only: Vec::new(),
         }
     }
 }
@@ -145,6 +155,9 @@ pub fn run_backend(
     };
 
     for (b, s) in [(1, 64), (32, 128)] {
+        if !config.wants("teacher_forward") {
+            continue;
+        }
         progress(&format!("{backend}: teacher_forward/b{b}s{s}"));
         let input = random_batch(b, s, vocab, device);
         let times = time(config, || {
@@ -161,7 +174,7 @@ pub fn run_backend(
         .map_err(|e| e.to_string())?;
     let map = LayerMap::spread(student_encoder.num_layers(), teacher.num_layers())
         .map_err(|e| e.to_string())?;
-    for (op, mix) in [
+    for (op, mix_config) in [
         (
             "tinybert_intermediate_step",
             LossMixConfig::tinybert_intermediate(),
@@ -169,6 +182,9 @@ pub fn run_backend(
         ("prediction_step", LossMixConfig::tinybert_prediction()),
     ] {
         let (b, s) = (32, 64);
+        if !config.wants(op) {
+            continue;
+        }
         progress(&format!("{backend}: {op}/b{b}s{s}"));
         let student = SequenceClassifier {
             encoder: student_encoder.clone(),
@@ -177,15 +193,27 @@ pub fn run_backend(
         .fork(&ad)
         .train();
         let hidden = teacher.config.hidden_size;
-        let mix = mix.init(hidden, hidden, &ad).map_err(|e| e.to_string())?;
+        let mix = mix_config.clone().init(hidden, hidden, &ad).map_err(|e| e.to_string())?;
         let mut model = Some(StudentWithMix { student, mix });
         let mut optim = optimizer(&StageConfig::default());
         let input = random_batch(b, s, vocab, &ad);
         let y = labels(b, &ad);
+        // As the pipeline does: a mix of logit terms alone gets the teacher's logits computed once, ahead.
+        let cached: Option<Vec<Vec<f32>>> = (!mix_config.needs_teacher_states()).then(|| {
+            let plain_input = random_batch(b, s, vocab, device);
+            let logits = teacher_classifier.forward(plain_input).logits.into_data();
+            let flat: Vec<f32> = logits.iter::<f32>().collect();
+            flat.chunks(2).map(<[f32]>::to_vec).collect()
+        });
+        let indices: Vec<usize> = (0..b).collect();
         let mut failure = None;
         let times = time(config, || {
             let m = model.take().expect("the model is put back after each step");
-            match task_distill_loss(&teacher_classifier, &m, input.clone(), y.clone(), &map) {
+            let terms = match &cached {
+                Some(all) => cached_logit_loss(&m, all, input.clone(), y.clone(), &indices),
+                None => task_distill_loss(&teacher_classifier, &m, input.clone(), y.clone(), &map),
+            };
+            match terms {
                 Ok(terms) => model = Some(optimizer_step(&mut optim, 1e-5, m, terms)),
                 Err(e) => {
                     failure = Some(e.to_string());
@@ -200,7 +228,7 @@ pub fn run_backend(
     }
 
     // Q-BERT's inner loop.
-    {
+    if config.wants("hvp") {
         let (b, s) = (16, 48);
         progress(&format!("{backend}: hvp/layer_b{b}s{s}"));
         let model = HvpClassifier {
@@ -248,6 +276,9 @@ pub fn run_backend(
         })
     };
     for (b, s) in [(1, 64), (32, 64)] {
+        if !config.wants("student_forward") {
+            continue;
+        }
         progress(&format!("{backend}: student_forward/b{b}s{s}"));
         let input = random_batch(b, s, vocab, device);
         let times = time(config, || {
@@ -274,6 +305,9 @@ pub fn run_quantized(
     let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
     let student_config = BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
+    if !config.wants("student_forward") {
+        return Ok(out);
+    }
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
@@ -333,6 +367,7 @@ mod tests {
             warmup: 0,
             runs: 1,
             budget: Duration::ZERO,
+            only: Vec::new(),
         };
         let mut seen = Vec::new();
         let m = run_backend("flex", &device, &teacher, &config, &mut |s| seen.push(s.to_string())).unwrap();

@@ -21,6 +21,7 @@ pub struct BenchArgs {
     pub budget_s: f64,
     pub python: String,
     pub no_python: bool,
+    pub only: Vec<String>,
     pub out: PathBuf,
 }
 
@@ -85,6 +86,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let config = SuiteConfig {
         runs: args.runs,
         budget: Duration::from_secs_f64(args.budget_s),
+        only: args.only.clone(),
         ..Default::default()
     };
     let compiled = student_arch::device::available_devices();
@@ -179,6 +181,7 @@ fn python_side(args: &BenchArgs, teacher: &Path) -> std::result::Result<(String,
         .arg(teacher)
         .args(["--threads", &threads, "--runs", &args.runs.to_string()])
         .args(["--budget-s", &args.budget_s.to_string()])
+        .args(args.only.iter().flat_map(|o| ["--only", o.as_str()]))
         .env("OMP_NUM_THREADS", &threads)
         .env("MKL_NUM_THREADS", &threads)
         .stderr(std::process::Stdio::inherit())

@@ -294,6 +294,10 @@ enum Cmd {
         /// Time our side only.
         #[arg(long)]
         no_python: bool,
+        /// Only these workloads, comma-separated (teacher_forward, tinybert_intermediate_step,
+        /// prediction_step, hvp, student_forward), e.g. to profile one.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
         /// Output directory (created; or one an earlier bench wrote).
         #[arg(long, default_value = "runs/bench")]
         out: PathBuf,
@@ -411,6 +415,7 @@ fn main() -> Result<()> {
             budget_s,
             python,
             no_python,
+            only,
             out,
         } => bench::bench(bench::BenchArgs {
             teacher,
@@ -420,6 +425,7 @@ fn main() -> Result<()> {
             budget_s,
             python,
             no_python,
+            only,
             out,
         })?,
         Cmd::Distill {

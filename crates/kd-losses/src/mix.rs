@@ -112,6 +112,21 @@ impl LossMixConfig {
         ]
     }
 
+    /// Whether a term needs the teacher's hidden states or attention (cos, emb, att, hidden) or per-token
+    /// logits (mlm). A mix that needs none of them (ce, pred, label only) can be fed teacher logits computed
+    /// once, ahead of training, through [`LossMix::forward_logits`].
+    pub fn needs_teacher_states(&self) -> bool {
+        [
+            self.alpha_mlm,
+            self.alpha_cos,
+            self.alpha_emb,
+            self.alpha_att,
+            self.alpha_hidden,
+        ]
+        .iter()
+        .any(|&w| w != 0.0)
+    }
+
     /// Checks weights (finite, ≥ 0, not all 0) and the temperature.
     pub fn validate(&self) -> Result<()> {
         for (name, w) in self.weights() {
@@ -448,6 +463,66 @@ impl LossMix {
             emb,
             att,
             hidden,
+            pred,
+            total,
+        })
+    }
+}
+
+impl LossMix {
+    /// The logit terms alone (ce, pred, label), for a mix whose
+    /// [`needs_teacher_states`](LossMixConfig::needs_teacher_states) is false: the same terms and total as
+    /// [`LossMix::forward`] gives with per-sequence logits, without the encoders' outputs.
+    ///
+    /// # Shapes
+    /// - student_logits, teacher_logits: `[batch_size, num_labels]`
+    /// - class_labels: `[batch_size]`
+    pub fn forward_logits(
+        &self,
+        student_logits: Tensor<2>,
+        teacher_logits: Tensor<2>,
+        class_labels: Tensor<1, Int>,
+    ) -> Result<LossTerms> {
+        let c = &self.config;
+        if c.needs_teacher_states() {
+            return Err(LossError::MissingInput {
+                term: "cos/emb/att/hidden/mlm",
+                needs: "the encoders' outputs (LossMix::forward)",
+            });
+        }
+        let ce = (c.alpha_ce > 0.0)
+            .then(|| {
+                SoftTargetLoss::new(c.temperature)?
+                    .forward_no_reduction(student_logits.clone(), teacher_logits.clone())
+                    .map(Tensor::mean)
+            })
+            .transpose()?;
+        let pred = (c.alpha_pred > 0.0)
+            .then(|| {
+                SoftCrossEntropyLoss::new(c.temperature)?
+                    .forward_no_reduction(student_logits.clone(), teacher_logits.clone())
+                    .map(Tensor::mean)
+            })
+            .transpose()?;
+        let label = (c.alpha_label > 0.0)
+            .then(|| classification_cross_entropy(student_logits.clone(), class_labels))
+            .transpose()?;
+        let total = [(&ce, c.alpha_ce), (&label, c.alpha_label), (&pred, c.alpha_pred)]
+            .into_iter()
+            .filter_map(|(t, w)| t.as_ref().map(|t| t.clone().mul_scalar(w)))
+            .reduce(|a, b| a + b)
+            .ok_or(LossError::Config {
+                field: "alpha",
+                message: "every weight is 0; nothing would be trained".into(),
+            })?;
+        Ok(LossTerms {
+            ce,
+            mlm: None,
+            label,
+            cos: None,
+            emb: None,
+            att: None,
+            hidden: None,
             pred,
             total,
         })

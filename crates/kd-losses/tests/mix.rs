@@ -274,3 +274,55 @@ fn a_student_on_an_autodiff_device_learns_from_a_plain_teacher() {
     let norm = g.abs().sum().into_scalar::<f32>();
     assert!(norm > 0.0 && norm.is_finite(), "gradient norm {norm}");
 }
+
+#[test]
+fn logit_terms_from_cached_teacher_logits_equal_the_full_mix() {
+    let device = Device::flex();
+    let (teacher, student, input) = models(&device);
+    let (t_out, s_out) = (
+        teacher.forward(input.clone()),
+        student.forward(input.clone()),
+    );
+    let map = LayerMap::uniform(2, 4).unwrap();
+    let logits = (
+        Tensor::<2>::from_floats([[0.1, 0.5], [0.3, -0.2]], &device),
+        Tensor::<2>::from_floats([[1.0, -1.0], [0.2, 0.4]], &device),
+    );
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &device);
+    for config in [
+        LossMixConfig::tinybert_prediction(),
+        LossMixConfig {
+            alpha_ce: 0.5,
+            alpha_label: 2.0,
+            alpha_pred: 0.25,
+            temperature: 2.0,
+            ..Default::default()
+        },
+    ] {
+        assert!(!config.needs_teacher_states());
+        let mix = config.init(8, 16, &device).unwrap();
+        let full = mix
+            .forward(inputs(
+                &s_out,
+                &t_out,
+                input.attention_mask.clone(),
+                &map,
+                logits.clone(),
+                labels.clone(),
+            ))
+            .unwrap();
+        let cached = mix
+            .forward_logits(logits.0.clone(), logits.1.clone(), labels.clone())
+            .unwrap();
+        let (a, b) = (full.values().unwrap(), cached.values().unwrap());
+        assert_eq!(a, b);
+    }
+    let states = LossMixConfig::tinybert_intermediate();
+    assert!(states.needs_teacher_states());
+    let mix = states.init(8, 16, &device).unwrap();
+    let err = mix
+        .forward_logits(logits.0, logits.1, labels)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoders' outputs"), "{err}");
+}

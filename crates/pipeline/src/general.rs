@@ -401,7 +401,7 @@ pub fn general_distill(
         student,
         &train[..n],
         &g.distill,
-        |m: &GeneralStudent, input, _| {
+        |m: &GeneralStudent, input, _, _| {
             let seqs = sequences_of(&input)?;
             let (ids, masked) = if masking {
                 let mb = mask_batch(&seqs, &vocab, &g.masking, batch_seed(config.seed, &seqs))?;

@@ -163,7 +163,7 @@ pub fn teacher_with_head(
         head,
         &train[..n],
         &config.mlm_head,
-        |head: &MlmHead, input, _| {
+        |head: &MlmHead, input, _, _| {
             let seqs = sequences_of(&input)?;
             let m = mask_batch(&seqs, vocab, &config.masking, batch_seed(seed, &seqs))?;
             let masked =

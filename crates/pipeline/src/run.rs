@@ -320,7 +320,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             teacher,
             &train,
             &config.teacher_finetune,
-            |m, input, y| {
+            |m, input, y, _| {
                 let out = m.forward(input);
                 Ok(LossTerms::label_only(classification_cross_entropy(
                     out.logits, y,
@@ -419,6 +419,26 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         )],
     };
     for (name, mix_config, stage_config) in phases {
+        // A stage that learns from the teacher's logits alone (TinyBERT's prediction stage) gets them once,
+        // ahead of training, instead of a teacher forward pass per step and epoch.
+        let cached_logits = if mix_config.needs_teacher_states() {
+            None
+        } else {
+            let started = Instant::now();
+            let logits = crate::eval::logits(
+                &teacher,
+                &student_train,
+                config.eval_batch_size,
+                tokenizer.pad_id,
+                &plain,
+            )?;
+            eprintln!(
+                "{name}: the teacher's logits on {} training examples in {:.0} s",
+                student_train.len(),
+                started.elapsed().as_secs_f64()
+            );
+            Some(logits)
+        };
         let mix = mix_loss(mix_config)?;
         let pair = StudentWithMix { student, mix };
         let eval_pred = name != "tinybert-intermediate";
@@ -427,7 +447,10 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             pair,
             &student_train,
             stage_config,
-            |m, input, y| task_distill_loss(&teacher, m, input, y, &map),
+            |m, input, y, indices| match &cached_logits {
+                Some(all) => cached_logit_loss(m, all, input, y, indices),
+                None => task_distill_loss(&teacher, m, input, y, &map),
+            },
             |m| {
                 if eval_pred {
                     dev_score(&m.student)
@@ -522,6 +545,30 @@ pub fn task_distill_loss(
         attention_mask: mask,
         layer_map: map,
     })?)
+}
+
+/// The loss of one step of a stage whose mix needs only the teacher's logits (see
+/// [`LossMixConfig::needs_teacher_states`]), with the teacher's logits of every training example computed
+/// ahead (`all[i]` for example `i`; `indices` are the batch's examples).
+pub fn cached_logit_loss(
+    m: &StudentWithMix,
+    all: &[Vec<f32>],
+    input: BertInput,
+    class_labels: Tensor<1, Int>,
+    indices: &[usize],
+) -> Result<LossTerms> {
+    let device = class_labels.device();
+    let num_labels = all.first().map_or(0, Vec::len);
+    let rows: Vec<f32> = indices
+        .iter()
+        .flat_map(|&i| all[i].iter().copied())
+        .collect();
+    let teacher_logits = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(rows, [indices.len(), num_labels]),
+        &device,
+    );
+    let s_out = m.student.forward(input);
+    Ok(m.mix.forward_logits(s_out.logits, teacher_logits, class_labels)?)
 }
 
 /// The student and the loss mix (with W_h, W_e) trained together.

@@ -264,8 +264,8 @@ pub fn optimizer_step<M: Module>(
     optim.step(lr, model, grads)
 }
 
-/// Runs one stage. `loss` computes the named loss terms of a batch; `evaluate` scores a model on dev (higher
-/// is better). Returns the model at the best dev score (or the last step when `evaluate` gives `None`).
+/// Runs one stage. `loss` computes the named loss terms of a batch (the model, its input and labels, and the
+/// batch's indices into `train`); `evaluate` scores a model on dev (higher is better). Returns the model at the best dev score (or the last step when `evaluate` gives `None`).
 pub fn run_stage<M, L, E>(
     ctx: &StageContext,
     mut model: M,
@@ -276,7 +276,7 @@ pub fn run_stage<M, L, E>(
 ) -> Result<(M, StageOutcome)>
 where
     M: Module,
-    L: Fn(&M, BertInput, Tensor<1, Int>) -> Result<LossTerms>,
+    L: Fn(&M, BertInput, Tensor<1, Int>, &[usize]) -> Result<LossTerms>,
     E: Fn(&M) -> Result<Option<f64>>,
 {
     if train.is_empty() {
@@ -382,10 +382,11 @@ where
             config.batch_size,
             ctx.seed.wrapping_add(epoch as u64 * 7919),
         );
-        let batch: Vec<&Encoded> = batches[in_epoch].iter().map(|&i| &train[i]).collect();
+        let indices = &batches[in_epoch];
+        let batch: Vec<&Encoded> = indices.iter().map(|&i| &train[i]).collect();
         tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
         let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
-        let terms = loss(&model, input, labels)?;
+        let terms = loss(&model, input, labels, indices)?;
         let values = terms.values().map_err(|e| match e {
             kd_losses::LossError::NonFinite { term, value } => PipelineError::NonFinite {
                 stage: ctx.name.clone(),

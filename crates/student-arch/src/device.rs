@@ -14,6 +14,9 @@ pub fn available_devices() -> Vec<&'static str> {
     if cfg!(feature = "ndarray") {
         names.push("ndarray");
     }
+    if cfg!(feature = "tch") {
+        names.push("tch");
+    }
     if cfg!(feature = "wgpu") {
         names.push("wgpu");
     }
@@ -35,7 +38,8 @@ pub fn default_device_name() -> &'static str {
     available_devices().first().copied().unwrap_or("none")
 }
 
-/// The device called `name`: `flex`, `ndarray` or `wgpu`.
+/// The device called `name`: `flex`, `ndarray`, `tch` (LibTorch on the CPU), `tch-cuda` (LibTorch on the
+/// first CUDA GPU) or `wgpu`.
 pub fn device(name: &str) -> Result<Device> {
     #[allow(unused_variables)]
     let unavailable = |feature: &str| {
@@ -60,6 +64,21 @@ pub fn device(name: &str) -> Result<Device> {
             return Ok(Device::ndarray());
             #[allow(unreachable_code)]
             Err(unavailable("ndarray"))
+        }
+        "tch" => {
+            // burn-tch is deprecated upstream in favour of CubeCL backends; it is still the fastest CPU path.
+            #[cfg(feature = "tch")]
+            #[allow(deprecated)]
+            return Ok(Device::libtorch());
+            #[allow(unreachable_code)]
+            Err(unavailable("tch"))
+        }
+        "tch-cuda" => {
+            #[cfg(feature = "tch")]
+            #[allow(deprecated)]
+            return Ok(Device::libtorch_cuda(0));
+            #[allow(unreachable_code)]
+            Err(unavailable("tch"))
         }
         "wgpu" => {
             #[cfg(feature = "wgpu")]

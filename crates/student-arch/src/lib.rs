@@ -3,13 +3,15 @@
 //! embeddings, and (later) building a student from a teacher.
 //!
 //! Architecture invariant: this crate depends on no other crate of the workspace, and its model code never
-//! names a backend; [`device`] only maps a user's choice to a `Device` among the backends compiled in.
+//! names a backend; [`device`] only maps a user's choice to a `Device` among the backends compiled in, and
+//! [`gelu`] alone holds a backend extension (a fused GELU kernel for flex; every other backend runs Burn's).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod device;
 pub mod embed;
 pub mod error;
+pub mod gelu;
 pub mod io;
 pub mod mlm;
 pub mod model;

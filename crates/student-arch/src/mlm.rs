@@ -16,7 +16,8 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use crate::gelu::gelu;
+use burn::tensor::activation::{gelu_approximate, relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 

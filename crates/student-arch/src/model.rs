@@ -3,7 +3,8 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use crate::gelu::gelu;
+use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::{BertConfig, HiddenAct};

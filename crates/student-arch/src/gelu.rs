@@ -318,6 +318,13 @@ mod tests {
         for (name, device) in crate::device::cpu_devices() {
             let ad = device.clone().autodiff();
             let x = Tensor::<3>::random([3, 37, 41], Distribution::Normal(0.0, 3.0), &device);
+            // The fast kernel is the one under test on flex, with and without autodiff; elsewhere Burn's.
+            #[cfg(feature = "flex")]
+            {
+                let on_ad = Tensor::<3>::from_data(x.to_data(), &ad);
+                assert_eq!(super::flex::runs_on_flex(&x), name == "flex", "{name}");
+                assert_eq!(super::flex::runs_on_flex(&on_ad), name == "flex", "{name} autodiff");
+            }
             let want = burn::tensor::activation::gelu(x.clone());
             let got = super::gelu(x.clone());
             got.into_data()
@@ -344,7 +351,6 @@ mod tests {
                 &want.into_data(),
                 burn::tensor::Tolerance::absolute(5e-6),
             );
-            let _ = name;
         }
         let _ = Device::flex();
     }

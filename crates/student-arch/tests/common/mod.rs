@@ -7,6 +7,9 @@ use burn::tensor::{Device, Tensor};
 pub fn test_devices() -> Vec<(&'static str, Device)> {
     #[allow(deprecated, unused_mut)]
     let mut devices = vec![("flex", Device::flex()), ("ndarray", Device::ndarray())];
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)]
+    devices.push(("tch", Device::libtorch()));
     #[cfg(feature = "wgpu")]
     devices.push((
         "wgpu",

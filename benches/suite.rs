@@ -161,7 +161,10 @@ pub fn run_backend(
         progress(&format!("{backend}: teacher_forward/b{b}s{s}"));
         let input = random_batch(b, s, vocab, device);
         let times = time(config, || {
-            let _ = teacher.forward(input.clone()).last_hidden_state().into_data();
+            let _ = teacher
+                .forward(input.clone())
+                .last_hidden_state()
+                .into_data();
         });
         record("teacher_forward", b, s, times);
     }
@@ -193,7 +196,10 @@ pub fn run_backend(
         .fork(&ad)
         .train();
         let hidden = teacher.config.hidden_size;
-        let mix = mix_config.clone().init(hidden, hidden, &ad).map_err(|e| e.to_string())?;
+        let mix = mix_config
+            .clone()
+            .init(hidden, hidden, &ad)
+            .map_err(|e| e.to_string())?;
         let mut model = Some(StudentWithMix { student, mix });
         let mut optim = optimizer(&StageConfig::default());
         let input = random_batch(b, s, vocab, &ad);
@@ -239,12 +245,18 @@ pub fn run_backend(
         let input = random_batch(b, s, vocab, &ad);
         let y = labels(b, &ad);
         let params = parameters(&model);
-        let block = bert_blocks(&params, "encoder", teacher.config.num_attention_heads, Granularity::Layer)
-            .map_err(|e| e.to_string())?[1]
+        let block = bert_blocks(
+            &params,
+            "encoder",
+            teacher.config.num_attention_heads,
+            Granularity::Layer,
+        )
+        .map_err(|e| e.to_string())?[1]
             .resolve(&params)
             .map_err(|e| e.to_string())?;
         let f = |m: &HvpClassifier| hvp_loss(m, &input, &y);
-        let mut hvp = FiniteDifferenceHvp::new(model, block.clone(), f, 1e-4).map_err(|e| e.to_string())?;
+        let mut hvp =
+            FiniteDifferenceHvp::new(model, block.clone(), f, 1e-4).map_err(|e| e.to_string())?;
         let v = hessian::power::random_vector(block.dim(), 0);
         let mut failure = None;
         let times = time(config, || {
@@ -303,7 +315,8 @@ pub fn run_quantized(
         .build(teacher, &Device::flex())
         .map_err(|e| e.to_string())?;
     let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
-    let student_config = BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
+    let student_config =
+        BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     if !config.wants("student_forward") {
         return Ok(out);
@@ -370,7 +383,10 @@ mod tests {
             only: Vec::new(),
         };
         let mut seen = Vec::new();
-        let m = run_backend("flex", &device, &teacher, &config, &mut |s| seen.push(s.to_string())).unwrap();
+        let m = run_backend("flex", &device, &teacher, &config, &mut |s| {
+            seen.push(s.to_string())
+        })
+        .unwrap();
         let names: Vec<String> = m.iter().map(|m| format!("{}/{}", m.op, m.size)).collect();
         assert_eq!(
             names,

@@ -75,11 +75,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .build_global()
         .context("setting the thread count of the Rust side")?;
     let cpu = CpuInfo::detect();
-    eprintln!("bench: {} — {} threads for every side", cpu.summary(), args.threads);
+    eprintln!(
+        "bench: {} — {} threads for every side",
+        cpu.summary(),
+        args.threads
+    );
     let teacher_dir = match args.teacher.clone() {
         Some(dir) => dir,
         None => {
-            eprintln!("bench: fetching the teacher into {} ...", pipeline::cache_dir().display());
+            eprintln!(
+                "bench: fetching the teacher into {} ...",
+                pipeline::cache_dir().display()
+            );
             pipeline::fetch_teacher()?
         }
     };
@@ -107,9 +114,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut measurements = Vec::new();
     for name in &wanted {
         if name == "quant" {
-            let (teacher, _) = student_arch::load_pretrained(&teacher_dir, &burn::tensor::Device::flex())
-                .with_context(|| format!("loading the teacher {}", teacher_dir.display()))?;
-            measurements.extend(run_quantized(&teacher, &config, &mut progress).map_err(anyhow::Error::msg)?);
+            let (teacher, _) =
+                student_arch::load_pretrained(&teacher_dir, &burn::tensor::Device::flex())
+                    .with_context(|| format!("loading the teacher {}", teacher_dir.display()))?;
+            measurements.extend(
+                run_quantized(&teacher, &config, &mut progress).map_err(anyhow::Error::msg)?,
+            );
             continue;
         }
         if !compiled.contains(&name.as_str()) {
@@ -165,7 +175,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 }
 
 /// Runs `scripts/bench_torch.py`; `Err` says why the PyTorch side was skipped.
-fn python_side(args: &BenchArgs, teacher: &Path) -> std::result::Result<(String, Vec<Measurement>), String> {
+fn python_side(
+    args: &BenchArgs,
+    teacher: &Path,
+) -> std::result::Result<(String, Vec<Measurement>), String> {
     let probe = Command::new(&args.python)
         .args(["-c", "import torch, transformers; print(torch.__version__)"])
         .output()
@@ -243,7 +256,12 @@ fn markdown(r: &BenchReport) -> String {
     let at: BTreeMap<(&str, &str, &str), f64> = r
         .measurements
         .iter()
-        .map(|m| ((m.op.as_str(), m.size.as_str(), m.backend.as_str()), m.median_ms))
+        .map(|m| {
+            (
+                (m.op.as_str(), m.size.as_str(), m.backend.as_str()),
+                m.median_ms,
+            )
+        })
         .collect();
     let ours: Vec<&str> = backends.iter().copied().filter(|b| *b != "torch").collect();
     let mut s = format!(
@@ -258,7 +276,8 @@ fn markdown(r: &BenchReport) -> String {
         (None, Some(why)) => s += &format!("PyTorch side skipped: {why}.\n"),
         _ => {}
     }
-    s += "\nMedians in ms; `÷ torch` is our time over PyTorch's (below 1: faster than PyTorch).\n\n";
+    s +=
+        "\nMedians in ms; `÷ torch` is our time over PyTorch's (below 1: faster than PyTorch).\n\n";
     s += "| workload |";
     for b in &backends {
         s += &format!(" {b} |");
@@ -351,8 +370,14 @@ mod tests {
         };
         let md = markdown(&r);
         assert!(md.contains("X (2 cores; AVX2)"), "{md}");
-        assert!(md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | 1.50 | – | 2133 |"), "{md}");
-        assert!(md.contains("| student_forward/b1s64 | – | – | 5.00 | – | – | 12800 |"), "{md}");
+        assert!(
+            md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | 1.50 | – | 2133 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| student_forward/b1s64 | – | – | 5.00 | – | – | 12800 |"),
+            "{md}"
+        );
     }
 
     #[test]

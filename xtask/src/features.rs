@@ -17,13 +17,24 @@ const REQUIRED: [(&str, &[&str]); 3] = [
 pub fn check() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(&cargo)
-        .args(["tree", "--package", "xtask", "--edges", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "--package",
+            "xtask",
+            "--edges",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .args(["--format", "{p} {f}"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .context("running cargo tree")?;
     if !output.status.success() {
-        bail!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let missing = missing_features(&String::from_utf8_lossy(&output.stdout));
     if !missing.is_empty() {

@@ -507,14 +507,18 @@ impl LossMix {
         let label = (c.alpha_label > 0.0)
             .then(|| classification_cross_entropy(student_logits.clone(), class_labels))
             .transpose()?;
-        let total = [(&ce, c.alpha_ce), (&label, c.alpha_label), (&pred, c.alpha_pred)]
-            .into_iter()
-            .filter_map(|(t, w)| t.as_ref().map(|t| t.clone().mul_scalar(w)))
-            .reduce(|a, b| a + b)
-            .ok_or(LossError::Config {
-                field: "alpha",
-                message: "every weight is 0; nothing would be trained".into(),
-            })?;
+        let total = [
+            (&ce, c.alpha_ce),
+            (&label, c.alpha_label),
+            (&pred, c.alpha_pred),
+        ]
+        .into_iter()
+        .filter_map(|(t, w)| t.as_ref().map(|t| t.clone().mul_scalar(w)))
+        .reduce(|a, b| a + b)
+        .ok_or(LossError::Config {
+            field: "alpha",
+            message: "every weight is 0; nothing would be trained".into(),
+        })?;
         Ok(LossTerms {
             ce,
             mlm: None,

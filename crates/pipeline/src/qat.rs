@@ -152,7 +152,11 @@ pub fn quantization_aware_finetune(
         student,
         &train,
         &config.stage,
-        |m: &SequenceClassifier, input: BertInput, y: Tensor<1, Int>, _: &[usize]| -> Result<LossTerms> {
+        |m: &SequenceClassifier,
+         input: BertInput,
+         y: Tensor<1, Int>,
+         _: &[usize]|
+         -> Result<LossTerms> {
             let fq = fake_quantized(m, plan)?;
             let mask = input.attention_mask.clone();
             let t_out = match &teacher {

@@ -568,7 +568,8 @@ pub fn cached_logit_loss(
         &device,
     );
     let s_out = m.student.forward(input);
-    Ok(m.mix.forward_logits(s_out.logits, teacher_logits, class_labels)?)
+    Ok(m.mix
+        .forward_logits(s_out.logits, teacher_logits, class_labels)?)
 }
 
 /// The student and the loss mix (with W_h, W_e) trained together.

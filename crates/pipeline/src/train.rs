@@ -339,21 +339,19 @@ where
         )
         .map_err(Into::into)
     };
-    let checkpoint =
-        |model: &M, optim: &ModuleOptimizer, state: &StageState| -> Result<()> {
-            save_record(model, &ctx.model_checkpoint())?;
-            let tmp = temporary_path(&optim_path);
-            optim
-                .to_record()
-                .save(&tmp)
-                .map_err(|e| PipelineError::Checkpoint {
-                    path: optim_path.clone(),
-                    message: e.to_string(),
-                })?;
-            std::fs::rename(&tmp, &optim_path)
-                .map_err(io_err("renaming into place", &optim_path))?;
-            save_state(state)
-        };
+    let checkpoint = |model: &M, optim: &ModuleOptimizer, state: &StageState| -> Result<()> {
+        save_record(model, &ctx.model_checkpoint())?;
+        let tmp = temporary_path(&optim_path);
+        optim
+            .to_record()
+            .save(&tmp)
+            .map_err(|e| PipelineError::Checkpoint {
+                path: optim_path.clone(),
+                message: e.to_string(),
+            })?;
+        std::fs::rename(&tmp, &optim_path).map_err(io_err("renaming into place", &optim_path))?;
+        save_state(state)
+    };
     let evaluate_now = |model: &M, state: &mut StageState| -> Result<()> {
         if let Some(score) = evaluate(model)? {
             ctx.log(serde_json::json!({"stage": ctx.name, "step": state.step, "dev": score}))?;

@@ -128,7 +128,11 @@ pub mod kernels {
 
     /// `gs[i] = gelu'(xs[i]) · gs[i]`, with the widest vectors the CPU has.
     pub fn gelu_backward_in_place(xs: &[f32], gs: &mut [f32]) {
-        assert_eq!(xs.len(), gs.len(), "gelu_backward: input and gradient lengths differ");
+        assert_eq!(
+            xs.len(),
+            gs.len(),
+            "gelu_backward: input and gradient lengths differ"
+        );
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -211,7 +215,11 @@ mod flex {
             {
                 return Flex::gelu_backward(x, grad);
             }
-            let x = if x.layout().is_contiguous() { x } else { x.to_contiguous() };
+            let x = if x.layout().is_contiguous() {
+                x
+            } else {
+                x.to_contiguous()
+            };
             let mut out = owned_contiguous(grad);
             let n = out.layout().num_elements();
             let start = x.layout().start_offset();
@@ -323,20 +331,24 @@ mod tests {
             {
                 let on_ad = Tensor::<3>::from_data(x.to_data(), &ad);
                 assert_eq!(super::flex::runs_on_flex(&x), name == "flex", "{name}");
-                assert_eq!(super::flex::runs_on_flex(&on_ad), name == "flex", "{name} autodiff");
+                assert_eq!(
+                    super::flex::runs_on_flex(&on_ad),
+                    name == "flex",
+                    "{name} autodiff"
+                );
             }
             let want = burn::tensor::activation::gelu(x.clone());
             let got = super::gelu(x.clone());
-            got.into_data()
-                .assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(2e-6));
+            got.into_data().assert_approx_eq::<f32>(
+                &want.into_data(),
+                burn::tensor::Tolerance::absolute(2e-6),
+            );
             // A transposed view.
             let xt = x.clone().swap_dims(1, 2);
-            super::gelu(xt.clone())
-                .into_data()
-                .assert_approx_eq::<f32>(
-                    &burn::tensor::activation::gelu(xt).into_data(),
-                    burn::tensor::Tolerance::absolute(2e-6),
-                );
+            super::gelu(xt.clone()).into_data().assert_approx_eq::<f32>(
+                &burn::tensor::activation::gelu(xt).into_data(),
+                burn::tensor::Tolerance::absolute(2e-6),
+            );
 
             let weights = Tensor::<3>::random([3, 37, 41], Distribution::Default, &ad);
             let grad_of = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {

@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::gelu::gelu;
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use crate::gelu::gelu;
 use burn::tensor::activation::{gelu_approximate, relu};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use safetensors::SafeTensors;

@@ -1,9 +1,9 @@
 //! The BERT encoder: embeddings, post-LN transformer layers with separate Q, K, V and O projections, and an
 //! optional pooler. Its forward pass returns every intermediate that the distillation losses need.
 
+use crate::gelu::gelu;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use crate::gelu::gelu;
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 

@@ -48,6 +48,19 @@ pub fn random_batch(
     }
 }
 
+/// The same ids as [`random_batch`], as the token-id rows `quant::encoder::QuantEncoder::forward` takes.
+pub fn random_ids(batch_size: usize, seq_length: usize, vocab_size: usize) -> Vec<Vec<u32>> {
+    random_batch(batch_size, seq_length, vocab_size, &Device::flex())
+        .input_ids
+        .into_data()
+        .iter::<i64>()
+        .map(|t| t as u32)
+        .collect::<Vec<_>>()
+        .chunks(seq_length)
+        .map(<[u32]>::to_vec)
+        .collect()
+}
+
 /// The CPU devices compiled in, by name.
 pub fn bench_devices() -> Vec<(&'static str, Device)> {
     student_arch::device::available_devices()

@@ -4,7 +4,7 @@
 //! points at it). One sequence of 128 tokens (b1) and 8 of them (b8).
 //! Run: `cargo bench -p benches --bench quant_encoder`. Names: `{backend}/encoder/b{batch}xs{seq}`.
 
-use benches::{bench_devices, random_batch, teacher_or_same_shape};
+use benches::{bench_devices, random_batch, random_ids, teacher_or_same_shape};
 use burn::tensor::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
 use quant::encoder::QuantEncoder;
@@ -36,15 +36,7 @@ fn quant_encoder(c: &mut Criterion) {
         .collect();
     for batch_size in [1usize, 8] {
         let vocab = model.config.vocab_size;
-        let ids: Vec<Vec<u32>> = random_batch(batch_size, seq_length, vocab, &Device::flex())
-            .input_ids
-            .into_data()
-            .iter::<i64>()
-            .map(|t| t as u32)
-            .collect::<Vec<_>>()
-            .chunks(seq_length)
-            .map(<[u32]>::to_vec)
-            .collect();
+        let ids = random_ids(batch_size, seq_length, vocab);
         for (name, model, device) in &models {
             let input = random_batch(batch_size, seq_length, vocab, device);
             group.bench_function(format!("{name}/encoder/b{batch_size}xs{seq_length}"), |b| {

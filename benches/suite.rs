@@ -26,15 +26,15 @@ use pipeline::run::{cached_logit_loss, task_distill_loss, StudentWithMix};
 use pipeline::train::{optimizer, optimizer_step, StageConfig};
 use quant::encoder::QuantEncoder;
 use quant::{quantize_tensors, QuantPlan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use student_arch::pooling::mean_pool;
 use student_arch::weights::named_tensors;
 use student_arch::{BertConfig, BertInput, BertModel, StudentSpec};
 
-use crate::random_batch;
+use crate::{random_batch, random_ids};
 
 /// One workload's timings on one backend.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measurement {
     /// The workload, e.g. `teacher_forward`.
     pub op: String,
@@ -48,6 +48,20 @@ pub struct Measurement {
     pub times_ms: Vec<f64>,
     /// Tokens processed per timed run (batch × sequence length).
     pub tokens: usize,
+}
+
+impl Measurement {
+    /// One workload's timings, with their median.
+    pub fn new(op: &str, size: String, backend: &str, times_ms: Vec<f64>, tokens: usize) -> Self {
+        Self {
+            op: op.into(),
+            size,
+            backend: backend.into(),
+            median_ms: median(&times_ms),
+            times_ms,
+            tokens,
+        }
+    }
 }
 
 /// How long and how often to time each workload.
@@ -143,15 +157,8 @@ pub fn run_backend(
 ) -> Result<Vec<Measurement>, String> {
     let mut out = Vec::new();
     let vocab = teacher.config.vocab_size;
-    let mut record = |op: &str, b: usize, s: usize, times: Vec<f64>| {
-        out.push(Measurement {
-            op: op.into(),
-            size: format!("b{b}s{s}"),
-            backend: backend.into(),
-            median_ms: median(&times),
-            times_ms: times,
-            tokens: b * s,
-        })
+    let mut record = |op: &str, size: String, tokens: usize, times: Vec<f64>| {
+        out.push(Measurement::new(op, size, backend, times, tokens))
     };
 
     for (b, s) in [(1, 64), (32, 128)] {
@@ -166,7 +173,7 @@ pub fn run_backend(
                 .last_hidden_state()
                 .into_data();
         });
-        record("teacher_forward", b, s, times);
+        record("teacher_forward", format!("b{b}s{s}"), b * s, times);
     }
 
     // Task distillation steps, exactly as `pipeline::run::distill` runs them.
@@ -230,7 +237,7 @@ pub fn run_backend(
         if let Some(e) = failure {
             return Err(format!("{op}: {e}"));
         }
-        record(op, b, s, times);
+        record(op, format!("b{b}s{s}"), b * s, times);
     }
 
     // Q-BERT's inner loop.
@@ -267,26 +274,9 @@ pub fn run_backend(
         if let Some(e) = failure {
             return Err(format!("hvp: {e}"));
         }
-        out.push(Measurement {
-            op: "hvp".into(),
-            size: format!("layer_b{b}s{s}"),
-            backend: backend.into(),
-            median_ms: median(&times),
-            times_ms: times,
-            tokens: b * s,
-        });
+        record("hvp", format!("layer_b{b}s{s}"), b * s, times);
     }
 
-    let mut record = |op: &str, b: usize, s: usize, times: Vec<f64>| {
-        out.push(Measurement {
-            op: op.into(),
-            size: format!("b{b}s{s}"),
-            backend: backend.into(),
-            median_ms: median(&times),
-            times_ms: times,
-            tokens: b * s,
-        })
-    };
     for (b, s) in [(1, 64), (32, 64)] {
         if !config.wants("student_forward") {
             continue;
@@ -299,7 +289,7 @@ pub fn run_backend(
                 .last_hidden_state()
                 .into_data();
         });
-        record("student_forward", b, s, times);
+        record("student_forward", format!("b{b}s{s}"), b * s, times);
     }
     Ok(out)
 }
@@ -311,16 +301,16 @@ pub fn run_quantized(
     config: &SuiteConfig,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Measurement>, String> {
+    let mut out = Vec::new();
+    if !config.wants("student_forward") {
+        return Ok(out);
+    }
     let student = StudentSpec::default()
         .build(teacher, &Device::flex())
         .map_err(|e| e.to_string())?;
     let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
     let student_config =
         BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    if !config.wants("student_forward") {
-        return Ok(out);
-    }
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
@@ -328,15 +318,7 @@ pub fn run_quantized(
         let backend = encoder.kernels()[0][0];
         for (b, s) in [(1usize, 64usize), (32, 64)] {
             progress(&format!("{backend}: student_forward/b{b}s{s}"));
-            let ids: Vec<Vec<u32>> = random_batch(b, s, teacher.config.vocab_size, &Device::flex())
-                .input_ids
-                .into_data()
-                .iter::<i64>()
-                .map(|t| t as u32)
-                .collect::<Vec<_>>()
-                .chunks(s)
-                .map(<[u32]>::to_vec)
-                .collect();
+            let ids = random_ids(b, s, teacher.config.vocab_size);
             let mut failure = None;
             let times = time(config, || {
                 if let Err(e) = encoder.forward(&ids) {
@@ -346,14 +328,13 @@ pub fn run_quantized(
             if let Some(e) = failure {
                 return Err(format!("{backend} student_forward: {e}"));
             }
-            out.push(Measurement {
-                op: "student_forward".into(),
-                size: format!("b{b}s{s}"),
-                backend: backend.into(),
-                median_ms: median(&times),
-                times_ms: times,
-                tokens: b * s,
-            });
+            out.push(Measurement::new(
+                "student_forward",
+                format!("b{b}s{s}"),
+                backend,
+                times,
+                b * s,
+            ));
         }
     }
     Ok(out)

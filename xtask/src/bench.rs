@@ -13,15 +13,36 @@ use benches::suite::{run_backend, run_quantized, Measurement, SuiteConfig};
 use serde::Serialize;
 
 /// What `bench` was asked to do.
+#[derive(clap::Args)]
 pub struct BenchArgs {
+    /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
+    #[arg(long)]
     pub teacher: Option<PathBuf>,
+    /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
+    /// quant's 8- and 4-bit kernels).
+    #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).
+    #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Timed runs per workload at most (after one warm-up run).
+    #[arg(long, default_value_t = 7)]
     pub runs: usize,
+    /// Stop timing a workload after this many seconds (3 runs at least).
+    #[arg(long, default_value_t = 12.0)]
     pub budget_s: f64,
+    /// The Python that runs scripts/bench_torch.py.
+    #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Time our side only.
+    #[arg(long)]
     pub no_python: bool,
+    /// Only these workloads, comma-separated (teacher_forward, tinybert_intermediate_step,
+    /// prediction_step, hvp, student_forward), e.g. to profile one.
+    #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Output directory (created; or one an earlier bench wrote).
+    #[arg(long, default_value = "runs/bench")]
     pub out: PathBuf,
 }
 
@@ -206,35 +227,13 @@ fn python_side(
     #[derive(serde::Deserialize)]
     struct PyReport {
         torch: String,
-        measurements: Vec<PyMeasurement>,
-    }
-    #[derive(serde::Deserialize)]
-    struct PyMeasurement {
-        op: String,
-        size: String,
-        backend: String,
-        median_ms: f64,
-        times_ms: Vec<f64>,
-        tokens: usize,
+        measurements: Vec<Measurement>,
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().last().unwrap_or_default();
     let r: PyReport = serde_json::from_str(line)
         .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
-    Ok((
-        r.torch,
-        r.measurements
-            .into_iter()
-            .map(|m| Measurement {
-                op: m.op,
-                size: m.size,
-                backend: m.backend,
-                median_ms: m.median_ms,
-                times_ms: m.times_ms,
-                tokens: m.tokens,
-            })
-            .collect(),
-    ))
+    Ok((r.torch, r.measurements))
 }
 
 fn today() -> String {
@@ -339,14 +338,7 @@ mod tests {
     use super::*;
 
     fn m(op: &str, size: &str, backend: &str, ms: f64) -> Measurement {
-        Measurement {
-            op: op.into(),
-            size: size.into(),
-            backend: backend.into(),
-            median_ms: ms,
-            times_ms: vec![ms],
-            tokens: 64,
-        }
+        Measurement::new(op, size.into(), backend, vec![ms], 64)
     }
 
     #[test]

@@ -272,37 +272,7 @@ enum Cmd {
     /// Time every workload that bounds a recipe (teacher forward, distillation steps, Hessian-vector product,
     /// the compressed student) on our backends and, when `torch` imports, in PyTorch: one run, same machine,
     /// same thread count; writes bench.json and bench.md.
-    Bench {
-        /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
-        #[arg(long)]
-        teacher: Option<PathBuf>,
-        /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
-        /// quant's 8- and 4-bit kernels).
-        #[arg(long, value_delimiter = ',')]
-        backends: Vec<String>,
-        /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Timed runs per workload at most (after one warm-up run).
-        #[arg(long, default_value_t = 7)]
-        runs: usize,
-        /// Stop timing a workload after this many seconds (3 runs at least).
-        #[arg(long, default_value_t = 12.0)]
-        budget_s: f64,
-        /// The Python that runs scripts/bench_torch.py.
-        #[arg(long, default_value = "python3")]
-        python: String,
-        /// Time our side only.
-        #[arg(long)]
-        no_python: bool,
-        /// Only these workloads, comma-separated (teacher_forward, tinybert_intermediate_step,
-        /// prediction_step, hvp, student_forward), e.g. to profile one.
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
-        /// Output directory (created; or one an earlier bench wrote).
-        #[arg(long, default_value = "runs/bench")]
-        out: PathBuf,
-    },
+    Bench(bench::BenchArgs),
     /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
     CheckFeatures,
     /// Run the test suite as CI does: fetch what the tests need, then `cargo test` on the whole workspace.
@@ -422,27 +392,7 @@ fn main() -> Result<()> {
         } => embed(model, &device, batch_size)?,
         Cmd::Ci { wgpu } => ci(wgpu)?,
         Cmd::CheckFeatures => features::check()?,
-        Cmd::Bench {
-            teacher,
-            backends,
-            threads,
-            runs,
-            budget_s,
-            python,
-            no_python,
-            only,
-            out,
-        } => bench::bench(bench::BenchArgs {
-            teacher,
-            backends,
-            threads,
-            runs,
-            budget_s,
-            python,
-            no_python,
-            only,
-            out,
-        })?,
+        Cmd::Bench(args) => bench::bench(args)?,
         Cmd::Distill {
             teacher,
             dataset,

@@ -437,35 +437,7 @@ impl LossMix {
             })
             .transpose()?;
 
-        let weighted = [
-            (&ce, c.alpha_ce),
-            (&mlm, c.alpha_mlm),
-            (&label, c.alpha_label),
-            (&cos, c.alpha_cos),
-            (&emb, c.alpha_emb),
-            (&att, c.alpha_att),
-            (&hidden, c.alpha_hidden),
-            (&pred, c.alpha_pred),
-        ];
-        let total = weighted
-            .into_iter()
-            .filter_map(|(t, w)| t.as_ref().map(|t| t.clone().mul_scalar(w)))
-            .reduce(|a, b| a + b)
-            .ok_or(LossError::Config {
-                field: "alpha",
-                message: "every weight is 0; nothing would be trained".into(),
-            })?;
-        Ok(LossTerms {
-            ce,
-            mlm,
-            label,
-            cos,
-            emb,
-            att,
-            hidden,
-            pred,
-            total,
-        })
+        with_total(c, [ce, mlm, label, cos, emb, att, hidden, pred])
     }
 }
 
@@ -507,30 +479,34 @@ impl LossMix {
         let label = (c.alpha_label > 0.0)
             .then(|| classification_cross_entropy(student_logits.clone(), class_labels))
             .transpose()?;
-        let total = [
-            (&ce, c.alpha_ce),
-            (&label, c.alpha_label),
-            (&pred, c.alpha_pred),
-        ]
-        .into_iter()
-        .filter_map(|(t, w)| t.as_ref().map(|t| t.clone().mul_scalar(w)))
+        with_total(c, [ce, None, label, None, None, None, None, pred])
+    }
+}
+
+/// The named terms (in the order of `LossMixConfig::weights`: ce, mlm, label, cos, emb, att, hidden, pred) and
+/// their weighted sum, added in that order.
+fn with_total(c: &LossMixConfig, terms: [Option<Tensor<1>>; 8]) -> Result<LossTerms> {
+    let total = terms
+        .iter()
+        .zip(c.weights())
+        .filter_map(|(t, (_, w))| t.as_ref().map(|t| t.clone().mul_scalar(w)))
         .reduce(|a, b| a + b)
         .ok_or(LossError::Config {
             field: "alpha",
             message: "every weight is 0; nothing would be trained".into(),
         })?;
-        Ok(LossTerms {
-            ce,
-            mlm: None,
-            label,
-            cos: None,
-            emb: None,
-            att: None,
-            hidden: None,
-            pred,
-            total,
-        })
-    }
+    let [ce, mlm, label, cos, emb, att, hidden, pred] = terms;
+    Ok(LossTerms {
+        ce,
+        mlm,
+        label,
+        cos,
+        emb,
+        att,
+        hidden,
+        pred,
+        total,
+    })
 }
 
 fn term_op(term: &'static str) -> &'static str {

@@ -420,24 +420,28 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
     };
     for (name, mix_config, stage_config) in phases {
         // A stage that learns from the teacher's logits alone (TinyBERT's prediction stage) gets them once,
-        // ahead of training, instead of a teacher forward pass per step and epoch.
-        let cached_logits = if mix_config.needs_teacher_states() {
-            None
-        } else {
-            let started = Instant::now();
-            let logits = crate::eval::logits(
-                &teacher,
-                &student_train,
-                config.eval_batch_size,
-                tokenizer.pad_id,
-                &plain,
-            )?;
-            eprintln!(
-                "{name}: the teacher's logits on {} training examples in {:.0} s",
-                student_train.len(),
-                started.elapsed().as_secs_f64()
-            );
-            Some(logits)
+        // before its first step, instead of a teacher forward pass per step and epoch; a resumed stage that
+        // had already finished takes no step and computes none.
+        let logit_terms_only = !mix_config.needs_teacher_states();
+        let cached_logits: std::cell::OnceCell<Vec<Vec<f32>>> = std::cell::OnceCell::new();
+        let teacher_logits = || -> Result<&Vec<Vec<f32>>> {
+            if cached_logits.get().is_none() {
+                let started = Instant::now();
+                let logits = crate::eval::logits(
+                    &teacher,
+                    &student_train,
+                    config.eval_batch_size,
+                    tokenizer.pad_id,
+                    &plain,
+                )?;
+                eprintln!(
+                    "{name}: the teacher's logits on {} training examples in {:.0} s",
+                    student_train.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = cached_logits.set(logits);
+            }
+            Ok(cached_logits.get().expect("set just above"))
         };
         let mix = mix_loss(mix_config)?;
         let pair = StudentWithMix { student, mix };
@@ -447,9 +451,12 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             pair,
             &student_train,
             stage_config,
-            |m, input, y, indices| match &cached_logits {
-                Some(all) => cached_logit_loss(m, all, input, y, indices),
-                None => task_distill_loss(&teacher, m, input, y, &map),
+            |m, input, y, indices| {
+                if logit_terms_only {
+                    cached_logit_loss(m, teacher_logits()?, input, y, indices)
+                } else {
+                    task_distill_loss(&teacher, m, input, y, &map)
+                }
             },
             |m| {
                 if eval_pred {

@@ -10,7 +10,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion};
 use hessian::{
-    bert_blocks, parameters, top_eigenpairs, FiniteDifferenceHvp, Granularity,
+    bert_blocks, parameters, top_eigenpairs, BlockGranularity, FiniteDifferenceHvp,
     HessianVectorProduct, PowerIterationConfig,
 };
 use student_arch::pooling::mean_pool;
@@ -50,7 +50,7 @@ fn hessian(c: &mut Criterion) {
         let labels: Vec<i64> = (0..batch_size as i64).map(|i| i % 2).collect();
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch_size]), &device);
         let params = parameters(&model);
-        let block = bert_blocks(&params, "encoder", 12, Granularity::Layer).unwrap()[1]
+        let block = bert_blocks(&params, "encoder", 12, BlockGranularity::Layer).unwrap()[1]
             .resolve(&params)
             .unwrap();
         let f = |m: &Classifier| loss(m, &input, &labels);

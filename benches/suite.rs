@@ -1,6 +1,6 @@
 //! The side-by-side suite of `cargo xtask bench`: each workload that bounds a recipe's time, timed on every CPU
-//! backend compiled in, through the same code the pipeline runs (`pipeline::run::task_distill_loss`,
-//! `pipeline::train::optimizer_step`, `hessian::FiniteDifferenceHvp`, `quant::encoder::QuantEncoder`).
+//! backend compiled in, through the same code the pipeline runs (`pipeline::step::task_distill_loss`,
+//! `pipeline::step::optimizer_step`, `hessian::FiniteDifferenceHvp`, `quant::encoder::QuantEncoder`).
 //! `scripts/bench_torch.py` times the same workloads in PyTorch under the same names.
 //!
 //! Workloads (`op/size`, `b` batch size, `s` sequence length):
@@ -19,11 +19,14 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use hessian::{bert_blocks, parameters, FiniteDifferenceHvp, Granularity, HessianVectorProduct};
+use hessian::{
+    bert_blocks, parameters, BlockGranularity, FiniteDifferenceHvp, HessianVectorProduct,
+};
 use kd_losses::{LayerMap, LossMixConfig};
-use pipeline::classifier::SequenceClassifier;
-use pipeline::run::{cached_logit_loss, task_distill_loss, StudentWithMix};
-use pipeline::train::{optimizer, optimizer_step, StageConfig};
+use pipeline::step::{
+    cached_logit_loss, optimizer, optimizer_step, task_distill_loss, StudentWithMix,
+};
+use pipeline::{SequenceClassifier, StageConfig};
 use quant::encoder::QuantEncoder;
 use quant::{quantize_tensors, QuantPlan};
 use serde::{Deserialize, Serialize};
@@ -176,7 +179,7 @@ pub fn run_backend(
         record("teacher_forward", format!("b{b}s{s}"), b * s, times);
     }
 
-    // Task distillation steps, exactly as `pipeline::run::distill` runs them.
+    // Task distillation steps, exactly as `pipeline::distill` runs them.
     let ad = device.clone().autodiff();
     let teacher_classifier = SequenceClassifier::new(teacher.clone(), 2, 0, device);
     let student_encoder = StudentSpec::default()
@@ -256,7 +259,7 @@ pub fn run_backend(
             &params,
             "encoder",
             teacher.config.num_attention_heads,
-            Granularity::Layer,
+            BlockGranularity::Layer,
         )
         .map_err(|e| e.to_string())?[1]
             .resolve(&params)

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod features;
+mod layout;
 
 #[derive(Parser)]
 #[command(
@@ -275,6 +276,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
     CheckFeatures,
+    /// Check the source tree's shape: no import cycle, no file over 600 lines, no long function in pipeline.
+    CheckLayout,
     /// Run the test suite as CI does: fetch what the tests need, then `cargo test` on the whole workspace.
     Ci {
         /// Also run the GPU code path on wgpu (needs a Vulkan driver; lavapipe works on a CPU-only machine).
@@ -392,6 +395,7 @@ fn main() -> Result<()> {
         } => embed(model, &device, batch_size)?,
         Cmd::Ci { wgpu } => ci(wgpu)?,
         Cmd::CheckFeatures => features::check()?,
+        Cmd::CheckLayout => layout::check(&workspace_root())?,
         Cmd::Bench(args) => bench::bench(args)?,
         Cmd::Distill {
             teacher,
@@ -465,7 +469,7 @@ fn main() -> Result<()> {
                 return Ok(());
             }
             let report = pipeline::distill(&c, &options)?;
-            println!("{}", pipeline::run::report_markdown(&report));
+            println!("{}", pipeline::distill_markdown(&report));
             println!("{}", out.join("report.json").display());
         }
         Cmd::Ablate {
@@ -494,8 +498,8 @@ fn main() -> Result<()> {
                 other => bail!("--method {other}: expected tinybert or distilbert"),
             };
             let options = run_options(&out, &device, resume, None)?;
-            let report = pipeline::ablate::ablate(&c, method, &options)?;
-            println!("{}", pipeline::ablate::ablation_markdown(&report));
+            let report = pipeline::ablate(&c, method, &options)?;
+            println!("{}", pipeline::ablation_markdown(&report));
             println!("{}", out.join("ablation.md").display());
         }
         Cmd::Sensitivity {
@@ -517,9 +521,9 @@ fn main() -> Result<()> {
             resume,
             device,
         } => {
-            let options = pipeline::sensitivity::SensitivityOptions {
+            let options = pipeline::SensitivityOptions {
                 dataset,
-                columns: pipeline::data::Columns {
+                columns: pipeline::Columns {
                     text: text_column,
                     label: label_column,
                 },
@@ -540,13 +544,13 @@ fn main() -> Result<()> {
                 },
             };
             let device = student_arch::device::device(&device)?;
-            let report = pipeline::sensitivity::measure(
+            let report = pipeline::measure_sensitivity(
                 &model,
                 &options,
                 &out,
                 &pipeline::cache_dir(),
                 &device,
-                &pipeline::sensitivity::MeasureControl {
+                &pipeline::MeasureControl {
                     progress: true,
                     resume,
                     stop_after_blocks: None,
@@ -587,11 +591,11 @@ fn main() -> Result<()> {
                 ),
             };
             let allocator = match allocator.as_str() {
-                "qbert" => pipeline::quantize::Allocator::Qbert,
-                "budgeted" => pipeline::quantize::Allocator::Budgeted,
+                "qbert" => pipeline::Allocator::Qbert,
+                "budgeted" => pipeline::Allocator::Budgeted,
                 a => bail!("--allocator {a}: expected qbert or budgeted"),
             };
-            let options = pipeline::quantize::QuantizeOptions {
+            let options = pipeline::QuantizeOptions {
                 bits,
                 granularity: granularity.parse()?,
                 asymmetric,
@@ -604,14 +608,14 @@ fn main() -> Result<()> {
                 bit_options,
                 compare,
                 dataset,
-                columns: pipeline::data::Columns {
+                columns: pipeline::Columns {
                     text: text_column,
                     label: label_column,
                 },
                 seed,
                 teacher,
                 qat: (qat_epochs > 0).then(|| {
-                    let mut q = pipeline::qat::QatConfig::default();
+                    let mut q = pipeline::QatConfig::default();
                     q.stage.epochs = qat_epochs;
                     q.stage.learning_rate = qat_lr;
                     q
@@ -619,14 +623,9 @@ fn main() -> Result<()> {
                 resume,
             };
             let device = student_arch::device::device(&device)?;
-            let report = pipeline::quantize::quantize(
-                &model,
-                &options,
-                &out,
-                &pipeline::cache_dir(),
-                &device,
-            )?;
-            println!("{}", pipeline::quantize::report_markdown(&report));
+            let report =
+                pipeline::quantize(&model, &options, &out, &pipeline::cache_dir(), &device)?;
+            println!("{}", pipeline::quantize_markdown(&report));
             println!("{}", out.join("quant_report.json").display());
         }
         Cmd::Eval {
@@ -638,10 +637,10 @@ fn main() -> Result<()> {
             device,
         } => {
             let device = student_arch::device::device(&device)?;
-            let result = pipeline::eval::evaluate_saved(
+            let result = pipeline::evaluate_saved(
                 &model,
                 &dataset,
-                &pipeline::data::Columns {
+                &pipeline::Columns {
                     text: text_column,
                     label: label_column,
                 },
@@ -721,4 +720,9 @@ fn run_options(
         cache: pipeline::cache_dir(),
         stop_after,
     })
+}
+
+/// The workspace root (xtask's parent directory).
+fn workspace_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -167,7 +167,7 @@ impl Block {
 /// How finely a BERT encoder is cut into blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Granularity {
+pub enum BlockGranularity {
     /// One block per encoder layer (Q-BERT): every parameter of the layer.
     Layer,
     /// One block per weight matrix with its bias: query, key, value, attention output, ffn_in, ffn_out.
@@ -176,7 +176,7 @@ pub enum Granularity {
     Head,
 }
 
-impl std::str::FromStr for Granularity {
+impl std::str::FromStr for BlockGranularity {
     type Err = HessianError;
     fn from_str(s: &str) -> Result<Self> {
         match s {
@@ -198,7 +198,7 @@ pub fn bert_blocks(
     params: &[ParamInfo],
     prefix: &str,
     num_heads: usize,
-    granularity: Granularity,
+    granularity: BlockGranularity,
 ) -> Result<Vec<Block>> {
     let base = if prefix.is_empty() {
         "layers".to_string()
@@ -230,7 +230,7 @@ pub fn bert_blocks(
     for i in layers {
         let layer = format!("{base}.{i}");
         match granularity {
-            Granularity::Layer => blocks.push(Block {
+            BlockGranularity::Layer => blocks.push(Block {
                 name: format!("layer.{i}"),
                 params: params
                     .iter()
@@ -238,7 +238,7 @@ pub fn bert_blocks(
                     .map(|p| whole(p.path.clone()))
                     .collect(),
             }),
-            Granularity::Matrix => {
+            BlockGranularity::Matrix => {
                 for (short, module) in [
                     ("query", "attention.query"),
                     ("key", "attention.key"),
@@ -258,7 +258,7 @@ pub fn bert_blocks(
                     });
                 }
             }
-            Granularity::Head => {
+            BlockGranularity::Head => {
                 let q = format!("{layer}.attention.query.weight");
                 let hidden = params
                     .iter()

@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
+use crate::access::{block_gradient, perturb, read_block};
 use crate::block::ResolvedBlock;
 use crate::error::{HessianError, Result};
-use crate::params::{block_gradient, perturb, read_block};
 
 /// `v ↦ H v`, where `H` is the Hessian of a loss with respect to one block of parameters.
 pub trait HessianVectorProduct {

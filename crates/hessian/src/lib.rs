@@ -11,6 +11,7 @@
 //! nothing about data sets: callers give batches and a loss closure.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod block;
 pub mod error;
 pub mod hvp;
@@ -19,10 +20,11 @@ pub mod png;
 pub mod power;
 pub mod sensitivity;
 
-pub use block::{bert_blocks, select, Block, BlockParam, Granularity, Part, ResolvedBlock};
+pub use access::{block_gradient, perturb, read_block};
+pub use block::{bert_blocks, select, Block, BlockGranularity, BlockParam, Part, ResolvedBlock};
 pub use error::{HessianError, Result};
 pub use hvp::{FiniteDifferenceHvp, HessianVectorProduct, SoftmaxHeadHvp};
-pub use params::{block_gradient, parameters, perturb, read_block, ParamInfo};
+pub use params::{parameters, ParamInfo};
 pub use power::{
     hutchinson_trace, power_iteration_from, top_eigenpairs, Eigenpair, PowerIterationConfig,
     TraceEstimate,

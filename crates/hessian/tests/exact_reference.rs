@@ -283,7 +283,11 @@ fn tiny_bert_layer_matrix_head_and_classifier_blocks_match_the_exact_hessian() {
     );
     let params = parameters(&model);
     let mut blocks = Vec::new();
-    for g in [Granularity::Layer, Granularity::Matrix, Granularity::Head] {
+    for g in [
+        BlockGranularity::Layer,
+        BlockGranularity::Matrix,
+        BlockGranularity::Head,
+    ] {
         blocks.extend(bert_blocks(&params, "encoder", 2, g).unwrap());
     }
     blocks.push(Block {
@@ -404,7 +408,7 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     let device = Device::flex().autodiff();
     let (model, _, _) = tiny_bert(r, &device);
     let params = parameters(&model);
-    let blocks = bert_blocks(&params, "encoder", 2, Granularity::Layer).unwrap();
+    let blocks = bert_blocks(&params, "encoder", 2, BlockGranularity::Layer).unwrap();
     let err = select(&blocks, &["layer.7".to_string()])
         .unwrap_err()
         .to_string();
@@ -431,16 +435,16 @@ fn bad_blocks_vectors_and_settings_are_errors_that_say_why() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("4..12") && err.contains("8"), "{err}");
-    let err = bert_blocks(&params, "encoder", 3, Granularity::Head)
+    let err = bert_blocks(&params, "encoder", 3, BlockGranularity::Head)
         .unwrap_err()
         .to_string();
     assert!(err.contains("3 heads"), "{err}");
-    let err = bert_blocks(&params, "decoder", 2, Granularity::Layer)
+    let err = bert_blocks(&params, "decoder", 2, BlockGranularity::Layer)
         .unwrap_err()
         .to_string();
     assert!(err.contains("decoder.layers"), "{err}");
     assert!("row"
-        .parse::<Granularity>()
+        .parse::<BlockGranularity>()
         .unwrap_err()
         .to_string()
         .contains("layer, matrix or head"));
@@ -515,7 +519,7 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
         ))
     };
     let params = parameters(&model);
-    let blocks = bert_blocks(&params, "encoder", 2, Granularity::Head).unwrap();
+    let blocks = bert_blocks(&params, "encoder", 2, BlockGranularity::Head).unwrap();
     let mut c = config();
     c.power.max_iterations = 200;
     c.power.tolerance = 1e-5;

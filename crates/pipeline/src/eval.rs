@@ -6,6 +6,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{host, SequenceClassifier};
+use crate::config::SplitConfig;
 use crate::error::Result;
 use crate::train::{batch_input, Encoded};
 
@@ -165,31 +166,20 @@ pub struct EvalResult {
 pub fn evaluate_saved(
     dir: &std::path::Path,
     dataset: &str,
-    columns: &crate::data::Columns,
+    columns: &crate::data::labelled::Columns,
     seed: u64,
     cache: &std::path::Path,
     device: &Device,
 ) -> Result<EvalResult> {
     let (model, meta) = SequenceClassifier::load(dir, device)?;
     let tokenizer = student_arch::BertTokenizer::from_dir(dir)?;
-    let data = crate::data::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
-    let examples = if crate::data::BUILT_IN.contains(&dataset) {
-        let defaults = crate::run::DistillConfig::default();
-        let mut test = crate::data::split(
-            &data.examples,
-            seed,
-            defaults.dev_fraction,
-            defaults.test_fraction,
-        )?
-        .test;
-        if let Some(n) = defaults.max_eval_examples {
-            test.truncate(n);
-        }
-        test
+    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
+    let examples = if crate::data::labelled::BUILT_IN.contains(&dataset) {
+        SplitConfig::default().split(&data.examples, seed)?.test
     } else {
         data.examples
     };
-    let encoded = crate::run::encode(&tokenizer, &examples, meta.max_length)?;
+    let encoded = crate::train::encode(&tokenizer, &examples, meta.max_length)?;
     let s = evaluate(
         &model,
         &encoded,

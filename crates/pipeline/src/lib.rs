@@ -1,29 +1,61 @@
 //! `pipeline` runs the compression stages end to end: fetching the teacher and data by package name, reading
 //! labelled data, fine-tuning the teacher, building and distilling the student (TinyBERT or DistilBERT), and
-//! evaluating both into `report.json` / `report.md`; and the Hessian sensitivity of a saved classifier.
+//! evaluating both into `report.json` / `report.md`; and the Hessian sensitivity, quantization and
+//! quantization-aware fine-tuning of a saved classifier.
+//!
+//! The modules are rooms by stage, private to the crate; this file re-exports one entry point per command
+//! with its options and its report, which is all a library user needs:
+//!
+//! | command | entry point | options | report |
+//! |---|---|---|---|
+//! | `fetch` | [`fetch_teacher`] | [`cache_dir`] | the directory |
+//! | `distill` | [`distill`], [`general_only`] | [`DistillConfig`], [`RunOptions`] | [`Report`], [`GeneralReport`] |
+//! | `ablate` | [`ablate`] | [`DistillConfig`], [`Method`] | [`AblationReport`] |
+//! | `eval` | [`evaluate_saved`] | [`Columns`] | [`EvalResult`] |
+//! | `sensitivity` | [`measure_sensitivity`] | [`SensitivityOptions`], [`MeasureControl`] | `hessian::SensitivityReport` |
+//! | `quantize` | [`quantize`] | [`QuantizeOptions`], [`QatConfig`] | [`QuantizeReport`] |
+//!
+//! Inside, data flows one way: `error`, `fetch` → `data` → `train` → `config` → `classifier`, `eval` →
+//! `distill`, `compress`. Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
+//! `cargo xtask check-layout` fails on any import cycle.
 //!
 //! Architecture invariant: `pipeline` is the only crate that depends on all the others; none of them depends on
 //! it, and it never names a backend.
 #![warn(missing_docs)]
 
-pub mod ablate;
-pub mod augment;
-pub mod classifier;
-pub mod config;
-pub mod corpus;
-pub mod data;
-pub mod error;
-pub mod eval;
-pub mod fetch;
-pub mod general;
-pub mod masking;
-pub mod mlm_head;
-pub mod qat;
-pub mod quantize;
-pub mod run;
-pub mod sensitivity;
-pub mod train;
+mod classifier;
+mod compress;
+mod config;
+mod data;
+mod distill;
+mod error;
+mod eval;
+mod fetch;
+mod train;
 
+pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+pub use compress::qat::QatConfig;
+pub use compress::quantize::{quantize, quantize_markdown, QuantizeOptions, QuantizeReport};
+pub use compress::sensitivity::{
+    measure_sensitivity, sensitivity_batches_path, sensitivity_partial_path, MeasureControl,
+    SavedBatch, SensitivityOptions,
+};
+pub use config::general::{GeneralConfig, NarrowStudent, StudentInit};
+pub use config::{DistillConfig, LossTerm, Method, SplitConfig, Stage};
+pub use data::augment::{load_augmented, AugmentConfig};
+pub use data::labelled::{Columns, BUILT_IN};
+pub use data::masking::MaskingConfig;
+pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
+pub use distill::general::GeneralReport;
+pub use distill::run::{distill, distill_markdown, general_only, ModelReport, Report};
 pub use error::{PipelineError, Result};
+pub use eval::{evaluate_saved, EvalResult};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
-pub use run::{distill, general_only, DistillConfig, LossTerm, Method, Report, RunOptions, Stage};
+pub use quant::mixed::Allocator;
+pub use train::{RunOptions, StageConfig, StageOutcome};
+
+/// One training step of task distillation, as [`distill`] runs it: what `cargo xtask bench` times.
+pub mod step {
+    pub use crate::distill::run::{cached_logit_loss, task_distill_loss, StudentWithMix};
+    pub use crate::train::{optimizer, optimizer_step};
+}

@@ -14,9 +14,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kd_losses::LossTerms;
 use serde::{Deserialize, Serialize};
 use student_arch::io::{temporary_path, write_atomic};
-use student_arch::BertInput;
+use student_arch::{BertInput, BertTokenizer};
 
-use crate::data::shuffle;
+use crate::data::labelled::{shuffle, Example};
 use crate::error::{io_err, PipelineError, Result};
 
 /// A tokenised example.
@@ -457,6 +457,63 @@ fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) 
         first_loss: mean(&state.losses[..k.min(n)]),
         last_loss: mean(&state.losses[n.saturating_sub(k)..]),
         best_dev: state.best_dev,
+    }
+}
+
+/// Tokenises examples.
+pub fn encode(
+    tokenizer: &BertTokenizer,
+    dataset: &[Example],
+    max_length: usize,
+) -> Result<Vec<Encoded>> {
+    dataset
+        .iter()
+        .map(|e| {
+            Ok(Encoded {
+                ids: tokenizer.encode(&e.text, max_length)?,
+                label: e.label,
+            })
+        })
+        .collect()
+}
+
+/// How a run is executed (not part of the recipe).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The output directory.
+    pub out_dir: PathBuf,
+    /// The device name (for the report).
+    pub device_name: String,
+    /// The device.
+    pub device: Device,
+    /// Continue an interrupted run.
+    pub resume: bool,
+    /// Cache of fetched packages.
+    pub cache: PathBuf,
+    /// Stop each stage after this many steps (resume tests).
+    pub stop_after: Option<usize>,
+}
+
+impl RunOptions {
+    /// The context of one training stage of this run, on the autodiff device `device`.
+    pub fn stage(
+        &self,
+        name: &str,
+        seed: u64,
+        pad_id: u32,
+        vocab_size: usize,
+        device: &Device,
+    ) -> StageContext {
+        StageContext {
+            name: name.into(),
+            out_dir: self.out_dir.clone(),
+            seed,
+            resume: self.resume,
+            pad_id,
+            vocab_size,
+            device: device.clone(),
+            stop_after: self.stop_after,
+        }
     }
 }
 

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pipeline::ablate::ablate;
-use pipeline::general::GeneralReport;
-use pipeline::{distill, general_only, DistillConfig, Method, RunOptions, Stage};
+use pipeline::{
+    ablate, distill, general_only, DistillConfig, GeneralReport, Method, RunOptions, Stage,
+};
 use student_arch::weights::WEIGHTS_FILE;
 use student_arch::MlmHead;
 
@@ -117,7 +117,7 @@ fn distilbert_general_then_task_with_augmentation() {
     let dir = scratch("general-distilbert");
     let mut config = tiny_config(&dir, Method::Distilbert);
     config.stage = Stage::Both;
-    config.augment = Some(pipeline::augment::AugmentConfig {
+    config.augment = Some(pipeline::AugmentConfig {
         variants: 2,
         ..Default::default()
     });
@@ -157,7 +157,7 @@ fn distilbert_general_then_task_with_augmentation() {
     assert_eq!(student.num_layers(), 3);
     assert!(student.embeddings.token_type_embeddings.is_none() && student.pooler.is_none());
     // Augmentation: the originals first, then variants with the same labels.
-    let augmented = pipeline::augment::load(&out.join("augmented.jsonl")).unwrap();
+    let augmented = pipeline::load_augmented(&out.join("augmented.jsonl")).unwrap();
     assert!(
         augmented.len() > 16 && augmented.len() <= 16 * 3,
         "{}",

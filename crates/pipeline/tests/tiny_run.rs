@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
-use pipeline::sensitivity::{measure, partial_path, MeasureControl, SensitivityOptions};
-use pipeline::{distill, DistillConfig, Method, RunOptions};
+use pipeline::{
+    distill, measure_sensitivity, sensitivity_partial_path, DistillConfig, MeasureControl, Method,
+    RunOptions, SensitivityOptions,
+};
 
 fn csv(dir: &std::path::Path) -> PathBuf {
     let good = [
@@ -116,7 +118,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     let report_path = dir.join("sensitivity.json");
     let measure_to =
         |path: &std::path::Path, options: &SensitivityOptions, control: MeasureControl| {
-            measure(
+            measure_sensitivity(
                 &out.join("student"),
                 options,
                 path,
@@ -135,8 +137,8 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         assert_eq!(b.traces.len(), 2);
     }
     assert!(report_path.with_extension("md").exists());
-    let batches: Vec<pipeline::sensitivity::SavedBatch> = serde_json::from_str(
-        &std::fs::read_to_string(pipeline::sensitivity::batches_path(&report_path)).unwrap(),
+    let batches: Vec<pipeline::SavedBatch> = serde_json::from_str(
+        &std::fs::read_to_string(pipeline::sensitivity_batches_path(&report_path)).unwrap(),
     )
     .unwrap();
     assert_eq!(batches.len(), 2);
@@ -156,7 +158,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("--resume"), "{err}");
-    assert!(partial_path(&resumed_path).exists());
+    assert!(sensitivity_partial_path(&resumed_path).exists());
     let resume = || MeasureControl {
         resume: true,
         ..Default::default()
@@ -192,7 +194,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
             assert!(close(*x, *y), "{}: {x} vs {y}", a.name);
         }
     }
-    assert!(!partial_path(&resumed_path).exists());
+    assert!(!sensitivity_partial_path(&resumed_path).exists());
     let too_many = SensitivityOptions {
         batches: 100,
         ..options.clone()
@@ -208,7 +210,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
 
     // `cargo xtask quantize --bits mixed --sensitivity .. --avg-bits 4 --compare`: the same code path on the
     // tiny student, with the report above.
-    use pipeline::quantize::{quantize, QuantizeOptions};
+    use pipeline::{quantize, QuantizeOptions};
     let q_options = QuantizeOptions {
         bits: None,
         sensitivity: Some(report_path.clone()),
@@ -263,7 +265,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     }
     assert!(!q_out.join("model.safetensors").exists());
     // `cargo xtask eval` reads the quantized directory, and gets the reported accuracy.
-    let again = pipeline::eval::evaluate_saved(
+    let again = pipeline::evaluate_saved(
         &q_out,
         &config.dataset,
         &config.columns,
@@ -302,7 +304,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     );
     assert_eq!(by_size.variants.len(), 1);
     // `--qat-epochs`: fake-quantized fine-tuning with KD from the fine-tuned teacher, then export.
-    let mut qat = pipeline::qat::QatConfig::default();
+    let mut qat = pipeline::QatConfig::default();
     qat.stage.epochs = 2;
     qat.stage.batch_size = 8;
     qat.stage.learning_rate = 1e-4;
@@ -339,7 +341,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     .unwrap();
     assert_eq!(trained.len(), plain.len());
     assert_ne!(trained, plain);
-    let reread = pipeline::eval::evaluate_saved(
+    let reread = pipeline::evaluate_saved(
         &dir.join("quantized-qat"),
         &config.dataset,
         &config.columns,
@@ -378,7 +380,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     assert!(err.contains("below the smallest possible size"), "{err}");
     let bytes = std::fs::read(q_out.join(quant::QUANT_FILE)).unwrap();
     std::fs::write(q_out.join(quant::QUANT_FILE), &bytes[..bytes.len() / 2]).unwrap();
-    let err = pipeline::eval::evaluate_saved(
+    let err = pipeline::evaluate_saved(
         &q_out,
         &config.dataset,
         &config.columns,

@@ -24,6 +24,49 @@ use student_arch::BertConfig;
 use crate::format::{check_bits, QuantizedTensor};
 use crate::model::{matrix_name, spec_for, NamedTensors, QuantPlan, LAYER_MATRICES};
 
+/// How bits are chosen under a budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allocator {
+    /// Q-BERT's rule ([`qbert_rule`]): more bits to larger mean + std, in rank order.
+    Qbert,
+    /// Minimise Σ λ·‖ΔW‖² under the budget ([`allocate_budgeted`]).
+    Budgeted,
+}
+
+impl Allocator {
+    /// The chosen option per unit (indices into `costs.bits`) under `budget` bytes.
+    pub fn allocate(self, units: &[Unit], costs: &UnitCosts, budget: f64) -> Result<Vec<usize>> {
+        match self {
+            Self::Qbert => qbert_rule(units, costs, budget),
+            Self::Budgeted => allocate_budgeted(units, costs, budget),
+        }
+    }
+
+    /// The name of the assignment in a report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Qbert => "hessian (Q-BERT rule)",
+            Self::Budgeted => "hessian (budgeted)",
+        }
+    }
+}
+
+impl std::str::FromStr for Allocator {
+    type Err = QuantError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "qbert" => Ok(Self::Qbert),
+            "budgeted" => Ok(Self::Budgeted),
+            other => Err(QuantError::Config {
+                field: "allocator",
+                message: format!("{other:?}: expected qbert or budgeted"),
+            }),
+        }
+    }
+}
+
 /// Sensitivity-report matrix names and the Hugging Face matrices they stand for.
 pub const MATRIX_NAMES: [(&str, &str); 6] = [
     ("query", "attention.self.query"),

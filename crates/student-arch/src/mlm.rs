@@ -23,9 +23,9 @@ use safetensors::SafeTensors;
 
 use crate::config::{BertConfig, HiddenAct};
 use crate::error::{ArchError, Result};
+use crate::model::BertModel;
 use crate::model::{Builder, Init, ParamSource, RandomInit};
 use crate::weights::{named_tensors, safetensors_bytes, to_f32, WEIGHTS_FILE};
-use crate::BertModel;
 
 /// The prefix of the head's tensors in a Hugging Face file.
 pub const MLM_PREFIX: &str = "cls.predictions";

@@ -12,18 +12,16 @@ use kd_losses::{
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::weights::copy_tokenizer_files;
-use student_arch::{
-    load_pretrained, model_size, BertModel, BertTokenizer, LayerSelection, MlmHead, StudentSpec,
-};
+use student_arch::{load_pretrained, model_size, BertTokenizer, LayerSelection, StudentSpec};
 
 use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
-use crate::data::{load_dataset, split, Dataset};
+use crate::data::labelled::{load_dataset, Dataset, Splits};
+use crate::distill::general::{general_distill, general_student_dir, GeneralReport};
 use crate::error::{io_err, PipelineError, Result};
 use crate::eval::{evaluate, latency_ms, Scores};
-use crate::general::{general_distill, general_student_dir, GeneralReport};
-use crate::train::{run_stage, Encoded, StageConfig, StageContext, StageOutcome};
+use crate::train::{encode, run_stage, RunOptions, StageConfig, StageOutcome};
 
-pub use crate::config::{DistillConfig, LossTerm, Method, Stage};
+use crate::config::{DistillConfig, LossTerm, Method, Stage};
 
 /// Accuracy, size and speed of one model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,63 +71,6 @@ pub struct Report {
     pub augmented_train: Option<usize>,
 }
 
-/// Tokenises examples.
-pub fn encode(
-    tokenizer: &BertTokenizer,
-    dataset: &[crate::data::Example],
-    max_length: usize,
-) -> Result<Vec<Encoded>> {
-    dataset
-        .iter()
-        .map(|e| {
-            Ok(Encoded {
-                ids: tokenizer.encode(&e.text, max_length)?,
-                label: e.label,
-            })
-        })
-        .collect()
-}
-
-/// How a run is executed (not part of the recipe).
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// The output directory.
-    pub out_dir: PathBuf,
-    /// The device name (for the report).
-    pub device_name: String,
-    /// The device.
-    pub device: Device,
-    /// Continue an interrupted run.
-    pub resume: bool,
-    /// Cache of fetched packages.
-    pub cache: PathBuf,
-    /// Stop each stage after this many steps (resume tests).
-    pub stop_after: Option<usize>,
-}
-
-impl RunOptions {
-    /// The context of one training stage of this run, on the autodiff device `device`.
-    pub fn stage(
-        &self,
-        name: &str,
-        seed: u64,
-        pad_id: u32,
-        vocab_size: usize,
-        device: &Device,
-    ) -> StageContext {
-        StageContext {
-            name: name.into(),
-            out_dir: self.out_dir.clone(),
-            seed,
-            resume: self.resume,
-            pad_id,
-            vocab_size,
-            device: device.clone(),
-            stop_after: self.stop_after,
-        }
-    }
-}
-
 fn finetuned_or_new(
     dir: &Path,
     labels: &[String],
@@ -158,7 +99,7 @@ fn finetuned_or_new(
 }
 
 /// The texts of the dev and test splits, which general distillation keeps out of its corpus.
-fn held_out_texts(splits: &crate::data::Splits) -> Vec<String> {
+fn held_out_texts(splits: &Splits) -> Vec<String> {
     splits
         .dev
         .iter()
@@ -168,14 +109,9 @@ fn held_out_texts(splits: &crate::data::Splits) -> Vec<String> {
 }
 
 /// The task's splits, as [`distill`] makes them.
-fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, crate::data::Splits)> {
+fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, Splits)> {
     let dataset: Dataset = load_dataset(&config.dataset, &config.columns, None, cache)?;
-    let mut splits = split(
-        &dataset.examples,
-        config.seed,
-        config.dev_fraction,
-        config.test_fraction,
-    )?;
+    let mut splits = config.splits().split(&dataset.examples, config.seed)?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);
     }
@@ -184,15 +120,6 @@ fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, crate::
         splits.test.truncate(n);
     }
     Ok((dataset, splits))
-}
-
-/// The pre-trained teacher of general distillation with its MLM head (fitted on the corpus when it has none).
-pub fn mlm_teacher(
-    config: &DistillConfig,
-    held_out_texts: &[String],
-    options: &RunOptions,
-) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
-    crate::general::mlm_teacher(config, held_out_texts, options)
 }
 
 /// General distillation alone (`--stage general`): the task's dev and test texts are kept out of the corpus.
@@ -252,16 +179,17 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         Some(augment_config) => {
             let path = out.join("augmented.jsonl");
             let examples = if options.resume && path.exists() {
-                crate::augment::load(&path)?
+                crate::data::augment::load_augmented(&path)?
             } else {
                 let (teacher, head) = match mlm.take() {
                     Some(pair) => pair,
                     None => {
-                        let (t, h, _) = mlm_teacher(config, &held_out_texts, options)?;
+                        let (t, h, _) =
+                            crate::distill::general::mlm_teacher(config, &held_out_texts, options)?;
                         (t, h)
                     }
                 };
-                let examples = crate::augment::augment(
+                let examples = crate::data::augment::augment(
                     &splits.train,
                     &tokenizer,
                     &teacher,
@@ -271,7 +199,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
                     config.seed,
                     &plain,
                 )?;
-                crate::augment::save(&path, &examples)?;
+                crate::data::augment::save_augmented(&path, &examples)?;
                 examples
             };
             Some(encode(&tokenizer, &examples, config.max_length)?)
@@ -517,7 +445,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             .expect("report serialises")
             .as_bytes(),
     )?;
-    write_atomic(&out.join("report.md"), report_markdown(&report).as_bytes())?;
+    write_atomic(&out.join("report.md"), distill_markdown(&report).as_bytes())?;
     Ok(report)
 }
 
@@ -589,7 +517,7 @@ pub struct StudentWithMix {
 }
 
 /// The report as a Markdown page.
-pub fn report_markdown(r: &Report) -> String {
+pub fn distill_markdown(r: &Report) -> String {
     let mut s = format!(
         "# Distillation report: {} ({:?})\n\nDevice: {}. Split sizes (train/dev/test): {}/{}/{}. Labels: {:?}.\n\n",
         r.dataset, r.method, r.device, r.split_sizes[0], r.split_sizes[1], r.split_sizes[2], r.labels

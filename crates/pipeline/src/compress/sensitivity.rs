@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use hessian::{
-    bert_blocks, select, BlockSensitivity, Granularity, SensitivityConfig, SensitivityReport,
+    bert_blocks, select, BlockGranularity, BlockSensitivity, SensitivityConfig, SensitivityReport,
 };
 use kd_losses::classification_cross_entropy;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ use student_arch::io::write_atomic;
 use student_arch::{BertInput, BertTokenizer};
 
 use crate::classifier::SequenceClassifier;
-use crate::data::{load_dataset, shuffle, split, Columns};
+use crate::config::SplitConfig;
+use crate::data::labelled::{load_dataset, shuffle, Columns};
 use crate::error::{PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 
@@ -32,7 +33,7 @@ pub struct SensitivityOptions {
     /// Examples per batch. Default: 16.
     pub batch_size: usize,
     /// Blocks per layer, matrix or head. Default: layer.
-    pub granularity: Granularity,
+    pub granularity: BlockGranularity,
     /// Only these blocks (names as in the report); empty: all. Default: empty.
     pub blocks: Vec<String>,
     /// Seed of the data split and batch choice (and of the power iteration's start vectors). Default: 42.
@@ -48,7 +49,7 @@ impl Default for SensitivityOptions {
             columns: Columns::default(),
             batches: 4,
             batch_size: 16,
-            granularity: Granularity::Layer,
+            granularity: BlockGranularity::Layer,
             blocks: vec![],
             seed: 42,
             hessian: SensitivityConfig::default(),
@@ -88,14 +89,14 @@ struct Partial {
 }
 
 /// Where [`measure`] keeps the blocks finished so far: `<out>.partial.json`, removed when the report is written.
-pub fn partial_path(out: &Path) -> PathBuf {
+pub fn sensitivity_partial_path(out: &Path) -> PathBuf {
     out.with_extension("partial.json")
 }
 
 /// Measures the sensitivity of the classifier saved in `model_dir` and writes `out` (JSON), `out` with `.md`,
 /// and `out` with `.batches.json`. `device` is a plain device; the gradients run on its autodiff form. Each
-/// finished block is saved to [`partial_path`] at once; with `control.resume` a run picks up from there.
-pub fn measure(
+/// finished block is saved to [`sensitivity_partial_path`] at once; with `control.resume` a run picks up from there.
+pub fn measure_sensitivity(
     model_dir: &Path,
     options: &SensitivityOptions,
     out: &Path,
@@ -120,14 +121,9 @@ pub fn measure(
         Some(&meta.labels),
         cache,
     )?;
-    let defaults = crate::run::DistillConfig::default();
-    let mut train = split(
-        &data.examples,
-        options.seed,
-        defaults.dev_fraction,
-        defaults.test_fraction,
-    )?
-    .train;
+    let mut train = SplitConfig::default()
+        .split(&data.examples, options.seed)?
+        .train;
     shuffle(&mut train, options.seed ^ 0x5E45);
     let wanted = options.batches * options.batch_size;
     if train.len() < wanted {
@@ -143,7 +139,7 @@ pub fn measure(
         });
     }
     train.truncate(wanted);
-    let encoded = crate::run::encode(&tokenizer, &train, meta.max_length)?;
+    let encoded = crate::train::encode(&tokenizer, &train, meta.max_length)?;
     let vocab = model.encoder.config.vocab_size;
     let batches: Vec<(BertInput, Tensor<1, Int>)> = encoded
         .chunks(options.batch_size)
@@ -169,7 +165,7 @@ pub fn measure(
     let loss = |m: &SequenceClassifier, (input, labels): &(BertInput, Tensor<1, Int>)| {
         classification_cross_entropy(m.forward(input.clone()).logits, labels.clone())
     };
-    let partial_file = partial_path(out);
+    let partial_file = sensitivity_partial_path(out);
     let mut done = if control.resume && partial_file.exists() {
         let text =
             std::fs::read_to_string(&partial_file).map_err(|e| PipelineError::Checkpoint {
@@ -265,7 +261,7 @@ pub fn measure(
         })
         .collect();
     write_atomic(
-        &batches_path(out),
+        &sensitivity_batches_path(out),
         serde_json::to_string(&saved)
             .expect("batches serialise")
             .as_bytes(),
@@ -276,6 +272,6 @@ pub fn measure(
 }
 
 /// Where [`measure`] writes the batches it used: `<out>.batches.json`.
-pub fn batches_path(out: &Path) -> PathBuf {
+pub fn sensitivity_batches_path(out: &Path) -> PathBuf {
     out.with_extension("batches.json")
 }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use student_arch::{BertInput, BertTokenizer};
 
 use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
-use crate::data::Columns;
+use crate::config::SplitConfig;
+use crate::data::labelled::Columns;
 use crate::error::{PipelineError, Result};
 use crate::eval::evaluate;
 use crate::train::{run_stage, StageConfig, StageContext, StageOutcome};
@@ -78,22 +79,16 @@ pub fn quantization_aware_finetune(
     let (model, meta) = SequenceClassifier::load(model_dir, device)?;
     plan.validate(&model.encoder.config)?;
     let tokenizer = BertTokenizer::from_dir(model_dir)?;
-    let data = crate::data::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
-    let defaults = crate::run::DistillConfig::default();
-    let mut splits = crate::data::split(
-        &data.examples,
-        seed,
-        defaults.dev_fraction,
-        defaults.test_fraction,
-    )?;
+    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
+    let mut splits = SplitConfig::default().split(&data.examples, seed)?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);
     }
     if let Some(n) = config.max_dev_examples {
         splits.dev.truncate(n);
     }
-    let train = crate::run::encode(&tokenizer, &splits.train, meta.max_length)?;
-    let dev = crate::run::encode(&tokenizer, &splits.dev, meta.max_length)?;
+    let train = crate::train::encode(&tokenizer, &splits.train, meta.max_length)?;
+    let dev = crate::train::encode(&tokenizer, &splits.dev, meta.max_length)?;
     let teacher = match teacher_dir {
         Some(dir) if dir.join(CLASSIFIER_FILE).exists() => {
             let (t, t_meta) = SequenceClassifier::load(dir, device)?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::shuffle;
+use crate::data::labelled::shuffle;
 use crate::error::{io_err, PipelineError, Result};
 use crate::fetch::{fetch_npm, NpmAsset};
 

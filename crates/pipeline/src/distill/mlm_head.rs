@@ -9,10 +9,10 @@ use kd_losses::{mlm_cross_entropy, LossTerms};
 use student_arch::weights::copy_tokenizer_files;
 use student_arch::{gather_positions, load_pretrained, BertInput, BertModel, MlmHead};
 
+use crate::config::general::GeneralConfig;
+use crate::data::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
 use crate::error::{io_err, PipelineError, Result};
-use crate::general::GeneralConfig;
-use crate::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
-use crate::run::RunOptions;
+use crate::train::RunOptions;
 use crate::train::{run_stage, Encoded, StageOutcome};
 
 /// The unpadded id sequences of a batch.

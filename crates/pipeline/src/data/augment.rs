@@ -15,7 +15,7 @@ use student_arch::io::write_atomic;
 use student_arch::model::SeededRng;
 use student_arch::{BertInput, BertModel, BertTokenizer, MlmHead};
 
-use crate::data::Example;
+use crate::data::labelled::Example;
 use crate::error::{io_err, PipelineError, Result};
 
 /// How the training set is augmented.
@@ -220,7 +220,7 @@ pub fn augment(
 }
 
 /// Writes augmented examples as JSON lines (`{"text": …, "label": …}`), atomically.
-pub fn save(path: &Path, examples: &[Example]) -> Result<()> {
+pub fn save_augmented(path: &Path, examples: &[Example]) -> Result<()> {
     let mut text = String::new();
     for e in examples {
         text += &serde_json::to_string(e).expect("example serialises");
@@ -230,7 +230,7 @@ pub fn save(path: &Path, examples: &[Example]) -> Result<()> {
 }
 
 /// Reads what [`save`] wrote.
-pub fn load(path: &Path) -> Result<Vec<Example>> {
+pub fn load_augmented(path: &Path) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
     text.lines()
         .enumerate()

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use kd_losses::LossMixConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::AugmentConfig;
-use crate::data::Columns;
+pub mod general;
+
+use crate::config::general::{GeneralConfig, NarrowStudent};
+use crate::data::augment::AugmentConfig;
+use crate::data::labelled::{split, Columns, Example, Splits};
 use crate::error::{io_err, PipelineError, Result};
-use crate::general::{GeneralConfig, NarrowStudent};
 use crate::train::StageConfig;
 
 /// The distillation method of the task stage.
@@ -99,6 +101,32 @@ impl LossTerm {
     }
 }
 
+/// How a labelled dataset is split into train, dev and test. Every command shares these fractions, so that
+/// `eval`, QAT and `sensitivity` see the splits of the `distill` run with the same seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitConfig {
+    /// Fraction held out for dev.
+    pub dev_fraction: f64,
+    /// Fraction held out for test.
+    pub test_fraction: f64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            dev_fraction: 0.1,
+            test_fraction: 0.1,
+        }
+    }
+}
+
+impl SplitConfig {
+    /// A seeded split of `examples` (see [`split`]).
+    pub fn split(&self, examples: &[Example], seed: u64) -> Result<Splits> {
+        split(examples, seed, self.dev_fraction, self.test_fraction)
+    }
+}
+
 /// Everything a run needs. Saved as `config.json` in the output directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,6 +185,14 @@ impl Default for DistillConfig {
 }
 
 impl DistillConfig {
+    /// The run's dev and test fractions.
+    pub fn splits(&self) -> SplitConfig {
+        SplitConfig {
+            dev_fraction: self.dev_fraction,
+            test_fraction: self.test_fraction,
+        }
+    }
+
     /// A named recipe: `default` (about 17 minutes on a 2-core CPU), `full` (all the data, more epochs) or
     /// `small` (for ablations: 1200 training examples, 3000 corpus passages).
     pub fn preset(name: &str) -> Result<Self> {
@@ -169,8 +205,8 @@ impl DistillConfig {
             max_length: 48,
             max_train_examples: Some(2400),
             max_eval_examples: Some(1000),
-            dev_fraction: 0.1,
-            test_fraction: 0.1,
+            dev_fraction: SplitConfig::default().dev_fraction,
+            test_fraction: SplitConfig::default().test_fraction,
             seed: 42,
             temperature: 1.0,
             // Measured on rotten-tomatoes (docs/RESULTS.md): with 1 teacher and 2 prediction epochs the

@@ -14,9 +14,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 
+use crate::config::general::StudentInit;
+use crate::config::{DistillConfig, LossTerm, Method, Stage};
+use crate::distill::run::{distill, Report};
 use crate::error::{io_err, Result};
-use crate::general::StudentInit;
-use crate::run::{distill, DistillConfig, LossTerm, Method, Report, RunOptions, Stage};
+use crate::train::RunOptions;
 
 /// One row of an ablation table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use quant::mixed::{self, CostKind, Unit, UnitCosts};
+use quant::mixed::{self, Allocator, CostKind, Unit, UnitCosts};
 use quant::{Granularity, QuantPlan, QuantizedModel, QUANT_FILE};
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
@@ -15,19 +15,9 @@ use student_arch::weights::{copy_tokenizer_files, CONFIG_FILE, TOKENIZER_FILES, 
 use student_arch::BertConfig;
 
 use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
-use crate::data::Columns;
+use crate::data::labelled::Columns;
 use crate::error::{io_err, PipelineError, Result};
 use crate::eval::evaluate_saved;
-
-/// How bits are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Allocator {
-    /// Q-BERT's rule: more bits to larger mean + std, in rank order.
-    Qbert,
-    /// Minimise Σ λ·‖ΔW‖² under the budget.
-    Budgeted,
-}
 
 /// Settings of [`quantize`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,7 +56,7 @@ pub struct QuantizeOptions {
     pub teacher: Option<PathBuf>,
     /// Quantization-aware fine-tuning of the chosen plan before export; `None`: off.
     #[serde(default)]
-    pub qat: Option<crate::qat::QatConfig>,
+    pub qat: Option<crate::compress::qat::QatConfig>,
     /// Continue an interrupted QAT stage.
     #[serde(default)]
     pub resume: bool,
@@ -273,15 +263,9 @@ pub fn quantize(
                     budget * 1e6 - fixed
                 }
             };
-            let chosen = match options.allocator {
-                Allocator::Qbert => mixed::qbert_rule(&units, &costs, budget)?,
-                Allocator::Budgeted => mixed::allocate_budgeted(&units, &costs, budget)?,
-            };
+            let chosen = options.allocator.allocate(&units, &costs, budget)?;
             let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
-            let name = match options.allocator {
-                Allocator::Qbert => "hessian (Q-BERT rule)",
-                Allocator::Budgeted => "hessian (budgeted)",
-            };
+            let name = options.allocator.label();
             candidates.push((
                 name.into(),
                 mixed::plan_for(&units, &costs, &chosen, &base),
@@ -318,7 +302,7 @@ pub fn quantize(
         .clone()
         .filter(|t| t.join(CLASSIFIER_FILE).exists());
     if let Some(qat_config) = &options.qat {
-        let (trained, outcome) = crate::qat::quantization_aware_finetune(
+        let (trained, outcome) = crate::compress::qat::quantization_aware_finetune(
             model_dir,
             kd_teacher.as_deref(),
             &candidates[0].1,
@@ -425,7 +409,7 @@ pub fn quantize(
     )?;
     write_atomic(
         &out.join("quant_report.md"),
-        report_markdown(&report).as_bytes(),
+        quantize_markdown(&report).as_bytes(),
     )?;
     Ok(report)
 }
@@ -485,7 +469,7 @@ fn add_baselines(
 }
 
 /// The report as Markdown.
-pub fn report_markdown(r: &QuantizeReport) -> String {
+pub fn quantize_markdown(r: &QuantizeReport) -> String {
     let mb = |b: u64| b as f64 / 1e6;
     let mut s = format!(
         "# Quantized model\n\n`{}` → `{}`; encoder matrices {} (symmetric: {}), embeddings {}-bit per {}.\n\n",

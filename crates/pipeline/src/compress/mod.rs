@@ -1,0 +1,7 @@
+//! Compression of a saved classifier: Q-BERT's Hessian [`sensitivity`] per block, [`quantize`] (uniform or
+//! mixed precision under a budget, written as `model.quant.safetensors`), and quantization-aware fine-tuning
+//! ([`qat`]) before export.
+
+pub mod qat;
+pub mod quantize;
+pub mod sensitivity;

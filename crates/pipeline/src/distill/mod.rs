@@ -1,0 +1,11 @@
+//! Distillation: the recipe end to end ([`run`]: fine-tune the teacher, build and distil the student, evaluate,
+//! report), its stages ([`general`] distillation on plain text with the teacher's [`mlm_head`]), and the papers'
+//! [`ablate`]ion tables, each row a whole run.
+//!
+//! Invariant: the stage modules ([`general`], [`mlm_head`]) never import the orchestrators ([`run`],
+//! [`ablate`]); `cargo xtask check-layout` fails on any import cycle.
+
+pub mod ablate;
+pub mod general;
+pub mod mlm_head;
+pub mod run;

@@ -47,7 +47,8 @@ pub use data::labelled::{Columns, BUILT_IN};
 pub use data::masking::MaskingConfig;
 pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
 pub use distill::general::GeneralReport;
-pub use distill::run::{distill, distill_markdown, general_only, ModelReport, Report};
+pub use distill::report::{distill_markdown, ModelReport, Report};
+pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
 pub use eval::{evaluate_saved, EvalResult};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
@@ -56,6 +57,6 @@ pub use train::{RunOptions, StageConfig, StageOutcome};
 
 /// One training step of task distillation, as [`distill`] runs it: what `cargo xtask bench` times.
 pub mod step {
-    pub use crate::distill::run::{cached_logit_loss, task_distill_loss, StudentWithMix};
+    pub use crate::distill::task::{cached_logit_loss, task_distill_loss, StudentWithMix};
     pub use crate::train::{optimizer, optimizer_step};
 }

@@ -16,7 +16,8 @@ use student_arch::io::write_atomic;
 
 use crate::config::general::StudentInit;
 use crate::config::{DistillConfig, LossTerm, Method, Stage};
-use crate::distill::run::{distill, Report};
+use crate::distill::report::Report;
+use crate::distill::run::distill;
 use crate::error::{io_err, Result};
 use crate::train::RunOptions;
 

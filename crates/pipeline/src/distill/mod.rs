@@ -2,10 +2,14 @@
 //! report), its stages ([`general`] distillation on plain text with the teacher's [`mlm_head`]), and the papers'
 //! [`ablate`]ion tables, each row a whole run.
 //!
-//! Invariant: the stage modules ([`general`], [`mlm_head`]) never import the orchestrators ([`run`],
+//! [`task`] holds the task stages' loss mixes and one step's loss; [`report`] the run's report.
+//!
+//! Invariant: the stage modules ([`general`], [`mlm_head`], [`task`]) never import the orchestrators ([`run`],
 //! [`ablate`]); `cargo xtask check-layout` fails on any import cycle.
 
 pub mod ablate;
 pub mod general;
 pub mod mlm_head;
+pub mod report;
 pub mod run;
+pub mod task;

@@ -265,10 +265,11 @@ pub fn optimizer_step<M: Module>(
 }
 
 /// Runs one stage. `loss` computes the named loss terms of a batch (the model, its input and labels, and the
-/// batch's indices into `train`); `evaluate` scores a model on dev (higher is better). Returns the model at the best dev score (or the last step when `evaluate` gives `None`).
+/// batch's indices into `train`); `evaluate` scores a model on dev (higher is better). Returns the model at the
+/// best dev score (or the last step when `evaluate` gives `None`).
 pub fn run_stage<M, L, E>(
     ctx: &StageContext,
-    mut model: M,
+    model: M,
     train: &[Encoded],
     config: &StageConfig,
     loss: L,
@@ -285,73 +286,17 @@ where
             message: format!("stage {} has no training examples", ctx.name),
         });
     }
-    std::fs::create_dir_all(ctx.dir()).map_err(io_err("creating", ctx.dir()))?;
-    let state_path = ctx.dir().join("state.json");
-    let optim_path = ctx.dir().join("optim.bpk");
-    let mut optim = optimizer(config);
-    let mut state = StageState::default();
-    if ctx.resume && state_path.exists() {
-        state = serde_json::from_str(
-            &std::fs::read_to_string(&state_path).map_err(io_err("reading", &state_path))?,
-        )
-        .map_err(|e| PipelineError::Checkpoint {
-            path: state_path.clone(),
-            message: e.to_string(),
-        })?;
-        let path = if state.done && ctx.best_checkpoint().exists() {
-            ctx.best_checkpoint()
-        } else {
-            ctx.model_checkpoint()
-        };
-        model = load_record(model, &path)?;
-        if state.done {
-            let outcome = outcome(ctx, &state, 0, 0.0);
-            return Ok((model, outcome));
-        }
-        let record = OptimizerRecord::load(&optim_path).map_err(|e| PipelineError::Checkpoint {
-            path: optim_path.clone(),
-            message: e.to_string(),
-        })?;
-        optim = optim.load_record(record);
-        eprintln!("{}: resuming at step {}", ctx.name, state.step);
+    let files = Checkpoints::new(ctx)?;
+    let (mut model, mut optim, mut state) = files.resume(model, optimizer(config))?;
+    if state.done {
+        return Ok((model, outcome(ctx, &state, 0, 0.0)));
     }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
-    let bar = indicatif::ProgressBar::new(total_steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(ctx.name.clone());
-    bar.set_position(state.step as u64);
+    let bar = progress_bar(ctx, total_steps, state.step);
     let started = Instant::now();
     let mut tokens = 0usize;
     let mut steps_here = 0usize;
-    let save_state = |state: &StageState| -> Result<()> {
-        write_atomic(
-            &state_path,
-            serde_json::to_string(state)
-                .expect("state serialises")
-                .as_bytes(),
-        )
-        .map_err(Into::into)
-    };
-    let checkpoint = |model: &M, optim: &ModuleOptimizer, state: &StageState| -> Result<()> {
-        save_record(model, &ctx.model_checkpoint())?;
-        let tmp = temporary_path(&optim_path);
-        optim
-            .to_record()
-            .save(&tmp)
-            .map_err(|e| PipelineError::Checkpoint {
-                path: optim_path.clone(),
-                message: e.to_string(),
-            })?;
-        std::fs::rename(&tmp, &optim_path).map_err(io_err("renaming into place", &optim_path))?;
-        save_state(state)
-    };
     let evaluate_now = |model: &M, state: &mut StageState| -> Result<()> {
         if let Some(score) = evaluate(model)? {
             ctx.log(serde_json::json!({"stage": ctx.name, "step": state.step, "dev": score}))?;
@@ -364,7 +309,7 @@ where
     };
     while state.step < total_steps {
         if ctx.stop_after.is_some_and(|n| steps_here >= n) {
-            checkpoint(&model, &optim, &state)?;
+            files.save(&model, &optim, &state)?;
             bar.abandon_with_message("stopped; continue with --resume");
             return Err(PipelineError::Checkpoint {
                 path: ctx.model_checkpoint(),
@@ -385,51 +330,174 @@ where
         tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
         let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
         let terms = loss(&model, input, labels, indices)?;
-        let values = terms.values().map_err(|e| match e {
-            kd_losses::LossError::NonFinite { term, value } => PipelineError::NonFinite {
-                stage: ctx.name.clone(),
-                step: state.step,
-                term: term.to_string(),
-                value,
-                checkpoint: ctx.model_checkpoint().display().to_string(),
-            },
-            other => other.into(),
-        })?;
+        let values = loss_values(ctx, state.step, &terms)?;
         let lr = learning_rate(config, state.step, total_steps);
         model = optimizer_step(&mut optim, lr, model, terms);
         state.step += 1;
         steps_here += 1;
-        let total = values.last().map(|(_, v)| *v).unwrap_or(f32::NAN);
-        state.losses.push(total);
-        let mut record = serde_json::json!({"stage": ctx.name, "step": state.step, "lr": lr});
-        for (name, v) in &values {
-            record[*name] = serde_json::json!(v);
-        }
-        ctx.log(record)?;
-        bar.set_message(
-            values
-                .iter()
-                .map(|(n, v)| format!("{n}={v:.4}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        bar.inc(1);
+        state
+            .losses
+            .push(values.last().map(|(_, v)| *v).unwrap_or(f32::NAN));
+        log_step(ctx, &bar, state.step, lr, &values)?;
         let end_of_epoch = state.step % steps_per_epoch == 0;
         if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
             evaluate_now(&model, &mut state)?;
         }
         if state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps {
-            checkpoint(&model, &optim, &state)?;
+            files.save(&model, &optim, &state)?;
         }
     }
     bar.finish();
     state.done = true;
-    save_state(&state)?;
+    files.save_state(&state)?;
     let seconds = started.elapsed().as_secs_f64();
     if state.best_dev.is_some() && ctx.best_checkpoint().exists() {
         model = load_record(model, &ctx.best_checkpoint())?;
     }
     Ok((model, outcome(ctx, &state, tokens, seconds)))
+}
+
+/// The named values of a step's loss terms (the total last); a NaN or infinite term is an error that names the
+/// stage, the step and the checkpoint to resume from.
+fn loss_values(
+    ctx: &StageContext,
+    step: usize,
+    terms: &LossTerms,
+) -> Result<Vec<(&'static str, f32)>> {
+    terms.values().map_err(|e| match e {
+        kd_losses::LossError::NonFinite { term, value } => PipelineError::NonFinite {
+            stage: ctx.name.clone(),
+            step,
+            term: term.to_string(),
+            value,
+            checkpoint: ctx.model_checkpoint().display().to_string(),
+        },
+        other => other.into(),
+    })
+}
+
+/// Appends the step to `metrics.jsonl` and shows its terms on the progress bar.
+fn log_step(
+    ctx: &StageContext,
+    bar: &indicatif::ProgressBar,
+    step: usize,
+    lr: f64,
+    values: &[(&'static str, f32)],
+) -> Result<()> {
+    let mut record = serde_json::json!({"stage": ctx.name, "step": step, "lr": lr});
+    for (name, v) in values {
+        record[*name] = serde_json::json!(v);
+    }
+    ctx.log(record)?;
+    bar.set_message(
+        values
+            .iter()
+            .map(|(n, v)| format!("{n}={v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    bar.inc(1);
+    Ok(())
+}
+
+/// The stage's progress bar, at `step` of `total_steps`.
+fn progress_bar(ctx: &StageContext, total_steps: usize, step: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total_steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(ctx.name.clone());
+    bar.set_position(step as u64);
+    bar
+}
+
+/// A stage's checkpoint: the model, the optimizer and the state, in `checkpoints/<stage>/`.
+struct Checkpoints<'a> {
+    ctx: &'a StageContext,
+    state_path: PathBuf,
+    optim_path: PathBuf,
+}
+
+impl<'a> Checkpoints<'a> {
+    fn new(ctx: &'a StageContext) -> Result<Self> {
+        std::fs::create_dir_all(ctx.dir()).map_err(io_err("creating", ctx.dir()))?;
+        Ok(Self {
+            ctx,
+            state_path: ctx.dir().join("state.json"),
+            optim_path: ctx.dir().join("optim.bpk"),
+        })
+    }
+
+    /// The model, optimizer and state to continue from: the saved ones when resuming a stage that has a
+    /// checkpoint (the best model of a finished stage), else those given and a fresh state.
+    fn resume<M: Module>(
+        &self,
+        model: M,
+        optim: ModuleOptimizer,
+    ) -> Result<(M, ModuleOptimizer, StageState)> {
+        if !(self.ctx.resume && self.state_path.exists()) {
+            return Ok((model, optim, StageState::default()));
+        }
+        let state: StageState = serde_json::from_str(
+            &std::fs::read_to_string(&self.state_path)
+                .map_err(io_err("reading", &self.state_path))?,
+        )
+        .map_err(|e| PipelineError::Checkpoint {
+            path: self.state_path.clone(),
+            message: e.to_string(),
+        })?;
+        let path = if state.done && self.ctx.best_checkpoint().exists() {
+            self.ctx.best_checkpoint()
+        } else {
+            self.ctx.model_checkpoint()
+        };
+        let model = load_record(model, &path)?;
+        if state.done {
+            return Ok((model, optim, state));
+        }
+        let record =
+            OptimizerRecord::load(&self.optim_path).map_err(|e| PipelineError::Checkpoint {
+                path: self.optim_path.clone(),
+                message: e.to_string(),
+            })?;
+        eprintln!("{}: resuming at step {}", self.ctx.name, state.step);
+        Ok((model, optim.load_record(record), state))
+    }
+
+    fn save_state(&self, state: &StageState) -> Result<()> {
+        write_atomic(
+            &self.state_path,
+            serde_json::to_string(state)
+                .expect("state serialises")
+                .as_bytes(),
+        )
+        .map_err(Into::into)
+    }
+
+    /// Writes the model, the optimizer, then the state.
+    fn save<M: Module>(
+        &self,
+        model: &M,
+        optim: &ModuleOptimizer,
+        state: &StageState,
+    ) -> Result<()> {
+        save_record(model, &self.ctx.model_checkpoint())?;
+        let tmp = temporary_path(&self.optim_path);
+        optim
+            .to_record()
+            .save(&tmp)
+            .map_err(|e| PipelineError::Checkpoint {
+                path: self.optim_path.clone(),
+                message: e.to_string(),
+            })?;
+        std::fs::rename(&tmp, &self.optim_path)
+            .map_err(io_err("renaming into place", &self.optim_path))?;
+        self.save_state(state)
+    }
 }
 
 fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {

@@ -89,33 +89,7 @@ pub fn quantization_aware_finetune(
     }
     let train = crate::train::encode(&tokenizer, &splits.train, meta.max_length)?;
     let dev = crate::train::encode(&tokenizer, &splits.dev, meta.max_length)?;
-    let teacher = match teacher_dir {
-        Some(dir) if dir.join(CLASSIFIER_FILE).exists() => {
-            let (t, t_meta) = SequenceClassifier::load(dir, device)?;
-            if t_meta.labels != meta.labels {
-                return Err(PipelineError::Config {
-                    field: "teacher",
-                    message: format!(
-                        "{} was fine-tuned for labels {:?}, the model has {:?}",
-                        dir.display(),
-                        t_meta.labels,
-                        meta.labels
-                    ),
-                });
-            }
-            Some(t)
-        }
-        Some(dir) => {
-            return Err(PipelineError::Config {
-                field: "teacher",
-                message: format!(
-                    "{} is not a fine-tuned classifier (no {CLASSIFIER_FILE}); QAT distils from the task's fine-tuned teacher, e.g. runs/distill/teacher",
-                    dir.display()
-                ),
-            })
-        }
-        None => None,
-    };
+    let teacher = qat_teacher(teacher_dir, &meta.labels, device)?;
     let ad = device.clone().autodiff();
     let mix_config = LossMixConfig {
         alpha_ce: if teacher.is_some() { 1.0 } else { 0.0 },
@@ -188,4 +162,39 @@ pub fn quantization_aware_finetune(
         },
     )?;
     Ok((trained.valid(), outcome))
+}
+
+/// The fine-tuned teacher QAT distils from (its labels must be `labels`); `None` without one.
+fn qat_teacher(
+    teacher_dir: Option<&Path>,
+    labels: &[String],
+    device: &Device,
+) -> Result<Option<SequenceClassifier>> {
+    Ok(match teacher_dir {
+        Some(dir) if dir.join(CLASSIFIER_FILE).exists() => {
+            let (t, t_meta) = SequenceClassifier::load(dir, device)?;
+            if t_meta.labels != labels {
+                return Err(PipelineError::Config {
+                    field: "teacher",
+                    message: format!(
+                        "{} was fine-tuned for labels {:?}, the model has {:?}",
+                        dir.display(),
+                        t_meta.labels,
+                        labels
+                    ),
+                });
+            }
+            Some(t)
+        }
+        Some(dir) => {
+            return Err(PipelineError::Config {
+                field: "teacher",
+                message: format!(
+                    "{} is not a fine-tuned classifier (no {CLASSIFIER_FILE}); QAT distils from the task's fine-tuned teacher, e.g. runs/distill/teacher",
+                    dir.display()
+                ),
+            })
+        }
+        None => None,
+    })
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use kd_losses::{DistillInputs, LayerMap, Logits, LossMixConfig};
+use burn::tensor::Device;
+use kd_losses::{DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms};
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::weights::{copy_tokenizer_files, save_pretrained};
@@ -19,13 +20,12 @@ use student_arch::{BertInput, BertModel, BertTokenizer, LayerSelection, MlmHead,
 use crate::config::general::{GeneralConfig, StudentInit};
 use crate::config::{DistillConfig, LossTerm, Method};
 use crate::data::corpus::Corpus;
-use crate::data::masking::{batch_seed, mask_batch, Vocabulary};
+use crate::data::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
 use crate::distill::mlm_head::{
     labels_tensor, masked_accuracy, mlm_logits, sequences_of, teacher_with_head,
 };
 use crate::error::{io_err, Result};
-use crate::train::RunOptions;
-use crate::train::{run_stage, Encoded, StageOutcome};
+use crate::train::{run_stage, Encoded, RunOptions, StageOutcome};
 
 /// What general distillation did: `general/report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,12 +199,8 @@ pub fn general_distill(
         config.seed,
         options,
     )?;
-    if options.resume && report_path.exists() {
-        if let Ok(report) = serde_json::from_str::<GeneralReport>(
-            &std::fs::read_to_string(&report_path).map_err(io_err("reading", &report_path))?,
-        ) {
-            return Ok((report, teacher, teacher_head));
-        }
+    if let Some(report) = finished_report(&report_path, options.resume)? {
+        return Ok((report, teacher, teacher_head));
     }
     std::fs::create_dir_all(&out).map_err(io_err("creating", &out))?;
     let plain = options.device.clone();
@@ -220,24 +216,7 @@ pub fn general_distill(
     let mut stages: Vec<StageOutcome> = fit.into_iter().collect();
 
     let ad = plain.clone().autodiff();
-    let (spec, name) = match config.method {
-        Method::Distilbert => (
-            match g.distilbert_init {
-                StudentInit::Copy => StudentSpec {
-                    layers: LayerSelection::EveryOther,
-                    seed: config.seed,
-                    ..Default::default()
-                },
-                StudentInit::Random => StudentSpec {
-                    layers: LayerSelection::Count(teacher.num_layers().div_ceil(2)),
-                    seed: config.seed,
-                    ..Default::default()
-                },
-            },
-            "distilbert-general",
-        ),
-        Method::Tinybert => (g.tinybert_student.spec(config.seed), "tinybert-general"),
-    };
+    let (spec, name) = general_student_spec(config, teacher.num_layers());
     let encoder = spec.build(&teacher, &ad)?;
     let head =
         (config.method == Method::Distilbert).then(|| teacher_head.clone().fork(&ad).train());
@@ -251,55 +230,23 @@ pub fn general_distill(
         .unwrap_or(train.len())
         .min(train.len())
         .max(1);
-    let masking = config.method == Method::Distilbert;
+    let step = GeneralStep {
+        teacher: &teacher,
+        teacher_head: &teacher_head,
+        vocab: &vocab,
+        masking: (config.method == Method::Distilbert).then_some(&g.masking),
+        seed: config.seed,
+        map: &map,
+        pad,
+        plain: &plain,
+        ad: &ad,
+    };
     let (student, outcome) = run_stage(
         &ctx,
         student,
         &train[..n],
         &g.distill,
-        |m: &GeneralStudent, input, _, _| {
-            let seqs = sequences_of(&input)?;
-            let (ids, masked) = if masking {
-                let mb = mask_batch(&seqs, &vocab, &g.masking, batch_seed(config.seed, &seqs))?;
-                (mb.input_ids.clone(), Some(mb))
-            } else {
-                (seqs, None)
-            };
-            let plain_input =
-                BertInput::from_token_ids(&ids, pad, teacher.config.vocab_size, &plain)?;
-            let student_input =
-                BertInput::from_token_ids(&ids, pad, teacher.config.vocab_size, &ad)?;
-            let mask = student_input.attention_mask.clone();
-            let t_out = teacher.forward(plain_input);
-            let s_out = m.encoder.forward(student_input);
-            let (student_logits, teacher_logits, labels) = match (&masked, &m.head) {
-                (Some(mb), Some(head)) => {
-                    let t = mlm_logits(
-                        &teacher,
-                        &teacher_head,
-                        t_out.last_hidden_state(),
-                        &mb.positions,
-                    )?;
-                    let s = mlm_logits(&m.encoder, head, s_out.last_hidden_state(), &mb.positions)?;
-                    (
-                        Some(Logits::PerToken(s)),
-                        Some(Logits::PerToken(t)),
-                        Some(labels_tensor(&mb.labels, &ad)),
-                    )
-                }
-                _ => (None, None, None),
-            };
-            Ok(m.mix.forward(DistillInputs {
-                student: &s_out,
-                teacher: &t_out,
-                student_logits,
-                teacher_logits,
-                mlm_labels: labels,
-                class_labels: None,
-                attention_mask: mask,
-                layer_map: &map,
-            })?)
-        },
+        |m: &GeneralStudent, input, _, _| step.loss(m, input),
         |_| Ok(None),
     )?;
     stages.push(outcome);
@@ -317,12 +264,7 @@ pub fn general_distill(
         None => None,
     };
     let dir = general_student_dir(&options.out_dir);
-    std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-    match &student.head {
-        Some(head) => head.save_with_encoder(&student.encoder, &dir)?,
-        None => save_pretrained(&student.encoder, &dir)?,
-    }
-    copy_tokenizer_files(&teacher_dir, &dir)?;
+    save_general_student(&student, &dir, &teacher_dir)?;
     let report = GeneralReport {
         method: config.method,
         corpus_words: words,
@@ -343,4 +285,114 @@ pub fn general_distill(
             .as_bytes(),
     )?;
     Ok((report, teacher, teacher_head))
+}
+
+/// The student of general distillation for `config.method` (of a teacher with `teacher_layers`), and the
+/// stage's name.
+fn general_student_spec(
+    config: &DistillConfig,
+    teacher_layers: usize,
+) -> (StudentSpec, &'static str) {
+    let g = &config.general;
+    match config.method {
+        Method::Distilbert => (
+            match g.distilbert_init {
+                StudentInit::Copy => StudentSpec {
+                    layers: LayerSelection::EveryOther,
+                    seed: config.seed,
+                    ..Default::default()
+                },
+                StudentInit::Random => StudentSpec {
+                    layers: LayerSelection::Count(teacher_layers.div_ceil(2)),
+                    seed: config.seed,
+                    ..Default::default()
+                },
+            },
+            "distilbert-general",
+        ),
+        Method::Tinybert => (g.tinybert_student.spec(config.seed), "tinybert-general"),
+    }
+}
+
+/// Writes the general student as a Hugging Face directory (with its MLM head for DistilBERT) and the
+/// teacher's tokenizer beside it.
+fn save_general_student(student: &GeneralStudent, dir: &Path, teacher_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    match &student.head {
+        Some(head) => head.save_with_encoder(&student.encoder, dir)?,
+        None => save_pretrained(&student.encoder, dir)?,
+    }
+    copy_tokenizer_files(teacher_dir, dir)?;
+    Ok(())
+}
+
+/// One step of general distillation: what the loss of a batch needs besides the student.
+struct GeneralStep<'a> {
+    teacher: &'a BertModel,
+    teacher_head: &'a MlmHead,
+    vocab: &'a Vocabulary,
+    /// BERT's masking (DistilBERT's MLM and Hinton terms); `None`: unmasked passages (TinyBERT).
+    masking: Option<&'a MaskingConfig>,
+    seed: u64,
+    map: &'a LayerMap,
+    pad: u32,
+    plain: &'a Device,
+    ad: &'a Device,
+}
+
+impl GeneralStep<'_> {
+    /// The loss of one batch: the teacher's pass without a graph, the student's, and the mix's terms (the MLM
+    /// and Hinton terms on the masked positions when masking).
+    fn loss(&self, m: &GeneralStudent, input: BertInput) -> Result<LossTerms> {
+        let seqs = sequences_of(&input)?;
+        let (ids, masked) = match self.masking {
+            Some(masking) => {
+                let mb = mask_batch(&seqs, self.vocab, masking, batch_seed(self.seed, &seqs))?;
+                (mb.input_ids.clone(), Some(mb))
+            }
+            None => (seqs, None),
+        };
+        let vocab_size = self.teacher.config.vocab_size;
+        let plain_input = BertInput::from_token_ids(&ids, self.pad, vocab_size, self.plain)?;
+        let student_input = BertInput::from_token_ids(&ids, self.pad, vocab_size, self.ad)?;
+        let mask = student_input.attention_mask.clone();
+        let t_out = self.teacher.forward(plain_input);
+        let s_out = m.encoder.forward(student_input);
+        let (student_logits, teacher_logits, labels) = match (&masked, &m.head) {
+            (Some(mb), Some(head)) => {
+                let t = mlm_logits(
+                    self.teacher,
+                    self.teacher_head,
+                    t_out.last_hidden_state(),
+                    &mb.positions,
+                )?;
+                let s = mlm_logits(&m.encoder, head, s_out.last_hidden_state(), &mb.positions)?;
+                (
+                    Some(Logits::PerToken(s)),
+                    Some(Logits::PerToken(t)),
+                    Some(labels_tensor(&mb.labels, self.ad)),
+                )
+            }
+            _ => (None, None, None),
+        };
+        Ok(m.mix.forward(DistillInputs {
+            student: &s_out,
+            teacher: &t_out,
+            student_logits,
+            teacher_logits,
+            mlm_labels: labels,
+            class_labels: None,
+            attention_mask: mask,
+            layer_map: self.map,
+        })?)
+    }
+}
+
+/// The report of a general distillation that an earlier run finished, when resuming.
+fn finished_report(path: &Path, resume: bool) -> Result<Option<GeneralReport>> {
+    if !(resume && path.exists()) {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+    Ok(serde_json::from_str::<GeneralReport>(&text).ok())
 }

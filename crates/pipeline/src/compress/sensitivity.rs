@@ -88,7 +88,7 @@ struct Partial {
     seconds: f64,
 }
 
-/// Where [`measure`] keeps the blocks finished so far: `<out>.partial.json`, removed when the report is written.
+/// Where [`measure_sensitivity`] keeps the blocks finished so far: `<out>.partial.json`, removed when the report is written.
 pub fn sensitivity_partial_path(out: &Path) -> PathBuf {
     out.with_extension("partial.json")
 }
@@ -115,31 +115,7 @@ pub fn measure_sensitivity(
     // Evaluation mode with gradients: the encoder has no dropout, so `train()` only turns gradients on.
     let model = model.train();
     let tokenizer = BertTokenizer::from_dir(model_dir)?;
-    let data = load_dataset(
-        &options.dataset,
-        &options.columns,
-        Some(&meta.labels),
-        cache,
-    )?;
-    let mut train = SplitConfig::default()
-        .split(&data.examples, options.seed)?
-        .train;
-    shuffle(&mut train, options.seed ^ 0x5E45);
-    let wanted = options.batches * options.batch_size;
-    if train.len() < wanted {
-        return Err(PipelineError::Config {
-            field: "batches",
-            message: format!(
-                "{} batches of {} need {wanted} training examples; {} has {}. Use fewer or smaller batches",
-                options.batches,
-                options.batch_size,
-                options.dataset,
-                train.len()
-            ),
-        });
-    }
-    train.truncate(wanted);
-    let encoded = crate::train::encode(&tokenizer, &train, meta.max_length)?;
+    let encoded = sample_batches(options, &tokenizer, &meta.labels, meta.max_length, cache)?;
     let vocab = model.encoder.config.vocab_size;
     let batches: Vec<(BertInput, Tensor<1, Int>)> = encoded
         .chunks(options.batch_size)
@@ -166,37 +142,7 @@ pub fn measure_sensitivity(
         classification_cross_entropy(m.forward(input.clone()).logits, labels.clone())
     };
     let partial_file = sensitivity_partial_path(out);
-    let mut done = if control.resume && partial_file.exists() {
-        let text =
-            std::fs::read_to_string(&partial_file).map_err(|e| PipelineError::Checkpoint {
-                path: partial_file.clone(),
-                message: format!("cannot read it ({e}); delete it to start over"),
-            })?;
-        let partial: Partial =
-            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
-                path: partial_file.clone(),
-                message: format!("not a partial sensitivity run ({e}); delete it to start over"),
-            })?;
-        if partial.model != model_dir || partial.options != *options {
-            return Err(PipelineError::Checkpoint {
-                path: partial_file,
-                message: format!(
-                    "it was written for {} with other options; rerun with the same ones, or delete it (or drop --resume) to start over",
-                    partial.model.display()
-                ),
-            });
-        }
-        partial
-    } else {
-        Partial {
-            model: model_dir.to_path_buf(),
-            options: options.clone(),
-            method: String::new(),
-            blocks: vec![],
-            gradient_passes: 0,
-            seconds: 0.0,
-        }
-    };
+    let mut done = Partial::resume_or_new(&partial_file, model_dir, options, control.resume)?;
     let mut here = 0;
     for block in &blocks {
         if done.blocks.iter().any(|b| b.name == block.name) {
@@ -253,8 +199,51 @@ pub fn measure_sensitivity(
     };
     report.rank();
     report.write(out)?;
+    save_batches(&encoded, options.batch_size, out)?;
+    // The report is complete; a failure to remove the partial file only leaves a file that --resume reuses.
+    let _ = std::fs::remove_file(&partial_file);
+    Ok(report)
+}
+
+/// Where [`measure_sensitivity`] writes the batches it used: `<out>.batches.json`.
+pub fn sensitivity_batches_path(out: &Path) -> PathBuf {
+    out.with_extension("batches.json")
+}
+
+/// `options.batches` batches of `options.batch_size` examples from the training split (seeded), tokenised.
+fn sample_batches(
+    options: &SensitivityOptions,
+    tokenizer: &BertTokenizer,
+    labels: &[String],
+    max_length: usize,
+    cache: &Path,
+) -> Result<Vec<Encoded>> {
+    let data = load_dataset(&options.dataset, &options.columns, Some(labels), cache)?;
+    let mut train = SplitConfig::default()
+        .split(&data.examples, options.seed)?
+        .train;
+    shuffle(&mut train, options.seed ^ 0x5E45);
+    let wanted = options.batches * options.batch_size;
+    if train.len() < wanted {
+        return Err(PipelineError::Config {
+            field: "batches",
+            message: format!(
+                "{} batches of {} need {wanted} training examples; {} has {}. Use fewer or smaller batches",
+                options.batches,
+                options.batch_size,
+                options.dataset,
+                train.len()
+            ),
+        });
+    }
+    train.truncate(wanted);
+    crate::train::encode(tokenizer, &train, max_length)
+}
+
+/// Writes the batches used to [`sensitivity_batches_path`].
+fn save_batches(encoded: &[Encoded], batch_size: usize, out: &Path) -> Result<()> {
     let saved: Vec<SavedBatch> = encoded
-        .chunks(options.batch_size)
+        .chunks(batch_size)
         .map(|chunk| SavedBatch {
             input_ids: chunk.iter().map(|e| e.ids.clone()).collect(),
             labels: chunk.iter().map(|e| e.label).collect(),
@@ -266,12 +255,46 @@ pub fn measure_sensitivity(
             .expect("batches serialise")
             .as_bytes(),
     )?;
-    // The report is complete; a failure to remove the partial file only leaves a file that --resume reuses.
-    let _ = std::fs::remove_file(&partial_file);
-    Ok(report)
+    Ok(())
 }
 
-/// Where [`measure`] writes the batches it used: `<out>.batches.json`.
-pub fn sensitivity_batches_path(out: &Path) -> PathBuf {
-    out.with_extension("batches.json")
+impl Partial {
+    /// The blocks an interrupted run of the same model and options finished (with `resume`), else none.
+    fn resume_or_new(
+        partial_file: &Path,
+        model_dir: &Path,
+        options: &SensitivityOptions,
+        resume: bool,
+    ) -> Result<Self> {
+        if !(resume && partial_file.exists()) {
+            return Ok(Partial {
+                model: model_dir.to_path_buf(),
+                options: options.clone(),
+                method: String::new(),
+                blocks: vec![],
+                gradient_passes: 0,
+                seconds: 0.0,
+            });
+        }
+        let text =
+            std::fs::read_to_string(partial_file).map_err(|e| PipelineError::Checkpoint {
+                path: partial_file.to_path_buf(),
+                message: format!("cannot read it ({e}); delete it to start over"),
+            })?;
+        let partial: Partial =
+            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+                path: partial_file.to_path_buf(),
+                message: format!("not a partial sensitivity run ({e}); delete it to start over"),
+            })?;
+        if partial.model != model_dir || partial.options != *options {
+            return Err(PipelineError::Checkpoint {
+                path: partial_file.to_path_buf(),
+                message: format!(
+                    "it was written for {} with other options; rerun with the same ones, or delete it (or drop --resume) to start over",
+                    partial.model.display()
+                ),
+            });
+        }
+        Ok(partial)
+    }
 }

@@ -35,7 +35,8 @@ mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
 pub use compress::qat::QatConfig;
-pub use compress::quantize::{quantize, quantize_markdown, QuantizeOptions, QuantizeReport};
+pub use compress::quantize::{quantize, QuantizeOptions};
+pub use compress::report::{quantize_markdown, QuantizeReport};
 pub use compress::sensitivity::{
     measure_sensitivity, sensitivity_batches_path, sensitivity_partial_path, MeasureControl,
     SavedBatch, SensitivityOptions,

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use quant::mixed::{self, Allocator, CostKind, Unit, UnitCosts};
-use quant::{Granularity, QuantPlan, QuantizedModel, QUANT_FILE};
+use quant::{Granularity, NamedTensors, QuantPlan, QuantizedModel, QUANT_FILE};
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::weights::{copy_tokenizer_files, CONFIG_FILE, TOKENIZER_FILES, WEIGHTS_FILE};
 use student_arch::BertConfig;
 
 use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
+use crate::compress::report::{quantize_markdown, QatSummary, QuantizeReport, Variant};
 use crate::data::labelled::Columns;
 use crate::error::{io_err, PipelineError, Result};
 use crate::eval::evaluate_saved;
@@ -86,74 +87,6 @@ impl Default for QuantizeOptions {
     }
 }
 
-/// One scored variant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Variant {
-    /// "hessian (qbert)", "uniform", "random", "reverse", ...
-    pub name: String,
-    /// Bits per unit, in the units' order.
-    pub bits: Vec<u32>,
-    /// Average bits over the encoder matrices.
-    pub avg_layer_bits: f64,
-    /// Size of the quantized file.
-    pub file_bytes: u64,
-    /// Test accuracy.
-    pub accuracy: f64,
-    /// Test macro-F1.
-    pub macro_f1: f64,
-}
-
-/// What `cargo xtask quantize` writes to `quant_report.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QuantizeReport {
-    /// The input model directory.
-    pub model: String,
-    /// The output directory.
-    pub out: String,
-    /// The plan written.
-    pub plan: QuantPlan,
-    /// The units bits were assigned to (empty for uniform bits).
-    pub units: Vec<Unit>,
-    /// Bits of each encoder matrix (Hugging Face name → bits).
-    pub matrix_bits: Vec<(String, u32)>,
-    /// Average bits over the encoder matrices.
-    pub avg_layer_bits: f64,
-    /// Size of the quantized weights file.
-    pub file_bytes: u64,
-    /// Everything a user ships: the weights file, config, tokenizer files and classifier.json.
-    pub artifact_bytes: u64,
-    /// The fp32 input model's files (same list).
-    pub input_bytes: u64,
-    /// The fp32 teacher's files (same list), if the teacher was found.
-    pub teacher_bytes: Option<u64>,
-    /// `teacher_bytes / artifact_bytes`.
-    pub compression_vs_teacher: Option<f64>,
-    /// `input_bytes / artifact_bytes`.
-    pub compression_vs_input: f64,
-    /// The fp32 model's test accuracy.
-    pub fp32_accuracy: f64,
-    /// The fp32 model's macro-F1.
-    pub fp32_macro_f1: f64,
-    /// The quantized model's accuracy and the baselines at the same budget (the first is the written model).
-    pub variants: Vec<Variant>,
-    /// Test examples scored.
-    pub examples: usize,
-    /// Quantization-aware fine-tuning, when it ran.
-    #[serde(default)]
-    pub qat: Option<QatSummary>,
-}
-
-/// What quantization-aware fine-tuning did.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct QatSummary {
-    /// Whether it distilled from a fine-tuned teacher (else hard labels only).
-    pub teacher_kd: bool,
-    /// The training stage (best dev is the fake-quantized model's).
-    pub outcome: crate::train::StageOutcome,
-    /// Test accuracy of the same plan without QAT.
-    pub accuracy_without_qat: f64,
-}
-
 /// Sum of the sizes of a model directory's shipped files.
 pub fn artifact_bytes(dir: &Path) -> u64 {
     let mut names = vec![QUANT_FILE, WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE];
@@ -206,84 +139,7 @@ pub fn quantize(
     base.embedding_bits = options.embedding_bits;
     base.embedding_granularity = options.embedding_granularity;
     base.symmetric = !options.asymmetric;
-    let cfg_err = |field: &'static str, message: String| PipelineError::Config { field, message };
-
-    let mut units = vec![];
-    let mut candidates: Vec<(String, QuantPlan, Vec<u32>)> = vec![];
-    match options.bits {
-        Some(bits) => {
-            if options.avg_bits.is_some() || options.budget_mb.is_some() {
-                return Err(cfg_err(
-                    "bits",
-                    format!("--bits {bits} sets every layer; a budget (--avg-bits, --budget-mb) needs --bits mixed"),
-                ));
-            }
-            candidates.push((
-                format!("uniform {bits}-bit"),
-                base.clone(),
-                vec![bits; layers],
-            ));
-        }
-        None => {
-            let path = options.sensitivity.as_ref().ok_or_else(|| {
-                cfg_err(
-                    "sensitivity",
-                    "--bits mixed needs --sensitivity FILE (from `cargo xtask sensitivity --block layer`)".into(),
-                )
-            })?;
-            let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
-            units = mixed::units_from_report(path, &text, layers)?;
-            let (kind, budget) = match (options.avg_bits, options.budget_mb) {
-                (Some(b), None) => (CostKind::CodeBits, b),
-                (None, Some(mb)) => (CostKind::Bytes, mb),
-                _ => {
-                    return Err(cfg_err(
-                        "budget",
-                        "--bits mixed needs exactly one of --avg-bits B or --budget-mb X".into(),
-                    ))
-                }
-            };
-            let costs =
-                mixed::unit_costs(&units, &tensors, &config, &base, &options.bit_options, kind)?;
-            let budget = match kind {
-                CostKind::CodeBits => {
-                    let params: f64 = units
-                        .iter()
-                        .flat_map(|u| &u.tensors)
-                        .map(|t| tensors[t].1.len() as f64)
-                        .sum();
-                    budget * params
-                }
-                CostKind::Bytes => {
-                    // The file minus the units at their smallest option is the fixed part.
-                    let lowest: Vec<usize> = vec![0; units.len()];
-                    let plan = mixed::plan_for(&units, &costs, &lowest, &base);
-                    let q = quant::quantize_tensors(&tensors, &config, &plan)?;
-                    let fixed = q.to_bytes()?.len() as f64 - costs.total(&lowest);
-                    budget * 1e6 - fixed
-                }
-            };
-            let chosen = options.allocator.allocate(&units, &costs, budget)?;
-            let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
-            let name = options.allocator.label();
-            candidates.push((
-                name.into(),
-                mixed::plan_for(&units, &costs, &chosen, &base),
-                bits(&chosen),
-            ));
-            if options.compare {
-                add_baselines(
-                    &mut candidates,
-                    &units,
-                    &costs,
-                    &chosen,
-                    &base,
-                    budget,
-                    options.seed,
-                )?;
-            }
-        }
-    }
+    let (units, mut candidates) = candidates(options, &tensors, &config, &base)?;
 
     let fp32 = evaluate_saved(
         model_dir,
@@ -321,69 +177,29 @@ pub fn quantize(
         candidates.insert(1, (format!("{name} without-QAT"), plan, bits));
         candidates[0].0 = format!("{name} + QAT");
     }
-    let mut variants = vec![];
-    let mut written = None;
-    for (i, (name, plan, bits)) in candidates.iter().enumerate() {
-        let source = match (&qat_tensors, i) {
-            (Some(t), 0) => t,
-            _ => &tensors,
-        };
-        let q = quant::quantize_tensors(source, &config, plan)?;
-        let dir = if i == 0 {
-            out.to_path_buf()
-        } else {
-            out.join("baselines")
-                .join(if name.ends_with("without-QAT") {
-                    "no-qat"
-                } else {
-                    name.split_whitespace().next().unwrap_or("variant")
-                })
-        };
-        let file_bytes = write_quantized(&q, model_dir, &dir)?;
-        let scored = evaluate_saved(
-            &dir,
-            &options.dataset,
-            &options.columns,
-            options.seed,
-            cache,
-            device,
-        )?;
-        variants.push(Variant {
-            name: name.clone(),
-            bits: bits.clone(),
-            avg_layer_bits: q.average_layer_bits(),
-            file_bytes,
-            accuracy: scored.accuracy,
-            macro_f1: scored.macro_f1,
-        });
-        if i == 0 {
-            written = Some(q);
-        }
-    }
-    let q = written.expect("at least one candidate");
+    let source = |i: usize| match (&qat_tensors, i) {
+        (Some(t), 0) => t,
+        _ => &tensors,
+    };
+    let (variants, q) = write_variants(
+        &candidates,
+        source,
+        &config,
+        model_dir,
+        out,
+        options,
+        cache,
+        device,
+    )?;
     let artifact = artifact_bytes(out);
     let input = artifact_bytes(model_dir);
-    let teacher_dir = options
-        .teacher
-        .clone()
-        .or_else(crate::fetch::teacher_dir_if_present);
-    let teacher_bytes = teacher_dir
-        .as_deref()
-        .map(artifact_bytes)
-        .filter(|b| *b > 0);
-    let mut matrix_bits: Vec<(String, u32)> = q
-        .quantized
-        .iter()
-        .filter(|(n, _)| n.starts_with("encoder."))
-        .map(|(n, t)| (n.clone(), t.spec.bits))
-        .collect();
-    matrix_bits.sort_by_key(|(n, _)| layer_order(n));
+    let teacher_bytes = teacher_bytes(options.teacher.clone());
     let report = QuantizeReport {
         model: model_dir.display().to_string(),
         out: out.display().to_string(),
         plan: q.plan.clone(),
         units,
-        matrix_bits,
+        matrix_bits: matrix_bits(&q),
         avg_layer_bits: q.average_layer_bits(),
         file_bytes: variants[0].file_bytes,
         artifact_bytes: artifact,
@@ -412,6 +228,27 @@ pub fn quantize(
         quantize_markdown(&report).as_bytes(),
     )?;
     Ok(report)
+}
+
+/// The bytes of the fp32 teacher's files (`teacher`, else the fetched teacher when present).
+fn teacher_bytes(teacher: Option<PathBuf>) -> Option<u64> {
+    teacher
+        .or_else(crate::fetch::teacher_dir_if_present)
+        .as_deref()
+        .map(artifact_bytes)
+        .filter(|b| *b > 0)
+}
+
+/// The bits of every encoder matrix, in layer order.
+fn matrix_bits(q: &QuantizedModel) -> Vec<(String, u32)> {
+    let mut bits: Vec<(String, u32)> = q
+        .quantized
+        .iter()
+        .filter(|(n, _)| n.starts_with("encoder."))
+        .map(|(n, t)| (n.clone(), t.spec.bits))
+        .collect();
+    bits.sort_by_key(|(n, _)| layer_order(n));
+    bits
 }
 
 fn layer_order(name: &str) -> (usize, String) {
@@ -468,84 +305,150 @@ fn add_baselines(
     Ok(())
 }
 
-/// The report as Markdown.
-pub fn quantize_markdown(r: &QuantizeReport) -> String {
-    let mb = |b: u64| b as f64 / 1e6;
-    let mut s = format!(
-        "# Quantized model\n\n`{}` → `{}`; encoder matrices {} (symmetric: {}), embeddings {}-bit per {}.\n\n",
-        r.model, r.out, r.plan.granularity, r.plan.symmetric, r.plan.embedding_bits, r.plan.embedding_granularity
-    );
-    s += "| | bytes | MB |\n|---|---|---|\n";
-    s += &format!(
-        "| quantized weights file | {} | {:.2} |\n",
-        r.file_bytes,
-        mb(r.file_bytes)
-    );
-    s += &format!(
-        "| quantized artifact (weights, config, tokenizer, labels) | {} | {:.2} |\n",
-        r.artifact_bytes,
-        mb(r.artifact_bytes)
-    );
-    s += &format!(
-        "| fp32 input model (same files) | {} | {:.2} |\n",
-        r.input_bytes,
-        mb(r.input_bytes)
-    );
-    if let Some(t) = r.teacher_bytes {
-        s += &format!("| fp32 teacher (same files) | {t} | {:.2} |\n", mb(t));
-    }
-    s += &format!(
-        "\nCompression: {:.2}× against the fp32 input",
-        r.compression_vs_input
-    );
-    if let Some(c) = r.compression_vs_teacher {
-        s += &format!(", {c:.2}× against the fp32 teacher");
-    }
-    s += &format!(
-        ". Average bits over the encoder matrices: {:.3}.\n\n",
-        r.avg_layer_bits
-    );
-    s += &format!("## Accuracy on {} test examples\n\n", r.examples);
-    s += "| model | bits per unit | avg bits | file MB | accuracy | Δ vs fp32 | macro-F1 |\n|---|---|---|---|---|---|---|\n";
-    s += &format!(
-        "| fp32 | 32 | 32 | {:.2} | {:.4} | | {:.4} |\n",
-        mb(r.input_bytes),
-        r.fp32_accuracy,
-        r.fp32_macro_f1
-    );
-    for v in &r.variants {
-        s += &format!(
-            "| {} | {:?} | {:.3} | {:.2} | {:.4} | {:+.2} pt | {:.4} |\n",
-            v.name,
-            v.bits,
-            v.avg_layer_bits,
-            mb(v.file_bytes),
-            v.accuracy,
-            100.0 * (v.accuracy - r.fp32_accuracy),
-            v.macro_f1
-        );
-    }
-    if let Some(q) = &r.qat {
-        s += &format!(
-            "\nQuantization-aware fine-tuning ({}): {} steps, loss {:.4} → {:.4}, best dev (fake-quantized) {}; test accuracy {:.4} without QAT, {:.4} with it.\n",
-            if q.teacher_kd { "Hinton loss from the fine-tuned teacher + hard labels" } else { "hard labels only: give --teacher a fine-tuned classifier for KD" },
-            q.outcome.steps,
-            q.outcome.first_loss,
-            q.outcome.last_loss,
-            q.outcome.best_dev.map(|d| format!("{d:.4}")).unwrap_or_else(|| "-".into()),
-            q.accuracy_without_qat,
-            r.variants[0].accuracy
-        );
-    }
-    if !r.units.is_empty() {
-        s += "\n## Units (most sensitive first in the report)\n\n| unit | mean + std | bits |\n|---|---|---|\n";
-        for (u, b) in r.units.iter().zip(&r.variants[0].bits) {
-            s += &format!("| {} | {:.4e} | {b} |\n", u.name, u.score);
+/// A variant to write: its name, plan, and bits per layer.
+type Candidate = (String, QuantPlan, Vec<u32>);
+
+/// The mixed-precision units (none for uniform bits) and the variants to write: the chosen plan first, then
+/// the baselines of `--compare`.
+fn candidates(
+    options: &QuantizeOptions,
+    tensors: &NamedTensors,
+    config: &BertConfig,
+    base: &QuantPlan,
+) -> Result<(Vec<Unit>, Vec<Candidate>)> {
+    let layers = config.num_hidden_layers;
+    let cfg_err = |field: &'static str, message: String| PipelineError::Config { field, message };
+
+    let mut units = vec![];
+    let mut candidates: Vec<Candidate> = vec![];
+    match options.bits {
+        Some(bits) => {
+            if options.avg_bits.is_some() || options.budget_mb.is_some() {
+                return Err(cfg_err(
+                    "bits",
+                    format!("--bits {bits} sets every layer; a budget (--avg-bits, --budget-mb) needs --bits mixed"),
+                ));
+            }
+            candidates.push((
+                format!("uniform {bits}-bit"),
+                base.clone(),
+                vec![bits; layers],
+            ));
+        }
+        None => {
+            let path = options.sensitivity.as_ref().ok_or_else(|| {
+                cfg_err(
+                    "sensitivity",
+                    "--bits mixed needs --sensitivity FILE (from `cargo xtask sensitivity --block layer`)".into(),
+                )
+            })?;
+            let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+            units = mixed::units_from_report(path, &text, layers)?;
+            let (kind, budget) = match (options.avg_bits, options.budget_mb) {
+                (Some(b), None) => (CostKind::CodeBits, b),
+                (None, Some(mb)) => (CostKind::Bytes, mb),
+                _ => {
+                    return Err(cfg_err(
+                        "budget",
+                        "--bits mixed needs exactly one of --avg-bits B or --budget-mb X".into(),
+                    ))
+                }
+            };
+            let costs =
+                mixed::unit_costs(&units, tensors, config, base, &options.bit_options, kind)?;
+            let budget = match kind {
+                CostKind::CodeBits => {
+                    let params: f64 = units
+                        .iter()
+                        .flat_map(|u| &u.tensors)
+                        .map(|t| tensors[t].1.len() as f64)
+                        .sum();
+                    budget * params
+                }
+                CostKind::Bytes => {
+                    // The file minus the units at their smallest option is the fixed part.
+                    let lowest: Vec<usize> = vec![0; units.len()];
+                    let plan = mixed::plan_for(&units, &costs, &lowest, base);
+                    let q = quant::quantize_tensors(tensors, config, &plan)?;
+                    let fixed = q.to_bytes()?.len() as f64 - costs.total(&lowest);
+                    budget * 1e6 - fixed
+                }
+            };
+            let chosen = options.allocator.allocate(&units, &costs, budget)?;
+            let bits = |o: &[usize]| o.iter().map(|i| costs.bits[*i]).collect::<Vec<_>>();
+            let name = options.allocator.label();
+            candidates.push((
+                name.into(),
+                mixed::plan_for(&units, &costs, &chosen, base),
+                bits(&chosen),
+            ));
+            if options.compare {
+                add_baselines(
+                    &mut candidates,
+                    &units,
+                    &costs,
+                    &chosen,
+                    base,
+                    budget,
+                    options.seed,
+                )?;
+            }
         }
     }
-    s += "\n## Bits per matrix\n\n| matrix | bits |\n|---|---|\n";
-    for (n, b) in &r.matrix_bits {
-        s += &format!("| {n} | {b} |\n");
+    Ok((units, candidates))
+}
+
+/// Writes every candidate (the first into `out`, the others under `out/baselines/`) from the tensors
+/// `source(i)` and scores each; returns the variants and the quantized model written into `out`.
+#[allow(clippy::too_many_arguments)]
+fn write_variants<'t>(
+    candidates: &[Candidate],
+    source: impl Fn(usize) -> &'t NamedTensors,
+    config: &BertConfig,
+    model_dir: &Path,
+    out: &Path,
+    options: &QuantizeOptions,
+    cache: &Path,
+    device: &Device,
+) -> Result<(Vec<Variant>, QuantizedModel)> {
+    let mut variants = vec![];
+    let mut written = None;
+    for (i, (name, plan, bits)) in candidates.iter().enumerate() {
+        let q = quant::quantize_tensors(source(i), config, plan)?;
+        let dir = if i == 0 {
+            out.to_path_buf()
+        } else {
+            out.join("baselines")
+                .join(if name.ends_with("without-QAT") {
+                    "no-qat"
+                } else {
+                    name.split_whitespace().next().unwrap_or("variant")
+                })
+        };
+        let file_bytes = write_quantized(&q, model_dir, &dir)?;
+        let scored = evaluate_saved(
+            &dir,
+            &options.dataset,
+            &options.columns,
+            options.seed,
+            cache,
+            device,
+        )?;
+        variants.push(Variant {
+            name: name.clone(),
+            bits: bits.clone(),
+            avg_layer_bits: q.average_layer_bits(),
+            file_bytes,
+            accuracy: scored.accuracy,
+            macro_f1: scored.macro_f1,
+        });
+        if i == 0 {
+            written = Some(q);
+        }
     }
-    s
+    let q = written.ok_or_else(|| PipelineError::Config {
+        field: "bits",
+        message: "no variant to write".into(),
+    })?;
+    Ok((variants, q))
 }

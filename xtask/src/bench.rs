@@ -3,48 +3,16 @@
 //! (`bench.md`) and every timing as JSON (`bench.json`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use benches::cpu::CpuInfo;
 use benches::suite::{run_backend, run_quantized, Measurement, SuiteConfig};
-use serde::Serialize;
 
-/// What `bench` was asked to do.
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
-    #[arg(long)]
-    pub teacher: Option<PathBuf>,
-    /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
-    /// quant's 8- and 4-bit kernels).
-    #[arg(long, value_delimiter = ',')]
-    pub backends: Vec<String>,
-    /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Timed runs per workload at most (after one warm-up run).
-    #[arg(long, default_value_t = 7)]
-    pub runs: usize,
-    /// Stop timing a workload after this many seconds (3 runs at least).
-    #[arg(long, default_value_t = 12.0)]
-    pub budget_s: f64,
-    /// The Python that runs scripts/bench_torch.py.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// Time our side only.
-    #[arg(long)]
-    pub no_python: bool,
-    /// Only these workloads, comma-separated (teacher_forward, tinybert_intermediate_step,
-    /// prediction_step, hvp, student_forward), e.g. to profile one.
-    #[arg(long, value_delimiter = ',')]
-    pub only: Vec<String>,
-    /// Output directory (created; or one an earlier bench wrote).
-    #[arg(long, default_value = "runs/bench")]
-    pub out: PathBuf,
-}
+use crate::flags;
+use serde::Serialize;
 
 #[derive(Serialize)]
 struct BenchReport {
@@ -86,7 +54,7 @@ fn prepare_out(out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))
 }
 
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub fn bench(args: flags::Bench) -> Result<()> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -197,7 +165,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
 /// Runs `scripts/bench_torch.py`; `Err` says why the PyTorch side was skipped.
 fn python_side(
-    args: &BenchArgs,
+    args: &flags::Bench,
     teacher: &Path,
 ) -> std::result::Result<(String, Vec<Measurement>), String> {
     let probe = Command::new(&args.python)

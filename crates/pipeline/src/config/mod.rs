@@ -37,6 +37,37 @@ pub enum Stage {
     Both,
 }
 
+impl std::str::FromStr for Method {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tinybert" => Ok(Self::Tinybert),
+            "distilbert" => Ok(Self::Distilbert),
+            other => Err(PipelineError::Config {
+                field: "method",
+                message: format!("{other:?}: expected tinybert or distilbert"),
+            }),
+        }
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "general" => Ok(Self::General),
+            "task" => Ok(Self::Task),
+            "both" => Ok(Self::Both),
+            other => Err(PipelineError::Config {
+                field: "stage",
+                message: format!("{other:?}: expected general, task or both"),
+            }),
+        }
+    }
+}
+
 /// A loss term an ablation removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

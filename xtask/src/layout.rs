@@ -101,10 +101,8 @@ fn show(module: &str) -> &str {
 
 /// The `src` directories of the workspace's crates.
 fn crate_sources(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = vec![root.join("xtask/src")];
-    if root.join("benches/src").is_dir() {
-        out.push(root.join("benches/src"));
-    }
+    // `benches/` holds its library (lib.rs and the modules it declares) beside criterion's bench targets.
+    let mut out = vec![root.join("xtask/src"), root.join("benches")];
     let crates = root.join("crates");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&crates)
         .with_context(|| format!("reading {}", crates.display()))?
@@ -116,9 +114,33 @@ fn crate_sources(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The source files under `src` (excluding `src/bin`), with their module paths and non-test code.
+/// The source files under `src` (excluding `src/bin`), with their module paths and non-test code. A directory
+/// without `src/` (benches) gives its `lib.rs` and the files it declares as modules.
 fn read_crate(root: &Path, src: &Path) -> Result<Vec<SourceFile>> {
     let mut files = Vec::new();
+    if !src.ends_with("src") {
+        let lib = std::fs::read_to_string(src.join("lib.rs"))
+            .with_context(|| format!("reading {}", src.join("lib.rs").display()))?;
+        let mut names = vec!["lib".to_string()];
+        names.extend(lib.lines().filter_map(|l| {
+            let l = l.trim();
+            let rest = l
+                .strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))?;
+            Some(rest.strip_suffix(';')?.to_string())
+        }));
+        for name in names {
+            let path = src.join(format!("{name}.rs"));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            files.push(SourceFile {
+                path: path.strip_prefix(root).unwrap_or(&path).to_path_buf(),
+                module: module_path(Path::new(&format!("{name}.rs"))),
+                code: non_test_code(&text),
+            });
+        }
+        return Ok(files);
+    }
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in

@@ -10,6 +10,7 @@
 
 use burn::nn::Linear;
 use burn::tensor::{Tensor, TensorData};
+use student_arch::transpose;
 use student_arch::BertModel;
 
 use crate::error::{QuantError, Result};
@@ -40,19 +41,9 @@ pub fn fake_quantize_weight(
     let [d_in, d_out] = weight.dims();
     let device = weight.device();
     let values = host(weight.clone().detach(), name)?;
-    let mut hf = vec![0.0; values.len()];
-    for i in 0..d_in {
-        for o in 0..d_out {
-            hf[o * d_in + i] = values[i * d_out + o];
-        }
-    }
+    let hf = transpose(&values, d_in, d_out);
     let deq_hf = QuantizedTensor::quantize(name, &hf, [d_out, d_in], spec, head)?.dequantize();
-    let mut deq = vec![0.0; values.len()];
-    for i in 0..d_in {
-        for o in 0..d_out {
-            deq[i * d_out + o] = deq_hf[o * d_in + i];
-        }
-    }
+    let deq = transpose(&deq_hf, d_out, d_in);
     let deq = Tensor::<2>::from_data(TensorData::new(deq, [d_in, d_out]), &device);
     Ok(weight.clone() + (deq - weight).detach())
 }

@@ -1,6 +1,7 @@
-//! `student-arch` owns the BERT encoder on Burn tensors: its config, its forward pass with every intermediate
-//! the distillation losses need, loading and saving Hugging Face checkpoints, the tokenizer, sentence
-//! embeddings, and (later) building a student from a teacher.
+//! `student-arch` owns the BERT encoder on Burn tensors, teacher and student alike: its config, its forward pass
+//! with every intermediate the distillation losses need, loading and saving Hugging Face checkpoints (with the
+//! one [`transpose`] between Burn's and Hugging Face's linear layouts), the tokenizer, sentence embeddings, the
+//! MLM head, and building a student from a teacher. The package keeps the design card's name.
 //!
 //! Architecture invariant: this crate depends on no other crate of the workspace, and its model code never
 //! names a backend; [`device`] only maps a user's choice to a `Device` among the backends compiled in, and
@@ -18,6 +19,7 @@ pub mod model;
 pub mod pooling;
 pub mod student;
 pub mod tokenizer;
+pub mod transpose;
 pub mod weights;
 
 pub use config::{BertConfig, HiddenAct};
@@ -27,4 +29,5 @@ pub use mlm::{gather_positions, MlmHead};
 pub use model::{BertInput, BertModel, BertOutput};
 pub use student::{model_size, LayerSelection, ModelSize, StudentSpec};
 pub use tokenizer::BertTokenizer;
+pub use transpose::transpose;
 pub use weights::{load_pretrained, save_pretrained, LoadReport};

@@ -174,12 +174,7 @@ impl MlmHead {
         };
         let [d_in, d_out] = self.dense.weight.dims();
         let w = host(self.dense.weight.val().reshape([d_in * d_out]))?;
-        let mut t = vec![0.0; w.len()];
-        for i in 0..d_in {
-            for o in 0..d_out {
-                t[o * d_in + i] = w[i * d_out + o];
-            }
-        }
+        let t = crate::transpose::transpose(&w, d_in, d_out);
         let mut out = BTreeMap::new();
         let p = MLM_PREFIX;
         out.insert(

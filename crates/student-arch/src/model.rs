@@ -409,16 +409,6 @@ pub(crate) struct Builder<'a, S: ParamSource> {
     pub config: &'a BertConfig,
 }
 
-fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; data.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = data[r * cols + c];
-        }
-    }
-    out
-}
-
 impl<S: ParamSource> Builder<'_, S> {
     pub(crate) fn tensor<const D: usize>(
         &mut self,
@@ -438,7 +428,7 @@ impl<S: ParamSource> Builder<'_, S> {
             &[d_output, d_input],
             Init::Normal(std),
         );
-        let weight = transpose(&weight, d_output, d_input);
+        let weight = crate::transpose::transpose(&weight, d_output, d_input);
         let weight = Tensor::from_data(TensorData::new(weight, [d_input, d_output]), self.device);
         let bias = self.tensor(&format!("{prefix}.bias"), [d_output], Init::Zeros);
         Linear {

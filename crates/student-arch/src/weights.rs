@@ -286,12 +286,7 @@ pub fn named_tensors(model: &BertModel) -> Result<NamedTensors> {
     let linear = |l: &burn::nn::Linear, key: &str| -> Result<Entries> {
         let [d_in, d_out] = l.weight.dims();
         let w = host(l.weight.val(), key)?;
-        let mut t = vec![0.0; w.len()];
-        for i in 0..d_in {
-            for o in 0..d_out {
-                t[o * d_in + i] = w[i * d_out + o];
-            }
-        }
+        let t = crate::transpose::transpose(&w, d_in, d_out);
         let mut v = vec![(format!("{key}.weight"), vec![d_out, d_in], t)];
         if let Some(b) = &l.bias {
             v.push((format!("{key}.bias"), vec![d_out], host(b.val(), key)?));

@@ -28,40 +28,27 @@ pub struct Encoded {
     pub label: usize,
 }
 
-/// Hyper-parameters of one training stage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StageConfig {
-    /// Passes over the training set. Default: 1.
-    pub epochs: usize,
-    /// Examples per step. Default: 32.
-    pub batch_size: usize,
-    /// Peak learning rate. Default: 5e-5.
-    pub learning_rate: f64,
-    /// Fraction of steps spent warming up. Default: 0.1.
-    pub warmup_fraction: f64,
-    /// AdamW weight decay. Default: 0.01.
-    pub weight_decay: f64,
-    /// Gradient-norm clipping. Default: 1.0.
-    pub max_grad_norm: f64,
-    /// Evaluate on dev every N steps (0: at the end of each epoch only). Default: 0.
-    pub eval_every: usize,
-    /// Write a resumable checkpoint every N steps. Default: 20.
-    pub checkpoint_every: usize,
-}
-
-impl Default for StageConfig {
-    fn default() -> Self {
-        Self {
-            epochs: 1,
-            batch_size: 32,
-            learning_rate: 5e-5,
-            warmup_fraction: 0.1,
-            weight_decay: 0.01,
-            max_grad_norm: 1.0,
-            eval_every: 0,
-            checkpoint_every: 20,
-        }
+student_arch::config_defaults! {
+    /// Hyper-parameters of one training stage.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct StageConfig {
+        /// Passes over the training set.
+        pub epochs: usize = 1,
+        /// Examples per step.
+        pub batch_size: usize = 32,
+        /// Peak learning rate.
+        pub learning_rate: f64 = 5e-5,
+        /// Fraction of steps spent warming up.
+        pub warmup_fraction: f64 = 0.1,
+        /// AdamW weight decay.
+        pub weight_decay: f64 = 0.01,
+        /// Gradient-norm clipping.
+        pub max_grad_norm: f64 = 1.0,
+        /// Evaluate on dev every N steps (0: at the end of each epoch only).
+        pub eval_every: usize = 0,
+        /// Write a resumable checkpoint every N steps.
+        pub checkpoint_every: usize = 20,
     }
 }
 

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod defaults;
 pub mod device;
 pub mod embed;
 pub mod error;

@@ -21,32 +21,23 @@ use crate::error::{PipelineError, Result};
 use crate::eval::evaluate;
 use crate::train::{run_stage, StageConfig, StageContext, StageOutcome};
 
-/// Settings of quantization-aware fine-tuning.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct QatConfig {
-    /// The training stage (epochs, learning rate, ...). Default: 1 epoch at 2e-5.
-    pub stage: StageConfig,
-    /// Use at most this many training examples. Default: 2400 (as the default distillation preset).
-    pub max_train_examples: Option<usize>,
-    /// Score on at most this many dev examples. Default: 1000.
-    pub max_dev_examples: Option<usize>,
-    /// Temperature of the Hinton term. Default: 1.0.
-    pub temperature: f64,
-}
-
-impl Default for QatConfig {
-    fn default() -> Self {
-        Self {
-            stage: StageConfig {
-                epochs: 1,
-                learning_rate: 2e-5,
-                ..Default::default()
-            },
-            max_train_examples: Some(2400),
-            max_dev_examples: Some(1000),
-            temperature: 1.0,
-        }
+student_arch::config_defaults! {
+    /// Settings of quantization-aware fine-tuning.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct QatConfig {
+        /// The training stage (epochs, learning rate, ...).
+        pub stage: StageConfig = StageConfig {
+            epochs: 1,
+            learning_rate: 2e-5,
+            ..Default::default()
+        },
+        /// Use at most this many training examples.
+        pub max_train_examples: Option<usize> = Some(2400),
+        /// Score on at most this many dev examples.
+        pub max_dev_examples: Option<usize> = Some(1000),
+        /// Temperature of the Hinton term.
+        pub temperature: f64 = 1.0,
     }
 }
 

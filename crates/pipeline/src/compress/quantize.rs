@@ -20,70 +20,48 @@ use crate::data::labelled::Columns;
 use crate::error::{io_err, PipelineError, Result};
 use crate::eval::evaluate_saved;
 
-/// Settings of [`quantize`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuantizeOptions {
-    /// Every layer at these bits; `None` for mixed precision (needs `sensitivity` and a budget).
-    pub bits: Option<u32>,
-    /// Groups of the encoder matrices. Default: per head.
-    pub granularity: Granularity,
-    /// Asymmetric ranges (a zero point per group) instead of symmetric ones.
-    pub asymmetric: bool,
-    /// Bits of the word and position embeddings.
-    pub embedding_bits: u32,
-    /// Groups of the embedding tables: channel (one range per token row) or block:K.
-    pub embedding_granularity: Granularity,
-    /// A report from `cargo xtask sensitivity --block layer|matrix`.
-    pub sensitivity: Option<PathBuf>,
-    /// Budget as average bits over the encoder matrices.
-    pub avg_bits: Option<f64>,
-    /// Budget as the size of the quantized file in MB (10⁶ bytes).
-    pub budget_mb: Option<f64>,
-    /// Bit options of mixed precision.
-    pub bit_options: Vec<u32>,
-    /// Mixed-precision rule.
-    pub allocator: Allocator,
-    /// Also spend the same budget uniformly, randomly and in reverse sensitivity order, and score each.
-    pub compare: bool,
-    /// Dataset to score on (test split of a built-in one, or all of a file).
-    pub dataset: String,
-    /// Columns of a file dataset.
-    pub columns: Columns,
-    /// Seed of the split and of the random baseline.
-    pub seed: u64,
-    /// The fp32 teacher directory the compression ratio is measured against; when it is a fine-tuned
-    /// classifier, QAT also distils from it.
-    pub teacher: Option<PathBuf>,
-    /// Quantization-aware fine-tuning of the chosen plan before export; `None`: off.
-    #[serde(default)]
-    pub qat: Option<crate::compress::qat::QatConfig>,
-    /// Continue an interrupted QAT stage.
-    #[serde(default)]
-    pub resume: bool,
-}
-
-impl Default for QuantizeOptions {
-    fn default() -> Self {
-        Self {
-            bits: Some(8),
-            granularity: Granularity::Head,
-            asymmetric: false,
-            embedding_bits: 8,
-            embedding_granularity: Granularity::Channel,
-            sensitivity: None,
-            avg_bits: None,
-            budget_mb: None,
-            bit_options: vec![2, 3, 4, 8],
-            allocator: Allocator::Qbert,
-            compare: false,
-            dataset: "rotten-tomatoes".into(),
-            columns: Columns::default(),
-            seed: 42,
-            teacher: None,
-            qat: None,
-            resume: false,
-        }
+student_arch::config_defaults! {
+    /// Settings of [`quantize`].
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct QuantizeOptions {
+        /// Every layer at these bits; `None` for mixed precision (needs `sensitivity` and a budget).
+        pub bits: Option<u32> = Some(8),
+        /// Groups of the encoder matrices.
+        pub granularity: Granularity = Granularity::Head,
+        /// Asymmetric ranges (a zero point per group) instead of symmetric ones.
+        pub asymmetric: bool = false,
+        /// Bits of the word and position embeddings.
+        pub embedding_bits: u32 = 8,
+        /// Groups of the embedding tables: channel (one range per token row) or block:K.
+        pub embedding_granularity: Granularity = Granularity::Channel,
+        /// A report from `cargo xtask sensitivity --block layer|matrix`.
+        pub sensitivity: Option<PathBuf> = None,
+        /// Budget as average bits over the encoder matrices.
+        pub avg_bits: Option<f64> = None,
+        /// Budget as the size of the quantized file in MB (10⁶ bytes).
+        pub budget_mb: Option<f64> = None,
+        /// Bit options of mixed precision.
+        pub bit_options: Vec<u32> = vec![2, 3, 4, 8],
+        /// Mixed-precision rule.
+        pub allocator: Allocator = Allocator::Qbert,
+        /// Also spend the same budget uniformly, randomly and in reverse sensitivity order, and score each.
+        pub compare: bool = false,
+        /// Dataset to score on (test split of a built-in one, or all of a file).
+        pub dataset: String = "rotten-tomatoes".into(),
+        /// Columns of a file dataset.
+        pub columns: Columns = Columns::default(),
+        /// Seed of the split and of the random baseline.
+        pub seed: u64 = 42,
+        /// The fp32 teacher directory the compression ratio is measured against; when it is a fine-tuned
+        /// classifier, QAT also distils from it.
+        pub teacher: Option<PathBuf> = None,
+        /// Quantization-aware fine-tuning of the chosen plan before export; `None`: off.
+        #[serde(default)]
+        pub qat: Option<crate::compress::qat::QatConfig> = None,
+        /// Continue an interrupted QAT stage.
+        #[serde(default)]
+        pub resume: bool = false,
     }
 }
 

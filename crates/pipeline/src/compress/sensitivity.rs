@@ -20,40 +20,27 @@ use crate::data::labelled::{load_dataset, shuffle, Columns};
 use crate::error::{PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 
-/// What to measure.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SensitivityOptions {
-    /// A built-in dataset name or a CSV/TSV/JSONL path.
-    pub dataset: String,
-    /// Columns of a file dataset.
-    pub columns: Columns,
-    /// Batches of training data. Default: 4.
-    pub batches: usize,
-    /// Examples per batch. Default: 16.
-    pub batch_size: usize,
-    /// Blocks per layer, matrix or head. Default: layer.
-    pub granularity: BlockGranularity,
-    /// Only these blocks (names as in the report); empty: all. Default: empty.
-    pub blocks: Vec<String>,
-    /// Seed of the data split and batch choice (and of the power iteration's start vectors). Default: 42.
-    pub seed: u64,
-    /// Power iteration, trace samples and finite-difference step.
-    pub hessian: SensitivityConfig,
-}
-
-impl Default for SensitivityOptions {
-    fn default() -> Self {
-        Self {
-            dataset: "rotten-tomatoes".into(),
-            columns: Columns::default(),
-            batches: 4,
-            batch_size: 16,
-            granularity: BlockGranularity::Layer,
-            blocks: vec![],
-            seed: 42,
-            hessian: SensitivityConfig::default(),
-        }
+student_arch::config_defaults! {
+    /// What to measure.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct SensitivityOptions {
+        /// A built-in dataset name or a CSV/TSV/JSONL path.
+        pub dataset: String = "rotten-tomatoes".into(),
+        /// Columns of a file dataset.
+        pub columns: Columns = Columns::default(),
+        /// Batches of training data.
+        pub batches: usize = 4,
+        /// Examples per batch.
+        pub batch_size: usize = 16,
+        /// Blocks per layer, matrix or head.
+        pub granularity: BlockGranularity = BlockGranularity::Layer,
+        /// Only these blocks (names as in the report); empty: all.
+        pub blocks: Vec<String> = vec![],
+        /// Seed of the data split and batch choice (and of the power iteration's start vectors).
+        pub seed: u64 = 42,
+        /// Power iteration, trace samples and finite-difference step.
+        pub hessian: SensitivityConfig = SensitivityConfig::default(),
     }
 }
 

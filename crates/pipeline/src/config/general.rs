@@ -19,28 +19,19 @@ pub enum StudentInit {
     Random,
 }
 
-/// The shape of a randomly initialised, narrower student (TinyBERT).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NarrowStudent {
-    /// Layers. Default: 4.
-    pub layers: usize,
-    /// Hidden size. Default: 312.
-    pub hidden_size: usize,
-    /// Attention heads; must divide `hidden_size`. Default: 12.
-    pub num_attention_heads: usize,
-    /// Feed-forward width. Default: 1200.
-    pub intermediate_size: usize,
-}
-
-impl Default for NarrowStudent {
-    fn default() -> Self {
-        Self {
-            layers: 4,
-            hidden_size: 312,
-            num_attention_heads: 12,
-            intermediate_size: 1200,
-        }
+student_arch::config_defaults! {
+    /// The shape of a randomly initialised, narrower student (TinyBERT).
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct NarrowStudent {
+        /// Layers.
+        pub layers: usize = 4,
+        /// Hidden size.
+        pub hidden_size: usize = 312,
+        /// Attention heads; must divide `hidden_size`.
+        pub num_attention_heads: usize = 12,
+        /// Feed-forward width.
+        pub intermediate_size: usize = 1200,
     }
 }
 
@@ -58,69 +49,50 @@ impl NarrowStudent {
     }
 }
 
-/// The general-distillation stage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GeneralConfig {
-    /// A pre-trained (not fine-tuned) BERT directory; `None`: the fetched MiniLM teacher. A directory whose
-    /// weights hold `cls.predictions.*` brings its own MLM head; otherwise one is fitted. Default: `None`.
-    pub teacher: Option<PathBuf>,
-    /// Built-in corpus names (`english`, `sotu`, `brown`) or text files / directories. Default: `["english"]`.
-    pub corpus: Vec<String>,
-    /// Words per passage. Default: 40.
-    pub words_per_passage: usize,
-    /// Use at most this many passages (a seeded sample). Default: 20000.
-    pub max_passages: Option<usize>,
-    /// Passages held out to report masked-token accuracy. Default: 256.
-    pub held_out_passages: usize,
-    /// Longest passage in tokens. Default: 64.
-    pub max_length: usize,
-    /// BERT's masking.
-    pub masking: MaskingConfig,
-    /// Fitting the MLM head on the frozen teacher. Default: 1 epoch at 1e-3.
-    pub mlm_head: StageConfig,
-    /// Passages used to fit the head. Default: 4000.
-    pub mlm_head_passages: usize,
-    /// The distillation itself. Default: 1 epoch at 1e-4.
-    pub distill: StageConfig,
-    /// Passages used for distillation (of `max_passages`). Default: all.
-    pub distill_passages: Option<usize>,
-    /// Temperature of DistilBERT's Hinton term. Default: 2.0.
-    pub temperature: f64,
-    /// How DistilBERT's student starts. Default: copy.
-    pub distilbert_init: StudentInit,
-    /// TinyBERT's student.
-    pub tinybert_student: NarrowStudent,
-}
-
-impl Default for GeneralConfig {
-    fn default() -> Self {
-        Self {
-            teacher: None,
-            corpus: vec!["english".into()],
-            words_per_passage: 40,
-            max_passages: Some(20_000),
-            held_out_passages: 256,
-            max_length: 64,
-            masking: MaskingConfig::default(),
-            mlm_head: StageConfig {
-                epochs: 1,
-                learning_rate: 1e-3,
-                warmup_fraction: 0.05,
-                ..Default::default()
-            },
-            mlm_head_passages: 4000,
-            distill: StageConfig {
-                epochs: 1,
-                learning_rate: 1e-4,
-                warmup_fraction: 0.05,
-                ..Default::default()
-            },
-            distill_passages: None,
-            temperature: 2.0,
-            distilbert_init: StudentInit::Copy,
-            tinybert_student: NarrowStudent::default(),
-        }
+student_arch::config_defaults! {
+    /// The general-distillation stage.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct GeneralConfig {
+        /// A pre-trained (not fine-tuned) BERT directory; `None`: the fetched MiniLM teacher. A directory whose
+        /// weights hold `cls.predictions.*` brings its own MLM head; otherwise one is fitted.
+        pub teacher: Option<PathBuf> = None,
+        /// Built-in corpus names (`english`, `sotu`, `brown`) or text files / directories.
+        pub corpus: Vec<String> = vec!["english".into()],
+        /// Words per passage.
+        pub words_per_passage: usize = 40,
+        /// Use at most this many passages (a seeded sample).
+        pub max_passages: Option<usize> = Some(20_000),
+        /// Passages held out to report masked-token accuracy.
+        pub held_out_passages: usize = 256,
+        /// Longest passage in tokens.
+        pub max_length: usize = 64,
+        /// BERT's masking.
+        pub masking: MaskingConfig = MaskingConfig::default(),
+        /// Fitting the MLM head on the frozen teacher.
+        pub mlm_head: StageConfig = StageConfig {
+            epochs: 1,
+            learning_rate: 1e-3,
+            warmup_fraction: 0.05,
+            ..Default::default()
+        },
+        /// Passages used to fit the head.
+        pub mlm_head_passages: usize = 4000,
+        /// The distillation itself.
+        pub distill: StageConfig = StageConfig {
+            epochs: 1,
+            learning_rate: 1e-4,
+            warmup_fraction: 0.05,
+            ..Default::default()
+        },
+        /// Passages used for distillation (of `max_passages`).
+        pub distill_passages: Option<usize> = None,
+        /// Temperature of DistilBERT's Hinton term.
+        pub temperature: f64 = 2.0,
+        /// How DistilBERT's student starts.
+        pub distilbert_init: StudentInit = StudentInit::Copy,
+        /// TinyBERT's student.
+        pub tinybert_student: NarrowStudent = NarrowStudent::default(),
     }
 }
 

@@ -18,25 +18,17 @@ use student_arch::{BertInput, BertModel, BertTokenizer, MlmHead};
 use crate::data::labelled::Example;
 use crate::error::{io_err, PipelineError, Result};
 
-/// How the training set is augmented.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AugmentConfig {
-    /// Variants per sentence (N). Default: 20.
-    pub variants: usize,
-    /// Probability that a candidate word is replaced (p). Default: 0.4.
-    pub probability: f64,
-    /// Predictions a replacement is drawn from (K). Default: 15.
-    pub top_k: usize,
-}
-
-impl Default for AugmentConfig {
-    fn default() -> Self {
-        Self {
-            variants: 20,
-            probability: 0.4,
-            top_k: 15,
-        }
+student_arch::config_defaults! {
+    /// How the training set is augmented.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct AugmentConfig {
+        /// Variants per sentence (N).
+        pub variants: usize = 20,
+        /// Probability that a candidate word is replaced (p).
+        pub probability: f64 = 0.4,
+        /// Predictions a replacement is drawn from (K).
+        pub top_k: usize = 15,
     }
 }
 

@@ -64,22 +64,15 @@ pub const BBC_NEWS: PackageAsset = PackageAsset {
 /// The names `--dataset` accepts besides a path.
 pub const BUILT_IN: [&str; 2] = ["rotten-tomatoes", "bbc-news"];
 
-/// Column names for reading a file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Columns {
-    /// The text column. Default: "text".
-    pub text: String,
-    /// The label column. Default: "label".
-    pub label: String,
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Self {
-            text: "text".into(),
-            label: "label".into(),
-        }
+student_arch::config_defaults! {
+    /// Column names for reading a file.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct Columns {
+        /// The text column.
+        pub text: String = "text".into(),
+        /// The label column.
+        pub label: String = "label".into(),
     }
 }
 

@@ -8,28 +8,19 @@ use student_arch::BertTokenizer;
 
 use crate::error::{PipelineError, Result};
 
-/// How tokens are masked.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MaskingConfig {
-    /// Probability that a token (or word) is chosen. Default: 0.15.
-    pub probability: f64,
-    /// Of the chosen, the fraction replaced by `[MASK]`. Default: 0.8.
-    pub mask_fraction: f64,
-    /// Of the chosen, the fraction replaced by a random token (the rest stay). Default: 0.1.
-    pub random_fraction: f64,
-    /// Choose whole words: every piece of a word (`##` continuations) is masked with its first. Default: false.
-    pub whole_word: bool,
-}
-
-impl Default for MaskingConfig {
-    fn default() -> Self {
-        Self {
-            probability: 0.15,
-            mask_fraction: 0.8,
-            random_fraction: 0.1,
-            whole_word: false,
-        }
+student_arch::config_defaults! {
+    /// How tokens are masked.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct MaskingConfig {
+        /// Probability that a token (or word) is chosen.
+        pub probability: f64 = 0.15,
+        /// Of the chosen, the fraction replaced by `[MASK]`.
+        pub mask_fraction: f64 = 0.8,
+        /// Of the chosen, the fraction replaced by a random token (the rest stay).
+        pub random_fraction: f64 = 0.1,
+        /// Choose whole words: every piece of a word (`##` continuations) is masked with its first.
+        pub whole_word: bool = false,
     }
 }
 

@@ -2,7 +2,7 @@
 //! respect to one block of parameters at a time ([`hvp`]), the top eigenvalues of a block's Hessian by power
 //! iteration with deflation and Hutchinson's trace ([`power`]), blocks per encoder layer, weight matrix or
 //! attention head ([`block`]), and the sensitivity report over several batches ranked by mean + std
-//! ([`sensitivity`]).
+//! ([`mod@sensitivity`]).
 //!
 //! Burn 0.22 has no double backward, so the general product is a central difference of gradients
 //! ([`FiniteDifferenceHvp`]); [`SoftmaxHeadHvp`] is an exact product for a classifier head on fixed features.

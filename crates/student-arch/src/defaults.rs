@@ -1,4 +1,4 @@
-//! [`config_defaults!`]: a settings struct whose every field states its default once, beside the field. The
+//! [`config_defaults!`](crate::config_defaults): a settings struct whose every field states its default once, beside the field. The
 //! macro writes the struct (the default appended to each field's documentation) and its `impl Default`, so a
 //! default cannot say one thing in the docs and do another.
 

@@ -1,6 +1,6 @@
 //! `student-arch` owns the BERT encoder on Burn tensors, teacher and student alike: its config, its forward pass
 //! with every intermediate the distillation losses need, loading and saving Hugging Face checkpoints (with the
-//! one [`transpose`] between Burn's and Hugging Face's linear layouts), the tokenizer, sentence embeddings, the
+//! one [`transpose()`] between Burn's and Hugging Face's linear layouts), the tokenizer, sentence embeddings, the
 //! MLM head, and building a student from a teacher. The package keeps the design card's name.
 //!
 //! Architecture invariant: this crate depends on no other crate of the workspace, and its model code never

@@ -53,7 +53,7 @@ pub struct SavedBatch {
     pub labels: Vec<usize>,
 }
 
-/// How [`measure`] runs.
+/// How [`measure_sensitivity`] runs.
 #[derive(Clone, Debug, Default)]
 pub struct MeasureControl {
     /// Show a progress bar and a line per finished block.

@@ -152,7 +152,7 @@ impl Default for SplitConfig {
 }
 
 impl SplitConfig {
-    /// A seeded split of `examples` (see [`split`]).
+    /// A seeded split of `examples`: the same seed gives the same split.
     pub fn split(&self, examples: &[Example], seed: u64) -> Result<Splits> {
         split(examples, seed, self.dev_fraction, self.test_fraction)
     }

@@ -221,7 +221,7 @@ pub fn save_augmented(path: &Path, examples: &[Example]) -> Result<()> {
     write_atomic(path, text.as_bytes()).map_err(Into::into)
 }
 
-/// Reads what [`save`] wrote.
+/// Reads what `save_augmented` wrote (`augmented.jsonl` of a run).
 pub fn load_augmented(path: &Path) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
     text.lines()

@@ -7,34 +7,24 @@ use student_arch::model::SeededRng;
 use crate::error::{HessianError, Result};
 use crate::hvp::{dot, norm, HessianVectorProduct};
 
-/// Settings of [`top_eigenpairs`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PowerIterationConfig {
-    /// Stop after this many products per eigenvalue. Default: 50.
-    pub max_iterations: usize,
-    /// Converged when successive estimates differ by at most `tolerance · |λ|`... Default: 1e-3.
-    pub tolerance: f64,
-    /// ...and the eigenvector's residual `‖H v − λ v‖ / |λ|` is at most this. The change of the estimate alone
-    /// stops slowly rising iterations early (seen on real BERT layers: means 10% low); the residual only gets
-    /// small once `v` is close to an eigenvector. Default: 0.01.
-    #[serde(default = "default_residual_tolerance")]
-    pub residual_tolerance: f64,
-    /// Seed of the start vectors. Default: 0.
-    pub seed: u64,
-    /// How many of the top eigenvalues (by magnitude), found one after another with deflation. Default: 1.
-    pub top_k: usize,
-}
-
-impl Default for PowerIterationConfig {
-    fn default() -> Self {
-        Self {
-            max_iterations: 50,
-            tolerance: 1e-3,
-            residual_tolerance: default_residual_tolerance(),
-            seed: 0,
-            top_k: 1,
-        }
+student_arch::config_defaults! {
+    /// Settings of [`top_eigenpairs`].
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct PowerIterationConfig {
+        /// Stop after this many products per eigenvalue.
+        pub max_iterations: usize = 50,
+        /// Converged when successive estimates differ by at most `tolerance · |λ|`...
+        pub tolerance: f64 = 1e-3,
+        /// ...and the eigenvector's residual `‖H v − λ v‖ / |λ|` is at most this. The change of the estimate alone
+        /// stops slowly rising iterations early (seen on real BERT layers: means 10% low); the residual only gets
+        /// small once `v` is close to an eigenvector.
+        #[serde(default = "default_residual_tolerance")]
+        pub residual_tolerance: f64 = default_residual_tolerance(),
+        /// Seed of the start vectors.
+        pub seed: u64 = 0,
+        /// How many of the top eigenvalues (by magnitude), found one after another with deflation.
+        pub top_k: usize = 1,
     }
 }
 

@@ -16,25 +16,17 @@ use crate::params::parameters;
 use crate::png::{Canvas, Rgb};
 use crate::power::{hutchinson_trace, top_eigenpairs, PowerIterationConfig};
 
-/// Settings of [`sensitivity`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SensitivityConfig {
-    /// Power iteration. Default: up to 50 iterations, tolerance 1e-3, residual 0.01, top 1.
-    pub power: PowerIterationConfig,
-    /// Rademacher samples of the Hutchinson trace per block and batch; 0 skips the trace. Default: 4.
-    pub trace_samples: usize,
-    /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]). Default: 1e-4.
-    pub eps_rel: f64,
-}
-
-impl Default for SensitivityConfig {
-    fn default() -> Self {
-        Self {
-            power: PowerIterationConfig::default(),
-            trace_samples: 4,
-            eps_rel: 1e-4,
-        }
+student_arch::config_defaults! {
+    /// Settings of [`sensitivity`].
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct SensitivityConfig {
+        /// Power iteration.
+        pub power: PowerIterationConfig = PowerIterationConfig::default(),
+        /// Rademacher samples of the Hutchinson trace per block and batch; 0 skips the trace.
+        pub trace_samples: usize = 4,
+        /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]).
+        pub eps_rel: f64 = 1e-4,
     }
 }
 

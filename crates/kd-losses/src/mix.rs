@@ -13,59 +13,41 @@ use crate::layer_map::LayerMap;
 use crate::mse::{attention_mse, AttentionTarget, ProjectedMse, ProjectedMseConfig, Projection};
 use crate::soft_target::{SoftCrossEntropyLoss, SoftTargetLoss};
 
-/// The weights of the mix. A weight of 0 removes its term and skips its computation.
-///
-/// DistilBERT's triple loss: `alpha_ce` (Hinton), `alpha_mlm`, `alpha_cos`. TinyBERT: `alpha_emb`, `alpha_att`,
-/// `alpha_hidden` (intermediate), then `alpha_pred` (prediction layer). `alpha_label` is the hard-label
-/// cross-entropy of sequence classification.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LossMixConfig {
-    /// Hinton soft-target KL, times T². Default: 0.
-    pub alpha_ce: f64,
-    /// MLM cross-entropy on masked positions. Default: 0.
-    pub alpha_mlm: f64,
-    /// Hard-label classification cross-entropy. Default: 0.
-    pub alpha_label: f64,
-    /// Cosine embedding loss on the last hidden states. Default: 0.
-    pub alpha_cos: f64,
-    /// Embedding-layer MSE through W_e. Default: 0.
-    pub alpha_emb: f64,
-    /// Attention MSE summed over the mapped layers. Default: 0.
-    pub alpha_att: f64,
-    /// Hidden-state MSE through W_h summed over the mapped layers. Default: 0.
-    pub alpha_hidden: f64,
-    /// TinyBERT prediction-layer soft cross-entropy. Default: 0.
-    pub alpha_pred: f64,
-    /// Softmax temperature of `ce` and `pred`. Default: 2.0.
-    pub temperature: f64,
-    /// What the attention loss compares. Default: probabilities.
-    pub attention_target: AttentionTarget,
-    /// Whether padding tokens are excluded from the cos, emb, hidden and att terms. Default: true.
-    pub mask_padding: bool,
-    /// Whether W_h and W_e exist even when the widths match. Default: [`Projection::Auto`].
-    pub projection: Projection,
-    /// Seed of the initial W_h and W_e (same seed, same projections, on any device). Default: 0.
-    pub seed: u64,
-}
-
-impl Default for LossMixConfig {
-    fn default() -> Self {
-        Self {
-            alpha_ce: 0.0,
-            alpha_mlm: 0.0,
-            alpha_label: 0.0,
-            alpha_cos: 0.0,
-            alpha_emb: 0.0,
-            alpha_att: 0.0,
-            alpha_hidden: 0.0,
-            alpha_pred: 0.0,
-            temperature: 2.0,
-            attention_target: AttentionTarget::Probs,
-            mask_padding: true,
-            projection: Projection::Auto,
-            seed: 0,
-        }
+student_arch::config_defaults! {
+    /// The weights of the mix. A weight of 0 removes its term and skips its computation.
+    ///
+    /// DistilBERT's triple loss: `alpha_ce` (Hinton), `alpha_mlm`, `alpha_cos`. TinyBERT: `alpha_emb`, `alpha_att`,
+    /// `alpha_hidden` (intermediate), then `alpha_pred` (prediction layer). `alpha_label` is the hard-label
+    /// cross-entropy of sequence classification.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    pub struct LossMixConfig {
+        /// Hinton soft-target KL, times T².
+        pub alpha_ce: f64 = 0.0,
+        /// MLM cross-entropy on masked positions.
+        pub alpha_mlm: f64 = 0.0,
+        /// Hard-label classification cross-entropy.
+        pub alpha_label: f64 = 0.0,
+        /// Cosine embedding loss on the last hidden states.
+        pub alpha_cos: f64 = 0.0,
+        /// Embedding-layer MSE through W_e.
+        pub alpha_emb: f64 = 0.0,
+        /// Attention MSE summed over the mapped layers.
+        pub alpha_att: f64 = 0.0,
+        /// Hidden-state MSE through W_h summed over the mapped layers.
+        pub alpha_hidden: f64 = 0.0,
+        /// TinyBERT prediction-layer soft cross-entropy.
+        pub alpha_pred: f64 = 0.0,
+        /// Softmax temperature of `ce` and `pred`.
+        pub temperature: f64 = 2.0,
+        /// What the attention loss compares.
+        pub attention_target: AttentionTarget = AttentionTarget::Probs,
+        /// Whether padding tokens are excluded from the cos, emb, hidden and att terms.
+        pub mask_padding: bool = true,
+        /// Whether W_h and W_e exist even when the widths match.
+        pub projection: Projection = Projection::Auto,
+        /// Seed of the initial W_h and W_e (same seed, same projections, on any device).
+        pub seed: u64 = 0,
     }
 }
 

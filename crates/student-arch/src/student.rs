@@ -21,39 +21,27 @@ pub enum LayerSelection {
     Count(usize),
 }
 
-/// What the student looks like.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StudentSpec {
-    /// The layers. Default: every other.
-    pub layers: LayerSelection,
-    /// A narrower hidden size (random init). Default: the teacher's.
-    pub hidden_size: Option<usize>,
-    /// Heads, with `hidden_size`. Default: the teacher's.
-    pub num_attention_heads: Option<usize>,
-    /// Feed-forward width. Default: the teacher's.
-    pub intermediate_size: Option<usize>,
-    /// Remove the token-type embeddings (DistilBERT). Default: true. When the student is copied, the teacher's
-    /// segment-0 embedding is folded into the position embeddings, so single-segment inputs embed exactly as in
-    /// the teacher.
-    pub drop_token_types: bool,
-    /// Remove the pooler (DistilBERT). Default: true.
-    pub drop_pooler: bool,
-    /// Seed of the random initialisation. Default: 0.
-    pub seed: u64,
-}
-
-impl Default for StudentSpec {
-    fn default() -> Self {
-        Self {
-            layers: LayerSelection::EveryOther,
-            hidden_size: None,
-            num_attention_heads: None,
-            intermediate_size: None,
-            drop_token_types: true,
-            drop_pooler: true,
-            seed: 0,
-        }
+crate::config_defaults! {
+    /// What the student looks like.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(default)]
+    pub struct StudentSpec {
+        /// The layers.
+        pub layers: LayerSelection = LayerSelection::EveryOther,
+        /// A narrower hidden size (random init).
+        pub hidden_size: Option<usize> = None,
+        /// Heads, with `hidden_size`.
+        pub num_attention_heads: Option<usize> = None,
+        /// Feed-forward width.
+        pub intermediate_size: Option<usize> = None,
+        /// Remove the token-type embeddings (DistilBERT).
+        /// segment-0 embedding is folded into the position embeddings, so single-segment inputs embed exactly as in
+        /// the teacher.
+        pub drop_token_types: bool = true,
+        /// Remove the pooler (DistilBERT).
+        pub drop_pooler: bool = true,
+        /// Seed of the random initialisation.
+        pub seed: u64 = 0,
     }
 }
 

@@ -319,7 +319,7 @@ fn paths_in(line: &str, module: &str, super_of: &[String], children: &[&str]) ->
                 p.extend(segments(item));
                 out.push(p);
             }
-        } else {
+        } else if !is_macro_call(rest) {
             let mut p = base;
             p.extend(segments(rest));
             out.push(p);
@@ -334,6 +334,14 @@ fn split_module(module: &str) -> Vec<String> {
     } else {
         module.split("::").map(str::to_string).collect()
     }
+}
+
+/// `a::b!` (a macro exported at the crate root names no module it depends on).
+fn is_macro_call(text: &str) -> bool {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(text.len());
+    text[end..].starts_with('!')
 }
 
 /// The leading `a::b::C` of `text`, as segments.
@@ -506,7 +514,7 @@ mod tests {
             file("a", "use crate::{b::Other, c::Deep};\n"),
             file("b", "fn f() { super::a::helper(); }\n"),
             file("c", "// crate::a::Thing in a comment is no import\n"),
-            file("d", "mod inner {\n    use super::helper;\n}\n"),
+            file("d", "mod inner {\n    use super::helper;\n}\ncrate::a_macro! {}\n"),
         ];
         let edges = edges(&files);
         let pairs: Vec<(&str, &str)> = edges

@@ -4,7 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::flags;
 
@@ -19,6 +19,9 @@ pub fn fetch() -> Result<PathBuf> {
 
 impl flags::Embed {
     pub fn run(self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("--batch-size 0: give at least 1 sentence per forward pass");
+        }
         let device = student_arch::device::device(&self.device.device)?;
         let encoder = student_arch::SentenceEncoder::load(&self.model, &device)
             .with_context(|| format!("loading the model directory {}", self.model.display()))?;
@@ -26,7 +29,14 @@ impl flags::Embed {
         let mut stdout = std::io::stdout().lock();
         let mut lines = Vec::new();
         for (i, line) in stdin.lock().lines().enumerate() {
-            lines.push(line.with_context(|| format!("stdin line {} is not valid UTF-8", i + 1))?);
+            let line = line.with_context(|| format!("stdin line {} is not valid UTF-8", i + 1))?;
+            if line.trim().is_empty() {
+                bail!(
+                    "stdin line {} is empty: give one non-empty sentence per line",
+                    i + 1
+                );
+            }
+            lines.push(line);
         }
         for chunk in lines.chunks(self.batch_size.max(1)) {
             for embedding in encoder.embed(chunk, self.batch_size)? {

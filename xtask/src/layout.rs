@@ -514,7 +514,10 @@ mod tests {
             file("a", "use crate::{b::Other, c::Deep};\n"),
             file("b", "fn f() { super::a::helper(); }\n"),
             file("c", "// crate::a::Thing in a comment is no import\n"),
-            file("d", "mod inner {\n    use super::helper;\n}\ncrate::a_macro! {}\n"),
+            file(
+                "d",
+                "mod inner {\n    use super::helper;\n}\ncrate::a_macro! {}\n",
+            ),
         ];
         let edges = edges(&files);
         let pairs: Vec<(&str, &str)> = edges

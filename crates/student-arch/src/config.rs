@@ -110,6 +110,21 @@ pub struct BertConfig {
     pub architectures: Option<Vec<String>>,
 }
 
+/// Largest `vocab_size` accepted (multilingual BERTs have ~250k word pieces).
+pub const MAX_VOCAB: usize = 1 << 22;
+/// Largest `hidden_size` accepted (BERT-large is 1,024 wide).
+pub const MAX_WIDTH: usize = 1 << 14;
+/// Largest `num_hidden_layers` accepted.
+pub const MAX_LAYERS: usize = 256;
+/// Largest `num_attention_heads` accepted.
+pub const MAX_HEADS: usize = 1024;
+/// Largest `max_position_embeddings` accepted.
+pub const MAX_POSITIONS: usize = 1 << 16;
+/// Largest `type_vocab_size` accepted.
+pub const MAX_TYPES: usize = 1024;
+/// Largest parameter count accepted (40 GB in f32).
+pub const MAX_PARAMETERS: u64 = 10_000_000_000;
+
 impl BertConfig {
     /// A config with the given sizes and BERT's defaults elsewhere. Call [`BertConfig::validate`] before use.
     pub fn new(
@@ -193,6 +208,23 @@ impl BertConfig {
         HiddenAct::parse(&self.hidden_act)
     }
 
+    /// The encoder's parameter count (embeddings, layers and a pooler), or `None` if it overflows.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let h = self.hidden_size as u64;
+        let ffn = self.intermediate_size as u64;
+        let tables = (self.vocab_size as u64)
+            .checked_add(self.max_position_embeddings as u64)?
+            .checked_add(self.type_vocab_size as u64)?;
+        let embeddings = tables.checked_mul(h)?.checked_add(2 * h)?;
+        let attention = h.checked_mul(h)?.checked_add(h)?.checked_mul(4)?;
+        let feed_forward = h.checked_mul(ffn)?.checked_mul(2)?.checked_add(ffn + h)?;
+        let layer = attention.checked_add(feed_forward)?.checked_add(4 * h)?;
+        let layers = layer.checked_mul(self.num_hidden_layers as u64)?;
+        embeddings
+            .checked_add(layers)?
+            .checked_add(h.checked_mul(h)?.checked_add(h)?)
+    }
+
     /// Checks that the config describes a model that can exist. Each failure names its field.
     pub fn validate(&self) -> Result<()> {
         let positive = [
@@ -208,6 +240,43 @@ impl BertConfig {
                 return Err(ArchError::InvalidConfig {
                     field,
                     message: "must be positive, found 0".into(),
+                });
+            }
+        }
+        // Sizes read from a file are untrusted: bound each one (far above any BERT) and the total, so that a
+        // corrupt or hostile config.json is refused before anything is allocated.
+        let limits = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("intermediate_size", self.intermediate_size, 4 * MAX_WIDTH),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
+            ("type_vocab_size", self.type_vocab_size, MAX_TYPES),
+        ];
+        for (field, value, max) in limits {
+            if value > max {
+                return Err(ArchError::InvalidConfig {
+                    field,
+                    message: format!(
+                        "{value} is beyond any BERT (at most {max}); the config.json is corrupt or not a BERT's"
+                    ),
+                });
+            }
+        }
+        match self.parameter_count() {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            n => {
+                return Err(ArchError::InvalidConfig {
+                    field: "hidden_size",
+                    message: format!(
+                        "the sizes describe {} parameters (at most {MAX_PARAMETERS}); the config.json is corrupt",
+                        n.map_or("more than 2^64".to_string(), |n| n.to_string())
+                    ),
                 });
             }
         }

@@ -38,19 +38,15 @@ impl SentenceEncoder {
             return Err(ArchError::InvalidConfig {
                 field: "vocab_size",
                 message: format!(
-                    "the tokenizer has {} word pieces but the model only {}; the tokenizer belongs to another model",
+                    "the tokenizer {} has {} word pieces but the model's config.json only {}; the tokenizer \
+                     belongs to another model",
+                    tokenizer.path().display(),
                     tokenizer.vocab_size(),
                     model.config.vocab_size
                 ),
             });
         }
-        let max_length = std::fs::read_to_string(dir.join("sentence_bert_config.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
-            .map(|m| m as usize)
-            .unwrap_or(DEFAULT_MAX_LENGTH)
-            .min(model.config.max_position_embeddings);
+        let max_length = max_seq_length(dir, model.config.max_position_embeddings)?;
         Ok(Self {
             model,
             tokenizer,
@@ -93,4 +89,35 @@ impl SentenceEncoder {
         }
         Ok(out)
     }
+}
+
+/// `max_seq_length` of `sentence_bert_config.json` ([`DEFAULT_MAX_LENGTH`] without the file, capped at the
+/// model's positions); a file that says something else than a length in `2..=max_positions` is an error.
+fn max_seq_length(dir: &Path, max_positions: usize) -> Result<usize> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.exists() {
+        return Ok(DEFAULT_MAX_LENGTH.min(max_positions));
+    }
+    let bad = |message: String| ArchError::ConfigParse {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ArchError::io("reading", &path, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let Some(field) = value.get("max_seq_length") else {
+        return Ok(DEFAULT_MAX_LENGTH.min(max_positions));
+    };
+    let n = field.as_u64().ok_or_else(|| {
+        bad(format!(
+            "max_seq_length must be a whole number of tokens, found {field}"
+        ))
+    })?;
+    if n < 2 || n > max_positions as u64 {
+        return Err(bad(format!(
+            "max_seq_length {n} must be in 2..={max_positions} (2 for [CLS] and [SEP], at most the \
+             config.json's max_position_embeddings)"
+        )));
+    }
+    Ok(n as usize)
 }

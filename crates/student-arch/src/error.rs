@@ -60,7 +60,7 @@ pub enum ArchError {
         dtype: String,
     },
     /// Tensors are missing, misshapen or unexpected. Each entry names a key; shapes are given where relevant.
-    #[error("{path}: weights do not match the config: {}", problems.join("; "))]
+    #[error("{path}: weights do not match the config: {}", summarise(problems))]
     WeightMismatch {
         /// The weights file.
         path: PathBuf,
@@ -112,4 +112,19 @@ impl ArchError {
             source,
         }
     }
+}
+
+/// The first problems of a list and how many more there are, so that a message stays readable.
+fn summarise(problems: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut s = problems
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN {
+        s += &format!("; and {} more", problems.len() - SHOWN);
+    }
+    s
 }

@@ -114,6 +114,11 @@ impl BertTokenizer {
         })
     }
 
+    /// The file the tokenizer was read from (`tokenizer.json` or `vocab.txt`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Number of word pieces, including special tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

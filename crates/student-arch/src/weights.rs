@@ -181,7 +181,16 @@ impl ParamSource for SafetensorsSource<'_> {
                 return vec![0.0; n];
             }
             return match to_f32(view.dtype(), view.data()) {
-                Ok(values) => values,
+                Ok(values) => {
+                    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                        self.problems.push(format!(
+                            "{}{candidate} holds a non-finite value ({v}, NaN or infinite) at index {i}; the \
+                             weights are corrupt or diverged, use another checkpoint",
+                            self.prefix
+                        ));
+                    }
+                    values
+                }
                 Err(dtype) => {
                     self.problems.push(format!(
                         "{}{candidate} has dtype {dtype}, expected F32, F16 or BF16",
@@ -229,6 +238,24 @@ pub fn load_weights_from_bytes(
     device: &Device,
 ) -> Result<(BertModel, LoadReport)> {
     let mut source = SafetensorsSource::new(weights_path, bytes)?;
+    // Missing tensors are filled with zeros while every problem is collected, so the config's sizes are checked
+    // against the values the file really holds before anything of that size is allocated.
+    let held: u64 = source
+        .file
+        .tensors()
+        .iter()
+        .map(|(_, v)| v.shape().iter().map(|d| *d as u64).product::<u64>())
+        .sum();
+    let wanted = config.parameter_count().unwrap_or(u64::MAX);
+    if wanted > held.saturating_add(held / 2).saturating_add(1 << 20) {
+        return Err(ArchError::CorruptWeights {
+            path: weights_path.to_path_buf(),
+            message: format!(
+                "config.json describes {wanted} parameters but the file holds {held} values; the config belongs to \
+                 another model"
+            ),
+        });
+    }
     let has_pooler = source.contains("pooler.dense.weight");
     let model = Builder {
         source: &mut source,

@@ -31,6 +31,63 @@ pub struct ClassifierMeta {
     pub max_length: usize,
 }
 
+/// Most labels a `classifier.json` may name.
+pub const MAX_LABELS: usize = 100_000;
+
+impl ClassifierMeta {
+    /// Checks what `classifier.json` (at `path`) says: at least two distinct labels, mean pooling, and a
+    /// `max_length` that fits `max_positions` (the encoder's `max_position_embeddings`, when known).
+    pub fn validate(&self, path: &Path, max_positions: Option<usize>) -> Result<()> {
+        let err = |message: String| PipelineError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut distinct = self.labels.clone();
+        distinct.sort();
+        distinct.dedup();
+        if self.labels.len() < 2 || distinct.len() != self.labels.len() || self.labels.len() > MAX_LABELS {
+            return Err(err(format!(
+                "labels must name 2 to {MAX_LABELS} distinct classes, found {:?}",
+                self.labels.iter().take(5).collect::<Vec<_>>()
+            )));
+        }
+        if self.pooling != "mean" {
+            return Err(err(format!(
+                "pooling {:?}: only \"mean\" is supported",
+                self.pooling
+            )));
+        }
+        let max = max_positions.unwrap_or(usize::MAX);
+        if self.max_length < 3 || self.max_length > max {
+            return Err(err(format!(
+                "max_length {} must be in 3..={} ([CLS], one token and [SEP], at most config.json's \
+                 max_position_embeddings)",
+                self.max_length,
+                max_positions.map_or("max_position_embeddings".into(), |m| m.to_string())
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The tokenizer of the model directory `dir`, checked against the model's embedding table (a tokenizer from
+/// another model would produce ids the table does not have).
+pub fn tokenizer_for(dir: &Path, model: &SequenceClassifier) -> Result<student_arch::BertTokenizer> {
+    let tokenizer = student_arch::BertTokenizer::from_dir(dir)?;
+    let table = model.encoder.config.vocab_size;
+    if tokenizer.vocab_size() > table {
+        return Err(PipelineError::Checkpoint {
+            path: tokenizer.path().to_path_buf(),
+            message: format!(
+                "the tokenizer has {} word pieces but config.json's vocab_size is {table}; it belongs to another \
+                 model: copy the model's own tokenizer files",
+                tokenizer.vocab_size()
+            ),
+        });
+    }
+    Ok(tokenizer)
+}
+
 /// Encoder + mean pooling + linear head.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier {
@@ -141,6 +198,7 @@ impl SequenceClassifier {
             path: meta_path.clone(),
             message: e.to_string(),
         })?;
+        meta.validate(&meta_path, None)?;
         // A quantized directory (`cargo xtask quantize`) holds packed weights; they load dequantized.
         let quant_path = dir.join(quant::QUANT_FILE);
         let (weights_path, bytes, config) = if quant_path.exists() {
@@ -155,6 +213,7 @@ impl SequenceClassifier {
                 BertConfig::from_file(&dir.join(CONFIG_FILE))?,
             )
         };
+        meta.validate(&meta_path, Some(config.max_position_embeddings))?;
         let (encoder, _) = load_weights_from_bytes(&config, &weights_path, &bytes, device)?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| PipelineError::Checkpoint {
             path: weights_path.clone(),
@@ -177,19 +236,22 @@ impl SequenceClassifier {
                     ),
                 });
             }
-            to_f32(view.dtype(), view.data()).map_err(|dtype| PipelineError::Checkpoint {
-                path: weights_path.clone(),
-                message: format!("{key} has dtype {dtype}"),
-            })
+            let values =
+                to_f32(view.dtype(), view.data()).map_err(|dtype| PipelineError::Checkpoint {
+                    path: weights_path.clone(),
+                    message: format!("{key} has dtype {dtype}"),
+                })?;
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(PipelineError::Checkpoint {
+                    path: weights_path.clone(),
+                    message: format!("{key} holds a non-finite value ({v}); the weights are corrupt"),
+                });
+            }
+            Ok(values)
         };
         let w = read("classifier.weight", &[labels, hidden])?;
         let b = read("classifier.bias", &[labels])?;
-        let mut t = vec![0.0; w.len()];
-        for l in 0..labels {
-            for h in 0..hidden {
-                t[h * labels + l] = w[l * hidden + h];
-            }
-        }
+        let t = student_arch::transpose(&w, labels, hidden);
         let mut head = LinearConfig::new(hidden, labels).init(device);
         head.weight = Param::from_tensor(Tensor::from_data(
             TensorData::new(t, [hidden, labels]),

@@ -172,7 +172,7 @@ pub fn evaluate_saved(
     device: &Device,
 ) -> Result<EvalResult> {
     let (model, meta) = SequenceClassifier::load(dir, device)?;
-    let tokenizer = student_arch::BertTokenizer::from_dir(dir)?;
+    let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
     let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
     let examples = if crate::data::labelled::BUILT_IN.contains(&dataset) {
         SplitConfig::default().split(&data.examples, seed)?.test

@@ -12,7 +12,7 @@ use kd_losses::{DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms};
 use quant::fake::fake_quantize_model;
 use quant::QuantPlan;
 use serde::{Deserialize, Serialize};
-use student_arch::{BertInput, BertTokenizer};
+use student_arch::BertInput;
 
 use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
 use crate::config::SplitConfig;
@@ -69,7 +69,7 @@ pub fn quantization_aware_finetune(
 ) -> Result<(SequenceClassifier, StageOutcome)> {
     let (model, meta) = SequenceClassifier::load(model_dir, device)?;
     plan.validate(&model.encoder.config)?;
-    let tokenizer = BertTokenizer::from_dir(model_dir)?;
+    let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
     let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
     let mut splits = SplitConfig::default().split(&data.examples, seed)?;
     if let Some(n) = config.max_train_examples {

@@ -101,7 +101,7 @@ pub fn measure_sensitivity(
     let (model, meta) = SequenceClassifier::load(model_dir, &ad)?;
     // Evaluation mode with gradients: the encoder has no dropout, so `train()` only turns gradients on.
     let model = model.train();
-    let tokenizer = BertTokenizer::from_dir(model_dir)?;
+    let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
     let encoded = sample_batches(options, &tokenizer, &meta.labels, meta.max_length, cache)?;
     let vocab = model.encoder.config.vocab_size;
     let batches: Vec<(BertInput, Tensor<1, Int>)> = encoded

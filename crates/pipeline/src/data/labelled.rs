@@ -98,8 +98,20 @@ pub fn load_dataset(
         "bbc-news" => bbc_news(cache)?,
         path => read_labelled_file(Path::new(path), columns)?,
     };
-    if let Some(known) = known_labels {
-        relabel(&mut dataset, known, Path::new(name_or_path))?;
+    match known_labels {
+        Some(known) => relabel(&mut dataset, known, Path::new(name_or_path))?,
+        None if dataset.label_names.len() < 2 => {
+            return Err(data_err(
+                Path::new(name_or_path),
+                None,
+                format!(
+                    "every example has the label {:?} (column {:?}); a classifier needs at least two labels",
+                    dataset.label_names.first().map_or("", String::as_str),
+                    columns.label
+                ),
+            ))
+        }
+        None => {}
     }
     Ok(dataset)
 }
@@ -211,7 +223,17 @@ fn read_delimited(
     for record in reader.byte_records() {
         let record = record.map_err(|e| {
             let line = e.position().map(|p| p.line());
-            data_err(path, line, e.to_string())
+            let from = e.position().map_or(0, |p| p.byte() as usize).min(bytes.len());
+            let quotes = bytes[from..].iter().filter(|&&b| b == b'"').count();
+            if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) && quotes % 2 == 1 {
+                data_err(
+                    path,
+                    line,
+                    "a quote (\") opened here is never closed; close it, or write a quote inside a field as \"\"",
+                )
+            } else {
+                data_err(path, line, e.to_string())
+            }
         })?;
         let line = record.position().map(|p| p.line());
         let field = |i: usize| -> Result<String> {
@@ -219,6 +241,13 @@ fn read_delimited(
                 .map_err(|_| data_err(path, line, "not valid UTF-8; re-encode the file as UTF-8"))
         };
         let (text, label) = (field(ti)?, field(li)?);
+        if text.trim().is_empty() {
+            return Err(data_err(
+                path,
+                line,
+                format!("empty text in column {:?}; remove the row or fill it", columns.text),
+            ));
+        }
         if label.trim().is_empty() {
             return Err(data_err(
                 path,
@@ -253,7 +282,19 @@ fn read_jsonl(path: &Path, bytes: &[u8], columns: &Columns) -> Result<Vec<(Strin
                 Some(other) => Ok(other.to_string()),
             }
         };
-        rows.push((get(&columns.text)?, get(&columns.label)?));
+        let (text, label) = (get(&columns.text)?, get(&columns.label)?);
+        if text.trim().is_empty() || label.trim().is_empty() {
+            return Err(data_err(
+                path,
+                line,
+                format!(
+                    "empty {} in field {:?}; remove the line or fill it",
+                    if text.trim().is_empty() { "text" } else { "label" },
+                    if text.trim().is_empty() { &columns.text } else { &columns.label }
+                ),
+            ));
+        }
+        rows.push((text, label.trim().to_string()));
     }
     Ok(rows)
 }

@@ -28,46 +28,88 @@ fn malformed_classifiers_and_data_are_named_errors() {
         edit(&dir);
         dir
     };
-    let eval_case =
-        |name: &'static str, dir: &Path, csv: &Path, expect: Vec<&'static str>| Case {
-            name,
-            args: args(&[
-                "eval",
-                "--device",
-                "flex",
-                "--model",
-                &dir.display().to_string(),
-                "--dataset",
-                &csv.display().to_string(),
-                "--text-column",
-                "review",
-                "--label-column",
-                "verdict",
-            ]),
-            stdin: None,
-            expect,
-            keep: vec![dir.to_path_buf(), csv.parent().unwrap().to_path_buf()],
-            succeeds: false,
-        };
+    let eval_case = |name: &'static str, dir: &Path, csv: &Path, expect: Vec<&'static str>| Case {
+        name,
+        args: args(&[
+            "eval",
+            "--device",
+            "flex",
+            "--model",
+            &dir.display().to_string(),
+            "--dataset",
+            &csv.display().to_string(),
+            "--text-column",
+            "review",
+            "--label-column",
+            "verdict",
+        ]),
+        stdin: None,
+        expect,
+        keep: vec![dir.to_path_buf(), csv.parent().unwrap().to_path_buf()],
+        succeeds: false,
+    };
     let meta = |edit: fn(&mut serde_json::Value)| {
         move |d: &Path| edit_json(&d.join("classifier.json"), edit)
     };
     let d = model("long", &meta(|v| v["max_length"] = 1000.into()));
-    cases.push(eval_case("max_length beyond the positions", &d, &good_csv, vec!["classifier.json", "max_length", "max_position_embeddings"]));
+    cases.push(eval_case(
+        "max_length beyond the positions",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "max_length", "max_position_embeddings"],
+    ));
     let d = model("zero", &meta(|v| v["max_length"] = 0.into()));
-    cases.push(eval_case("max_length 0", &d, &good_csv, vec!["classifier.json", "max_length"]));
-    let d = model("one-label", &meta(|v| v["labels"] = serde_json::json!(["fresh"])));
-    cases.push(eval_case("one label in classifier.json", &d, &good_csv, vec!["classifier.json", "labels"]));
-    let d = model("dup-label", &meta(|v| v["labels"] = serde_json::json!(["fresh", "fresh"])));
-    cases.push(eval_case("duplicate labels", &d, &good_csv, vec!["classifier.json", "distinct"]));
+    cases.push(eval_case(
+        "max_length 0",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "max_length"],
+    ));
+    let d = model(
+        "one-label",
+        &meta(|v| v["labels"] = serde_json::json!(["fresh"])),
+    );
+    cases.push(eval_case(
+        "one label in classifier.json",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "labels"],
+    ));
+    let d = model(
+        "dup-label",
+        &meta(|v| v["labels"] = serde_json::json!(["fresh", "fresh"])),
+    );
+    cases.push(eval_case(
+        "duplicate labels",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "distinct"],
+    ));
     let d = model("pooling", &meta(|v| v["pooling"] = "cls".into()));
-    cases.push(eval_case("unknown pooling", &d, &good_csv, vec!["classifier.json", "pooling"]));
+    cases.push(eval_case(
+        "unknown pooling",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "pooling"],
+    ));
     let d = model("meta-not-json", &|d: &Path| {
         std::fs::write(d.join("classifier.json"), "labels: [a, b]").unwrap()
     });
-    cases.push(eval_case("classifier.json not JSON", &d, &good_csv, vec!["classifier.json"]));
-    let d = model("no-meta", &|d: &Path| std::fs::remove_file(d.join("classifier.json")).unwrap());
-    cases.push(eval_case("no classifier.json", &d, &good_csv, vec!["classifier.json", "fine-tune"]));
+    cases.push(eval_case(
+        "classifier.json not JSON",
+        &d,
+        &good_csv,
+        vec!["classifier.json"],
+    ));
+    let d = model("no-meta", &|d: &Path| {
+        std::fs::remove_file(d.join("classifier.json")).unwrap()
+    });
+    cases.push(eval_case(
+        "no classifier.json",
+        &d,
+        &good_csv,
+        vec!["classifier.json", "fine-tune"],
+    ));
     let d = model("big-tokenizer", &|d: &Path| {
         let p = d.join("vocab.txt");
         let mut v = std::fs::read_to_string(&p).unwrap();
@@ -76,7 +118,12 @@ fn malformed_classifiers_and_data_are_named_errors() {
         }
         std::fs::write(&p, v).unwrap();
     });
-    cases.push(eval_case("tokenizer of another model", &d, &good_csv, vec!["vocab.txt", "vocab_size"]));
+    cases.push(eval_case(
+        "tokenizer of another model",
+        &d,
+        &good_csv,
+        vec!["vocab.txt", "vocab_size"],
+    ));
     let d = model("head-nan", &|d: &Path| {
         let device = student_arch::device::device("flex").unwrap();
         let (m, _) = pipeline::SequenceClassifier::load(d, &device).unwrap();
@@ -88,33 +135,103 @@ fn malformed_classifiers_and_data_are_named_errors() {
         )
         .unwrap();
     });
-    cases.push(eval_case("infinite head bias", &d, &good_csv, vec!["classifier.bias", "non-finite"]));
+    cases.push(eval_case(
+        "infinite head bias",
+        &d,
+        &good_csv,
+        vec!["classifier.bias", "non-finite"],
+    ));
     let fine = model("fine", &|_: &Path| {});
     let csv = |name: &str, text: &str| -> PathBuf {
         let p = data.join(name);
         std::fs::write(&p, text).unwrap();
         p
     };
-    let p = csv("quote.csv", "review,verdict\n\"great film,fresh\nbad film,rotten\n");
-    cases.push(eval_case("unclosed quote", &fine, &p, vec!["quote.csv", "line 2", "quote"]));
-    let p = csv("empty-text.csv", "review,verdict\ngreat film,fresh\n  ,rotten\n");
-    cases.push(eval_case("empty text", &fine, &p, vec!["empty-text.csv", "line 3", "empty text"]));
-    let p = csv("empty-label.csv", "review,verdict\ngreat film,fresh\nbad film,\n");
-    cases.push(eval_case("empty label", &fine, &p, vec!["empty-label.csv", "line 3", "empty label"]));
-    let p = csv("unknown-label.csv", "review,verdict\ngreat film,fresh\nbad film,meh\n");
-    cases.push(eval_case("label the model does not know", &fine, &p, vec!["unknown-label.csv", "meh"]));
+    let p = csv(
+        "quote.csv",
+        "review,verdict\n\"great film,fresh\nbad film,rotten\n",
+    );
+    cases.push(eval_case(
+        "unclosed quote",
+        &fine,
+        &p,
+        vec!["quote.csv", "line 2", "quote"],
+    ));
+    let p = csv(
+        "empty-text.csv",
+        "review,verdict\ngreat film,fresh\n  ,rotten\n",
+    );
+    cases.push(eval_case(
+        "empty text",
+        &fine,
+        &p,
+        vec!["empty-text.csv", "line 3", "empty text"],
+    ));
+    let p = csv(
+        "empty-label.csv",
+        "review,verdict\ngreat film,fresh\nbad film,\n",
+    );
+    cases.push(eval_case(
+        "empty label",
+        &fine,
+        &p,
+        vec!["empty-label.csv", "line 3", "empty label"],
+    ));
+    let p = csv(
+        "unknown-label.csv",
+        "review,verdict\ngreat film,fresh\nbad film,meh\n",
+    );
+    cases.push(eval_case(
+        "label the model does not know",
+        &fine,
+        &p,
+        vec!["unknown-label.csv", "meh"],
+    ));
     let p = csv("columns.csv", "text,label\ngreat film,fresh\n");
-    cases.push(eval_case("missing column", &fine, &p, vec!["columns.csv", "review", "--text-column"]));
+    cases.push(eval_case(
+        "missing column",
+        &fine,
+        &p,
+        vec!["columns.csv", "review", "--text-column"],
+    ));
     let p = csv("empty.csv", "\n\n");
-    cases.push(eval_case("empty file", &fine, &p, vec!["empty.csv", "empty"]));
+    cases.push(eval_case(
+        "empty file",
+        &fine,
+        &p,
+        vec!["empty.csv", "empty"],
+    ));
     let p = csv("header-only.csv", "review,verdict\n");
-    cases.push(eval_case("header only", &fine, &p, vec!["header-only.csv", "no examples"]));
+    cases.push(eval_case(
+        "header only",
+        &fine,
+        &p,
+        vec!["header-only.csv", "no examples"],
+    ));
     let p = csv("latin1.csv", "");
     std::fs::write(&p, b"review,verdict\ncaf\xe9 film,fresh\n").unwrap();
-    cases.push(eval_case("not UTF-8", &fine, &p, vec!["latin1.csv", "utf-8"]));
-    let p = csv("bad.jsonl", "{\"review\": \"great\", \"verdict\": \"fresh\"}\n{\"review\": \"bad\"\n");
-    cases.push(eval_case("broken JSONL line", &fine, &p, vec!["bad.jsonl", "line 2"]));
+    cases.push(eval_case(
+        "not UTF-8",
+        &fine,
+        &p,
+        vec!["latin1.csv", "utf-8"],
+    ));
+    let p = csv(
+        "bad.jsonl",
+        "{\"review\": \"great\", \"verdict\": \"fresh\"}\n{\"review\": \"bad\"\n",
+    );
+    cases.push(eval_case(
+        "broken JSONL line",
+        &fine,
+        &p,
+        vec!["bad.jsonl", "line 2"],
+    ));
     let p = data.join("nowhere.csv");
-    cases.push(eval_case("missing data file", &fine, &p, vec!["nowhere.csv", "no such file"]));
+    cases.push(eval_case(
+        "missing data file",
+        &fine,
+        &p,
+        vec!["nowhere.csv", "no such file"],
+    ));
     run_cases(cases);
 }

@@ -85,6 +85,10 @@ pub struct SensitivityReport {
     pub gradient_passes: usize,
     /// Wall seconds.
     pub seconds: f64,
+    /// The sha256 of the weights file the blocks were measured on, when the caller knows it (a report is only
+    /// valid for that model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
 }
 
 impl SensitivityReport {
@@ -383,6 +387,7 @@ where
         blocks: out,
         gradient_passes: passes,
         seconds: started.elapsed().as_secs_f64(),
+        model_sha256: None,
     };
     report.rank();
     Ok(report)
@@ -422,6 +427,7 @@ mod tests {
             ],
             gradient_passes: 0,
             seconds: 0.0,
+            model_sha256: None,
         };
         let image = crate::png::tests::decode(&report.to_png());
         // The length of the bar in each row: count bar-coloured pixels across the row's top edge (above the

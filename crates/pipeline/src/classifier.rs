@@ -31,6 +31,18 @@ pub struct ClassifierMeta {
     pub max_length: usize,
 }
 
+/// The sha256 of a classifier directory's weights (`model.quant.safetensors` when quantized, else
+/// `model.safetensors`): what identifies the model a sensitivity report was measured on.
+pub fn weights_sha256(dir: &Path) -> Result<String> {
+    let quantized = dir.join(quant::QUANT_FILE);
+    let path = if quantized.exists() {
+        quantized
+    } else {
+        dir.join(WEIGHTS_FILE)
+    };
+    Ok(crate::fetch::sha256_file(&path)?)
+}
+
 /// Most labels a `classifier.json` may name.
 pub const MAX_LABELS: usize = 100_000;
 
@@ -45,7 +57,10 @@ impl ClassifierMeta {
         let mut distinct = self.labels.clone();
         distinct.sort();
         distinct.dedup();
-        if self.labels.len() < 2 || distinct.len() != self.labels.len() || self.labels.len() > MAX_LABELS {
+        if self.labels.len() < 2
+            || distinct.len() != self.labels.len()
+            || self.labels.len() > MAX_LABELS
+        {
             return Err(err(format!(
                 "labels must name 2 to {MAX_LABELS} distinct classes, found {:?}",
                 self.labels.iter().take(5).collect::<Vec<_>>()
@@ -72,7 +87,10 @@ impl ClassifierMeta {
 
 /// The tokenizer of the model directory `dir`, checked against the model's embedding table (a tokenizer from
 /// another model would produce ids the table does not have).
-pub fn tokenizer_for(dir: &Path, model: &SequenceClassifier) -> Result<student_arch::BertTokenizer> {
+pub fn tokenizer_for(
+    dir: &Path,
+    model: &SequenceClassifier,
+) -> Result<student_arch::BertTokenizer> {
     let tokenizer = student_arch::BertTokenizer::from_dir(dir)?;
     let table = model.encoder.config.vocab_size;
     if tokenizer.vocab_size() > table {
@@ -244,7 +262,9 @@ impl SequenceClassifier {
             if let Some(v) = values.iter().find(|v| !v.is_finite()) {
                 return Err(PipelineError::Checkpoint {
                     path: weights_path.clone(),
-                    message: format!("{key} holds a non-finite value ({v}); the weights are corrupt"),
+                    message: format!(
+                        "{key} holds a non-finite value ({v}); the weights are corrupt"
+                    ),
                 });
             }
             Ok(values)

@@ -64,6 +64,12 @@ impl StageConfig {
         if self.batch_size == 0 {
             return bad("batch_size must be positive".into());
         }
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return bad(format!(
+                "epochs must be in 1..={MAX_EPOCHS}, found {}",
+                self.epochs
+            ));
+        }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad(format!(
                 "learning_rate must be positive, found {}",
@@ -79,6 +85,9 @@ impl StageConfig {
         Ok(())
     }
 }
+
+/// Most epochs a stage may run.
+pub const MAX_EPOCHS: usize = 10_000;
 
 /// Linear warm-up to the peak, then linear decay to 0 at the last step.
 pub fn learning_rate(config: &StageConfig, step: usize, total_steps: usize) -> f64 {
@@ -279,7 +288,16 @@ where
         return Ok((model, outcome(ctx, &state, 0, 0.0)));
     }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
+    let total_steps =
+        steps_per_epoch
+            .checked_mul(config.epochs)
+            .ok_or_else(|| PipelineError::Config {
+                field: "epochs",
+                message: format!(
+                    "{} epochs of {steps_per_epoch} steps overflow; use fewer",
+                    config.epochs
+                ),
+            })?;
     let bar = progress_bar(ctx, total_steps, state.step);
     let started = Instant::now();
     let mut tokens = 0usize;

@@ -59,6 +59,14 @@ pub enum ArchError {
         /// The dtype found.
         dtype: String,
     },
+    /// An output path that a command must not write into.
+    #[error("output {path}: {message}")]
+    Output {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why, and what to do instead.
+        message: String,
+    },
     /// Tensors are missing, misshapen or unexpected. Each entry names a key; shapes are given where relevant.
     #[error("{path}: weights do not match the config: {}", summarise(problems))]
     WeightMismatch {

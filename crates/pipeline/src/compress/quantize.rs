@@ -92,6 +92,112 @@ fn write_quantized(q: &QuantizedModel, from: &Path, to: &Path) -> Result<u64> {
     Ok(bytes)
 }
 
+impl QuantizeOptions {
+    /// Checks every option before anything is loaded or scored.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &'static str, message: String| Err(PipelineError::Config { field, message });
+        if self.bit_options.is_empty() {
+            return bad(
+                "bit_options",
+                "no bit widths to choose from; give e.g. --bit-options 2,3,4,8".into(),
+            );
+        }
+        for b in self.bits.iter().chain(&self.bit_options) {
+            quant::format::check_bits(*b, "--bits / --bit-options")?;
+        }
+        quant::format::check_bits(self.embedding_bits, "--embedding-bits")?;
+        let lowest = *self.bit_options.iter().min().expect("checked non-empty") as f64;
+        let highest = *self.bit_options.iter().max().expect("checked non-empty") as f64;
+        if let Some(b) = self.avg_bits {
+            if !(b.is_finite() && (lowest..=highest).contains(&b)) {
+                return bad(
+                    "avg_bits",
+                    format!("--avg-bits {b}: give a number of bits in {lowest}..={highest} (the --bit-options)"),
+                );
+            }
+        }
+        if let Some(mb) = self.budget_mb {
+            if !(mb.is_finite() && mb > 0.0) {
+                return bad(
+                    "budget_mb",
+                    format!("--budget-mb {mb}: give a positive size in MB"),
+                );
+            }
+        }
+        if let Some(q) = &self.qat {
+            q.stage.validate("qat")?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a model directory that is already quantized, and an `out` that is the model's directory or
+/// anything but a new directory or an earlier `quantize` output; then claims `out`.
+fn check_model_and_out(model_dir: &Path, out: &Path) -> Result<()> {
+    if model_dir.join(QUANT_FILE).exists() {
+        return Err(PipelineError::Config {
+            field: "model",
+            message: format!(
+                "{} is already quantized ({QUANT_FILE}); quantize its full-precision source (e.g. runs/distill/student)",
+                model_dir.display()
+            ),
+        });
+    }
+    let same = match (model_dir.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(PipelineError::Config {
+            field: "out",
+            message: format!(
+                "--out {} is the model being quantized; its files are never rewritten: choose a new directory",
+                out.display()
+            ),
+        });
+    }
+    student_arch::io::claim_output_dir(out, "quantize", &["quant_report.json"])?;
+    Ok(())
+}
+
+/// Refuses a sensitivity report measured on another model than `model_dir`'s (its `model_sha256`); warns when
+/// the report is too old to say.
+fn check_report_model(path: &Path, model_dir: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
+    let reported = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("model_sha256")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        });
+    let actual = crate::classifier::weights_sha256(model_dir)?;
+    match reported {
+        Some(sha) if sha == actual => Ok(()),
+        Some(sha) => Err(PipelineError::Config {
+            field: "sensitivity",
+            message: format!(
+                "{} was measured on another model (weights sha256 {}…, this one's is {}…); run `cargo xtask \
+                 sensitivity --model {}` first",
+                path.display(),
+                &sha[..sha.len().min(12)],
+                &actual[..12],
+                model_dir.display()
+            ),
+        }),
+        None => {
+            eprintln!(
+                "warning: {} does not say which model it was measured on (written before reports named it); \
+                 assuming {}",
+                path.display(),
+                model_dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Quantizes the classifier in `model_dir` into `out` and scores it.
 pub fn quantize(
     model_dir: &Path,
@@ -100,13 +206,12 @@ pub fn quantize(
     cache: &Path,
     device: &Device,
 ) -> Result<QuantizeReport> {
-    if options.bit_options.is_empty() {
-        return Err(PipelineError::Config {
-            field: "bit_options",
-            message: "no bit widths to choose from; give e.g. --bit-options 2,3,4,8".into(),
-        });
-    }
+    options.validate()?;
+    check_model_and_out(model_dir, out)?;
     let (model, _) = SequenceClassifier::load(model_dir, device)?;
+    if let Some(path) = &options.sensitivity {
+        check_report_model(path, model_dir)?;
+    }
     let tensors = model.named_tensors()?;
     // The Hugging Face form of the config (one zero token-type row for encoders without types), which is how
     // the tensors are laid out.

@@ -17,7 +17,7 @@ use student_arch::{BertInput, BertTokenizer};
 use crate::classifier::SequenceClassifier;
 use crate::config::SplitConfig;
 use crate::data::labelled::{load_dataset, shuffle, Columns};
-use crate::error::{PipelineError, Result};
+use crate::error::{io_err, PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 
 student_arch::config_defaults! {
@@ -91,6 +91,7 @@ pub fn measure_sensitivity(
     device: &Device,
     control: &MeasureControl,
 ) -> Result<SensitivityReport> {
+    check_outputs(out)?;
     if options.batches == 0 || options.batch_size == 0 {
         return Err(PipelineError::Config {
             field: "batches",
@@ -183,6 +184,7 @@ pub fn measure_sensitivity(
             .collect(),
         gradient_passes: done.gradient_passes,
         seconds: done.seconds,
+        model_sha256: Some(crate::classifier::weights_sha256(model_dir)?),
     };
     report.rank();
     report.write(out)?;
@@ -284,4 +286,70 @@ impl Partial {
         }
         Ok(partial)
     }
+}
+
+/// Every file a run writes for the report `out`.
+fn output_files(out: &Path) -> Vec<PathBuf> {
+    let mut files = vec![out.to_path_buf()];
+    for ext in ["md", "svg", "png"] {
+        files.push(out.with_extension(ext));
+    }
+    files.push(sensitivity_batches_path(out));
+    files.push(sensitivity_partial_path(out));
+    files
+}
+
+/// Refuses an `out` that is not a `.json` path, and any output file that exists but is not a sensitivity run's
+/// (a user's README.md beside `--out README.json` is never overwritten); checks that the directory is
+/// writable, all before the first block is measured.
+fn check_outputs(out: &Path) -> Result<()> {
+    let refuse = |path: &Path, message: &str| PipelineError::Config {
+        field: "--out",
+        message: format!("{}: {message}", path.display()),
+    };
+    if out.extension().and_then(|e| e.to_str()) != Some("json") {
+        return Err(refuse(
+            out,
+            "the report is JSON (its Markdown, chart and batches go beside it): give a path ending in .json",
+        ));
+    }
+    let ours = |path: &Path| -> bool {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        if path == out || path == sensitivity_partial_path(out) {
+            serde_json::from_str::<serde_json::Value>(&text)
+                .is_ok_and(|v| v.get("blocks").is_some() && v.get("method").is_some())
+        } else if path == sensitivity_batches_path(out) {
+            serde_json::from_str::<Vec<SavedBatch>>(&text).is_ok()
+        } else {
+            // The Markdown, SVG and PNG are ours when the report beside them is.
+            out.exists() && ours_report(out)
+        }
+    };
+    for path in output_files(out) {
+        if path.exists() && !ours(&path) {
+            return Err(refuse(
+                &path,
+                "exists and was not written by `cargo xtask sensitivity`; it is never overwritten: choose another --out",
+            ));
+        }
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    let probe = dir.join(format!(".sensitivity-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io_err("writing into", dir))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Whether `path` holds a sensitivity report.
+fn ours_report(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("blocks").is_some() && v.get("method").is_some())
 }

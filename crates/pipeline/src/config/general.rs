@@ -96,6 +96,42 @@ student_arch::config_defaults! {
     }
 }
 
+impl NarrowStudent {
+    /// Checks the shape; `field` names it in errors. Sizes are bounded as `config.json`'s are
+    /// (`student_arch::config`), so an impossible student is refused before a teacher is fine-tuned.
+    pub fn validate(&self, field: &'static str) -> Result<()> {
+        let bad = |message: String| Err(PipelineError::Config { field, message });
+        if self.layers == 0
+            || self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.intermediate_size == 0
+        {
+            return bad(
+                "layers, hidden_size, num_attention_heads and intermediate_size must be positive"
+                    .into(),
+            );
+        }
+        use student_arch::config::{MAX_HEADS, MAX_LAYERS, MAX_WIDTH};
+        for (name, value, max) in [
+            ("layers", self.layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("intermediate_size", self.intermediate_size, 4 * MAX_WIDTH),
+        ] {
+            if value > max {
+                return bad(format!("{name} {value} is beyond any BERT (at most {max})"));
+            }
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}; e.g. 312 and 12",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl GeneralConfig {
     /// Checks every value.
     pub fn validate(&self) -> Result<()> {
@@ -105,22 +141,7 @@ impl GeneralConfig {
                 message: format!("{} is too short; use at least 8", self.max_length),
             });
         }
-        let n = &self.tinybert_student;
-        if n.layers == 0 || n.hidden_size == 0 || n.num_attention_heads == 0 {
-            return Err(PipelineError::Config {
-                field: "general.tinybert_student",
-                message: "layers, hidden_size and num_attention_heads must be positive".into(),
-            });
-        }
-        if !n.hidden_size.is_multiple_of(n.num_attention_heads) {
-            return Err(PipelineError::Config {
-                field: "general.tinybert_student",
-                message: format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}; e.g. 312 and 12",
-                    n.hidden_size, n.num_attention_heads
-                ),
-            });
-        }
+        self.tinybert_student.validate("general.tinybert_student")?;
         self.masking.validate()?;
         self.mlm_head.validate("general.mlm_head")?;
         self.distill.validate("general.distill")

@@ -387,7 +387,64 @@ impl DistillConfig {
         if let Some(a) = &self.augment {
             a.validate()?;
         }
+        if let Some(n) = &self.narrow_student {
+            n.validate("narrow_student")?;
+        }
+        if let Some(layers) = &self.student_layers {
+            if layers.is_empty() || layers.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(PipelineError::Config {
+                    field: "student_layers",
+                    message: format!(
+                        "{layers:?}: give teacher layers in increasing order, at least one (e.g. 0,2,4)"
+                    ),
+                });
+            }
+        }
+        if !(0.0..1.0).contains(&self.dev_fraction)
+            || !(0.0..1.0).contains(&self.test_fraction)
+            || self.dev_fraction + self.test_fraction >= 1.0
+        {
+            return Err(PipelineError::Config {
+                field: "dev_fraction/test_fraction",
+                message: format!(
+                    "{} and {} must be in [0, 1) and sum below 1",
+                    self.dev_fraction, self.test_fraction
+                ),
+            });
+        }
+        if self.eval_batch_size == 0 {
+            return Err(PipelineError::Config {
+                field: "eval_batch_size",
+                message: "must be at least 1".into(),
+            });
+        }
         self.prediction.validate("prediction")
+    }
+
+    /// Checks the settings that depend on the teacher (its `config.json`), before anything is trained:
+    /// `max_length` within its positions, `student_layers` among its layers.
+    pub fn validate_for_teacher(&self, teacher: &student_arch::BertConfig) -> Result<()> {
+        if self.max_length > teacher.max_position_embeddings {
+            return Err(PipelineError::Config {
+                field: "max_length",
+                message: format!(
+                    "{} is longer than the teacher's max_position_embeddings {}; use at most that (--max-len)",
+                    self.max_length, teacher.max_position_embeddings
+                ),
+            });
+        }
+        if let Some(layers) = &self.student_layers {
+            if let Some(l) = layers.iter().find(|&&l| l >= teacher.num_hidden_layers) {
+                return Err(PipelineError::Config {
+                    field: "student_layers",
+                    message: format!(
+                        "layer {l} does not exist: the teacher has layers 0..{}",
+                        teacher.num_hidden_layers
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

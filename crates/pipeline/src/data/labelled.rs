@@ -245,7 +245,10 @@ fn read_delimited(
             return Err(data_err(
                 path,
                 line,
-                format!("empty text in column {:?}; remove the row or fill it", columns.text),
+                format!(
+                    "empty text in column {:?}; remove the row or fill it",
+                    columns.text
+                ),
             ));
         }
         if label.trim().is_empty() {
@@ -289,8 +292,16 @@ fn read_jsonl(path: &Path, bytes: &[u8], columns: &Columns) -> Result<Vec<(Strin
                 line,
                 format!(
                     "empty {} in field {:?}; remove the line or fill it",
-                    if text.trim().is_empty() { "text" } else { "label" },
-                    if text.trim().is_empty() { &columns.text } else { &columns.label }
+                    if text.trim().is_empty() {
+                        "text"
+                    } else {
+                        "label"
+                    },
+                    if text.trim().is_empty() {
+                        &columns.text
+                    } else {
+                        &columns.label
+                    }
                 ),
             ));
         }

@@ -155,7 +155,7 @@ pub fn ablate(
     options: &RunOptions,
 ) -> Result<AblationReport> {
     let out = options.out_dir.clone();
-    std::fs::create_dir_all(&out).map_err(io_err("creating", &out))?;
+    student_arch::io::claim_output_dir(&out, "ablate", &["ablation.json", "ablation.md"])?;
     let mut rows = Vec::new();
     let mut teacher_test = f64::NAN;
     let mut first: Option<PathBuf> = None;
@@ -178,7 +178,11 @@ pub fn ablate(
                 && augmented.exists()
                 && !dir.join("augmented.jsonl").exists()
             {
-                std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+                student_arch::io::claim_output_dir(
+                    &dir,
+                    "distill",
+                    &["report.json", "checkpoints"],
+                )?;
                 std::fs::copy(&augmented, dir.join("augmented.jsonl"))
                     .map_err(io_err("copying", &augmented))?;
             }

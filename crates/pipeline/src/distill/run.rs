@@ -21,7 +21,7 @@ use crate::data::labelled::{load_dataset, Dataset, Splits};
 use crate::distill::general::{general_distill, general_student_dir, mlm_teacher, GeneralReport};
 use crate::distill::report::{distill_markdown, ModelReport, Report};
 use crate::distill::task::{cached_logit_loss, task_distill_loss, task_phases, StudentWithMix};
-use crate::error::{io_err, PipelineError, Result};
+use crate::error::{PipelineError, Result};
 use crate::eval::{evaluate, latency_ms, logits, Scores};
 use crate::train::{encode, run_stage, Encoded, RunOptions, StageContext, StageOutcome};
 
@@ -152,7 +152,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
 
 /// Creates the output directory and writes the run's `config.json`.
 fn write_config(config: &DistillConfig, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(io_err("creating", out))?;
+    student_arch::io::claim_output_dir(out, "distill", &["report.json", "checkpoints", "general"])?;
     write_atomic(
         &out.join("config.json"),
         serde_json::to_string_pretty(config)
@@ -186,7 +186,22 @@ impl<'a> TaskRun<'a> {
             Some(dir) => dir.clone(),
             None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, &options.cache)?,
         };
+        let teacher_config = student_arch::BertConfig::from_file(
+            &teacher_dir.join(student_arch::weights::CONFIG_FILE),
+        )?;
+        config.validate_for_teacher(&teacher_config)?;
         let tokenizer = BertTokenizer::from_dir(&teacher_dir)?;
+        if tokenizer.vocab_size() > teacher_config.vocab_size {
+            return Err(PipelineError::Checkpoint {
+                path: tokenizer.path().to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} word pieces but the teacher's vocab_size is {}; copy the teacher's own \
+                     tokenizer files",
+                    tokenizer.vocab_size(),
+                    teacher_config.vocab_size
+                ),
+            });
+        }
         let (dataset, splits) = task_splits(config, &options.cache)?;
         let train = encode(&tokenizer, &splits.train, config.max_length)?;
         let dev = encode(&tokenizer, &splits.dev, config.max_length)?;

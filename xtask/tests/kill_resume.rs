@@ -72,8 +72,9 @@ fn run_to_end(mut cmd: Command) {
 
 /// The step of a stage's last checkpoint, if one was written.
 fn checkpointed_step(out: &Path, stage: &str) -> Option<u64> {
-    let text =
-        std::fs::read_to_string(out.join("checkpoints").join(stage).join("state.json")).ok()?;
+    let dir = out.join("checkpoints").join(stage);
+    let latest = std::fs::read_to_string(dir.join("LATEST")).ok()?;
+    let text = std::fs::read_to_string(dir.join(latest.trim()).join("state.json")).ok()?;
     serde_json::from_str::<Value>(&text).ok()?["step"].as_u64()
 }
 

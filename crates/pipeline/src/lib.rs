@@ -23,6 +23,7 @@
 //! it, and it never names a backend.
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod classifier;
 mod compress;
 mod config;

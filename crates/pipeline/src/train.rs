@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use student_arch::io::{temporary_path, write_atomic};
 use student_arch::{BertInput, BertTokenizer};
 
+use crate::checkpoint::{best_set, step_set, CheckpointDir};
 use crate::data::labelled::{shuffle, Example};
 use crate::error::{io_err, PipelineError, Result};
 
@@ -142,27 +143,24 @@ pub struct StageContext {
     pub stop_after: Option<usize>,
 }
 
+/// A stage's progress, saved in every checkpoint set as `state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct StageState {
     step: usize,
     done: bool,
     best_dev: Option<f64>,
+    /// The checkpoint set of the best model (`best-…`), when there is one.
+    best_set: Option<String>,
     losses: Vec<f32>,
+    /// The stage's steps in all, and a fingerprint of its settings and training data: a resume must match both.
+    total_steps: usize,
+    fingerprint: String,
 }
 
 impl StageContext {
-    fn dir(&self) -> PathBuf {
+    /// The stage's checkpoint directory, `checkpoints/<stage>`.
+    pub fn dir(&self) -> PathBuf {
         self.out_dir.join("checkpoints").join(&self.name)
-    }
-
-    /// The checkpoint file of the model at the last saved step.
-    pub fn model_checkpoint(&self) -> PathBuf {
-        self.dir().join("model.bpk")
-    }
-
-    /// The checkpoint of the best dev score.
-    pub fn best_checkpoint(&self) -> PathBuf {
-        self.dir().join("best.bpk")
     }
 
     fn log(&self, value: serde_json::Value) -> Result<()> {
@@ -282,11 +280,6 @@ where
             message: format!("stage {} has no training examples", ctx.name),
         });
     }
-    let files = Checkpoints::new(ctx)?;
-    let (mut model, mut optim, mut state) = files.resume(model, optimizer(config))?;
-    if state.done {
-        return Ok((model, outcome(ctx, &state, 0, 0.0)));
-    }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
     let total_steps =
         steps_per_epoch
@@ -298,6 +291,16 @@ where
                     config.epochs
                 ),
             })?;
+    let files = Checkpoints::new(ctx)?;
+    let fresh = StageState {
+        total_steps,
+        fingerprint: fingerprint(ctx, config, train),
+        ..Default::default()
+    };
+    let (mut model, mut optim, mut state) = files.resume(model, optimizer(config), fresh)?;
+    if state.done {
+        return Ok((model, outcome(ctx, &state, 0, 0.0)));
+    }
     let bar = progress_bar(ctx, total_steps, state.step);
     let started = Instant::now();
     let mut tokens = 0usize;
@@ -307,7 +310,7 @@ where
             ctx.log(serde_json::json!({"stage": ctx.name, "step": state.step, "dev": score}))?;
             if state.best_dev.is_none_or(|b| score > b) {
                 state.best_dev = Some(score);
-                save_record(model, &ctx.best_checkpoint())?;
+                state.best_set = Some(files.save_best(model, state.step)?);
             }
         }
         Ok(())
@@ -317,7 +320,7 @@ where
             files.save(&model, &optim, &state)?;
             bar.abandon_with_message("stopped; continue with --resume");
             return Err(PipelineError::Checkpoint {
-                path: ctx.model_checkpoint(),
+                path: ctx.dir(),
                 message: format!(
                     "stopped after {steps_here} steps as asked; continue with --resume"
                 ),
@@ -348,16 +351,17 @@ where
         if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
             evaluate_now(&model, &mut state)?;
         }
-        if state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps {
+        // The last step's set is written once the stage is marked done, below.
+        if state.step % config.checkpoint_every.max(1) == 0 && state.step < total_steps {
             files.save(&model, &optim, &state)?;
         }
     }
     bar.finish();
     state.done = true;
-    files.save_state(&state)?;
+    files.save(&model, &optim, &state)?;
     let seconds = started.elapsed().as_secs_f64();
-    if state.best_dev.is_some() && ctx.best_checkpoint().exists() {
-        model = load_record(model, &ctx.best_checkpoint())?;
+    if let Some(best) = &state.best_set {
+        model = load_record(model, &ctx.dir().join(best).join("model.bpk"))?;
     }
     Ok((model, outcome(ctx, &state, tokens, seconds)))
 }
@@ -375,7 +379,7 @@ fn loss_values(
             step,
             term: term.to_string(),
             value,
-            checkpoint: ctx.model_checkpoint().display().to_string(),
+            checkpoint: ctx.dir().display().to_string(),
         },
         other => other.into(),
     })
@@ -420,89 +424,186 @@ fn progress_bar(ctx: &StageContext, total_steps: usize, step: usize) -> indicati
     bar
 }
 
-/// A stage's checkpoint: the model, the optimizer and the state, in `checkpoints/<stage>/`.
+/// A stage's checkpoints (see [`crate::checkpoint`]): each a set of the model, the optimizer and the state;
+/// the best model in a set of its own, named by the state.
 struct Checkpoints<'a> {
     ctx: &'a StageContext,
-    state_path: PathBuf,
-    optim_path: PathBuf,
+    dir: CheckpointDir,
+    /// The step of the set written last in this process.
+    saved: std::cell::Cell<Option<usize>>,
 }
 
 impl<'a> Checkpoints<'a> {
     fn new(ctx: &'a StageContext) -> Result<Self> {
-        std::fs::create_dir_all(ctx.dir()).map_err(io_err("creating", ctx.dir()))?;
         Ok(Self {
             ctx,
-            state_path: ctx.dir().join("state.json"),
-            optim_path: ctx.dir().join("optim.bpk"),
+            dir: CheckpointDir::open(&ctx.dir())?,
+            saved: std::cell::Cell::new(None),
         })
     }
 
-    /// The model, optimizer and state to continue from: the saved ones when resuming a stage that has a
-    /// checkpoint (the best model of a finished stage), else those given and a fresh state.
+    /// The model, optimizer and state to continue from: the newest complete set when resuming (the best model
+    /// of a finished stage), checked against its manifest and against this stage's settings; else those given
+    /// and a fresh state (earlier sets removed).
     fn resume<M: Module>(
         &self,
         model: M,
         optim: ModuleOptimizer,
+        fresh: StageState,
     ) -> Result<(M, ModuleOptimizer, StageState)> {
-        if !(self.ctx.resume && self.state_path.exists()) {
-            return Ok((model, optim, StageState::default()));
-        }
-        let state: StageState = serde_json::from_str(
-            &std::fs::read_to_string(&self.state_path)
-                .map_err(io_err("reading", &self.state_path))?,
-        )
-        .map_err(|e| PipelineError::Checkpoint {
-            path: self.state_path.clone(),
-            message: e.to_string(),
-        })?;
-        let path = if state.done && self.ctx.best_checkpoint().exists() {
-            self.ctx.best_checkpoint()
+        let latest = if self.ctx.resume {
+            self.dir.latest()?
         } else {
-            self.ctx.model_checkpoint()
+            None
         };
-        let model = load_record(model, &path)?;
+        let Some(set) = latest else {
+            self.dir.clear()?;
+            truncate_metrics(self.ctx, 0)?;
+            return Ok((model, optim, fresh));
+        };
+        let fix = format!(
+            "remove {} (or drop --resume) to start the stage again",
+            self.dir.root().display()
+        );
+        let state_path = set.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(io_err("reading", &state_path))?;
+        let state: StageState =
+            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+                path: state_path.clone(),
+                message: format!("{e}; {fix}"),
+            })?;
+        if state.total_steps != fresh.total_steps
+            || state.fingerprint != fresh.fingerprint
+            || state.step > state.total_steps
+        {
+            return Err(PipelineError::Checkpoint {
+                path: state_path,
+                message: format!(
+                    "step {} of {} was saved for other settings or data than this run's ({} steps); resume with \
+                     the same config, or {fix}",
+                    state.step, state.total_steps, fresh.total_steps,
+                ),
+            });
+        }
+        let set_name = set
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut keep = vec![set_name.as_str()];
+        keep.extend(state.best_set.as_deref());
+        self.dir.retain(&keep)?;
+        truncate_metrics(self.ctx, state.step)?;
+        let best = state.best_set.as_ref().map(|b| self.dir.root().join(b));
+        if let Some(b) = &best {
+            self.dir.verify(b)?;
+        }
+        let from = match (&best, state.done) {
+            (Some(b), true) => b.join("model.bpk"),
+            _ => set.join("model.bpk"),
+        };
+        let model = load_record(model, &from)?;
         if state.done {
             return Ok((model, optim, state));
         }
-        let record =
-            OptimizerRecord::load(&self.optim_path).map_err(|e| PipelineError::Checkpoint {
-                path: self.optim_path.clone(),
-                message: e.to_string(),
-            })?;
+        let optim_path = set.join("optim.bpk");
+        let record = OptimizerRecord::load(&optim_path).map_err(|e| PipelineError::Checkpoint {
+            path: optim_path.clone(),
+            message: format!("{e}; {fix}"),
+        })?;
         eprintln!("{}: resuming at step {}", self.ctx.name, state.step);
         Ok((model, optim.load_record(record), state))
     }
 
-    fn save_state(&self, state: &StageState) -> Result<()> {
-        write_atomic(
-            &self.state_path,
-            serde_json::to_string(state)
-                .expect("state serialises")
-                .as_bytes(),
-        )
-        .map_err(Into::into)
-    }
-
-    /// Writes the model, the optimizer, then the state.
+    /// Writes the set of `state.step`: the model, the optimizer, then the state; then drops older sets. A step
+    /// already saved (and not finished since) is not written again.
     fn save<M: Module>(
         &self,
         model: &M,
         optim: &ModuleOptimizer,
         state: &StageState,
     ) -> Result<()> {
-        save_record(model, &self.ctx.model_checkpoint())?;
-        let tmp = temporary_path(&self.optim_path);
-        optim
-            .to_record()
-            .save(&tmp)
-            .map_err(|e| PipelineError::Checkpoint {
-                path: self.optim_path.clone(),
-                message: e.to_string(),
-            })?;
-        std::fs::rename(&tmp, &self.optim_path)
-            .map_err(io_err("renaming into place", &self.optim_path))?;
-        self.save_state(state)
+        if !state.done && self.saved.get() == Some(state.step) {
+            return Ok(());
+        }
+        let name = step_set(state.step);
+        self.dir.write(&name, true, |tmp| {
+            save_record(model, &tmp.join("model.bpk"))?;
+            let optim_path = tmp.join("optim.bpk");
+            optim
+                .to_record()
+                .save(&optim_path)
+                .map_err(|e| PipelineError::Checkpoint {
+                    path: optim_path.clone(),
+                    message: e.to_string(),
+                })?;
+            let state_path = tmp.join("state.json");
+            std::fs::write(
+                &state_path,
+                serde_json::to_string(state).expect("state serialises"),
+            )
+            .map_err(io_err("writing", &state_path))
+        })?;
+        self.saved.set(Some(state.step));
+        let mut keep = vec![name.as_str()];
+        keep.extend(state.best_set.as_deref());
+        self.dir.retain(&keep)
     }
+
+    /// Writes the best model found at `step` in a set of its own; the next [`Checkpoints::save`] records it.
+    fn save_best<M: Module>(&self, model: &M, step: usize) -> Result<String> {
+        let name = best_set(step);
+        self.dir.write(&name, false, |tmp| {
+            save_record(model, &tmp.join("model.bpk"))
+        })?;
+        Ok(name)
+    }
+}
+
+/// Drops the lines of `ctx`'s stage after `step` from `metrics.jsonl` (a resumed stage logs them again), and a
+/// torn last line of a killed write.
+fn truncate_metrics(ctx: &StageContext, step: usize) -> Result<()> {
+    let path = ctx.out_dir.join("metrics.jsonl");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                return false;
+            };
+            let later = v["stage"] == ctx.name.as_str()
+                && v["step"].as_u64().is_some_and(|s| s as usize > step);
+            !later
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    if out != text {
+        write_atomic(&path, out.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A fingerprint of a stage's settings and training data.
+fn fingerprint(ctx: &StageContext, config: &StageConfig, train: &[Encoded]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(serde_json::to_string(config).expect("config serialises"));
+    h.update(ctx.name.as_bytes());
+    h.update(ctx.seed.to_le_bytes());
+    for e in train {
+        h.update((e.ids.len() as u64).to_le_bytes());
+        for id in &e.ids {
+            h.update(id.to_le_bytes());
+        }
+        h.update((e.label as u64).to_le_bytes());
+    }
+    format!("{:x}", h.finalize())
 }
 
 fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {

@@ -72,7 +72,10 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     };
     let err = distill(&config, &options).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
-    assert!(out.join("checkpoints/teacher-finetune/model.bpk").exists());
+    let stage = out.join("checkpoints/teacher-finetune");
+    let latest = std::fs::read_to_string(stage.join("LATEST")).unwrap();
+    assert!(stage.join(latest.trim()).join("model.bpk").exists());
+    assert!(stage.join(latest.trim()).join("manifest.json").exists());
     options.resume = true;
     options.stop_after = None;
     let report = distill(&config, &options).unwrap();

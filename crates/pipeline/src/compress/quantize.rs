@@ -110,10 +110,19 @@ impl QuantizeOptions {
         let lowest = *self.bit_options.iter().min().expect("checked non-empty") as f64;
         let highest = *self.bit_options.iter().max().expect("checked non-empty") as f64;
         if let Some(b) = self.avg_bits {
+            let why = if b < lowest {
+                "is below the smallest possible size"
+            } else if b > highest {
+                "is above the largest possible size"
+            } else {
+                "is not a number of bits"
+            };
             if !(b.is_finite() && (lowest..=highest).contains(&b)) {
                 return bad(
                     "avg_bits",
-                    format!("--avg-bits {b}: give a number of bits in {lowest}..={highest} (the --bit-options)"),
+                    format!(
+                        "--avg-bits {b} {why} of the --bit-options; give a number of bits in {lowest}..={highest}"
+                    ),
                 );
             }
         }

@@ -314,17 +314,14 @@ fn check_outputs(out: &Path) -> Result<()> {
         ));
     }
     let ours = |path: &Path| -> bool {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return false;
-        };
         if path == out || path == sensitivity_partial_path(out) {
-            serde_json::from_str::<serde_json::Value>(&text)
-                .is_ok_and(|v| v.get("blocks").is_some() && v.get("method").is_some())
+            ours_report(path)
         } else if path == sensitivity_batches_path(out) {
-            serde_json::from_str::<Vec<SavedBatch>>(&text).is_ok()
+            std::fs::read_to_string(path)
+                .is_ok_and(|t| serde_json::from_str::<Vec<SavedBatch>>(&t).is_ok())
         } else {
-            // The Markdown, SVG and PNG are ours when the report beside them is.
-            out.exists() && ours_report(out)
+            // The Markdown, SVG and PNG are ours when the report (or the partial run) beside them is.
+            ours_report(out) || ours_report(&sensitivity_partial_path(out))
         }
     };
     for path in output_files(out) {

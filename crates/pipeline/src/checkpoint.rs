@@ -1,0 +1,296 @@
+//! Checkpoint sets that are written whole or not at all, and checked on load.
+//!
+//! A stage's checkpoints live in `checkpoints/<stage>/`. Each set (the model, the optimizer and the stage's
+//! state; or a best model with its score) is a directory, written under a temporary name, with a
+//! `manifest.json` holding the sha256 of every file written last, every file and the directory fsynced, and
+//! renamed into place in one step. The file `LATEST` names the newest complete set; it is replaced atomically
+//! after the set is in place, so a kill at any moment leaves the previous set named and intact. Opening the
+//! directory removes temporaries and sets that `LATEST` does not reach (see [`CheckpointDir::open`]); loading a
+//! set checks every file against its manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use student_arch::io::write_atomic;
+
+use crate::error::{io_err, PipelineError, Result};
+
+/// The manifest of a set: every file's sha256.
+pub const MANIFEST: &str = "manifest.json";
+/// The pointer to the newest complete set.
+pub const LATEST: &str = "LATEST";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    files: BTreeMap<String, String>,
+}
+
+/// A stage's checkpoint directory.
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    root: PathBuf,
+}
+
+fn corrupt(path: &Path, message: String) -> PipelineError {
+    PipelineError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// The sha256 of a file, as hex.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(io_err("reading", path))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Flushes a directory's entries (a rename or a new file in it) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let d = std::fs::File::open(dir).map_err(io_err("opening", dir))?;
+        d.sync_all().map_err(io_err("syncing", dir))?;
+    }
+    Ok(())
+}
+
+impl CheckpointDir {
+    /// Opens (creating) `root` and removes the temporaries of killed writes.
+    pub fn open(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(io_err("creating", root))?;
+        let dir = Self {
+            root: root.to_path_buf(),
+        };
+        for entry in std::fs::read_dir(root).map_err(io_err("reading", root))? {
+            let path = entry.map_err(io_err("reading", root))?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.starts_with(".tmp-") {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(io_err("removing a stale temporary", &path))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes every set but those named in `keep` (names of directories under the root).
+    pub fn retain(&self, keep: &[&str]) -> Result<()> {
+        for entry in std::fs::read_dir(&self.root).map_err(io_err("reading", &self.root))? {
+            let path = entry.map_err(io_err("reading", &self.root))?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() && is_set_name(&name) && !keep.contains(&name.as_str()) {
+                std::fs::remove_dir_all(&path)
+                    .map_err(io_err("removing an old checkpoint", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every set and `LATEST`: a stage that starts again from step 0.
+    pub fn clear(&self) -> Result<()> {
+        self.retain(&[])?;
+        let pointer = self.root.join(LATEST);
+        if pointer.exists() {
+            std::fs::remove_file(&pointer).map_err(io_err("removing", &pointer))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the set `name`: `write` puts its files into the (temporary) directory it is given; then the
+    /// manifest, fsyncs and the rename into place. With `latest`, `LATEST` then names it.
+    pub fn write(
+        &self,
+        name: &str,
+        latest: bool,
+        write: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let tmp = self
+            .root
+            .join(format!(".tmp-{name}-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err("removing", &tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io_err("creating", &tmp))?;
+        write(&tmp)?;
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(&tmp).map_err(io_err("reading", &tmp))? {
+            let path = entry.map_err(io_err("reading", &tmp))?.path();
+            let file = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let f = std::fs::File::open(&path).map_err(io_err("opening", &path))?;
+            f.sync_all().map_err(io_err("syncing", &path))?;
+            files.insert(file, file_sha256(&path)?);
+        }
+        write_atomic(
+            &tmp.join(MANIFEST),
+            serde_json::to_string_pretty(&Manifest { files })
+                .expect("a manifest serialises")
+                .as_bytes(),
+        )?;
+        sync_dir(&tmp)?;
+        let dest = self.root.join(name);
+        let pointer = self.root.join(LATEST);
+        if std::fs::read_to_string(&pointer).is_ok_and(|n| n.trim() == name) {
+            return Err(corrupt(
+                &dest,
+                "is the newest checkpoint and is never rewritten in place".into(),
+            ));
+        }
+        if dest.exists() {
+            // A set that a killed run renamed into place but never named in LATEST.
+            std::fs::remove_dir_all(&dest).map_err(io_err("replacing", &dest))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io_err("renaming into place", &dest))?;
+        sync_dir(&self.root)?;
+        if latest {
+            write_atomic(&self.root.join(LATEST), name.as_bytes())?;
+            sync_dir(&self.root)?;
+        }
+        Ok(dest)
+    }
+
+    /// The newest complete set, checked against its manifest; `None` when none was written.
+    pub fn latest(&self) -> Result<Option<PathBuf>> {
+        let pointer = self.root.join(LATEST);
+        if !pointer.exists() {
+            return Ok(None);
+        }
+        let name = std::fs::read_to_string(&pointer).map_err(io_err("reading", &pointer))?;
+        let name = name.trim();
+        if !is_set_name(name) {
+            return Err(corrupt(
+                &pointer,
+                format!(
+                    "names {name:?}, not a checkpoint; the directory is damaged: remove {} to start the stage again",
+                    self.root.display()
+                ),
+            ));
+        }
+        let set = self.root.join(name);
+        self.verify(&set)?;
+        Ok(Some(set))
+    }
+
+    /// Checks every file of the set `set` against its manifest (and that nothing is missing or added).
+    pub fn verify(&self, set: &Path) -> Result<()> {
+        let fix = format!("remove {} to start the stage again", self.root.display());
+        let manifest_path = set.join(MANIFEST);
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            corrupt(
+                &manifest_path,
+                format!("cannot be read ({e}); the checkpoint is incomplete: {fix}"),
+            )
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| corrupt(&manifest_path, format!("is not a manifest ({e}): {fix}")))?;
+        for (file, sha) in &manifest.files {
+            let path = set.join(file);
+            if !path.exists() {
+                return Err(corrupt(
+                    &path,
+                    format!("is missing from its checkpoint: {fix}"),
+                ));
+            }
+            if &file_sha256(&path)? != sha {
+                return Err(corrupt(
+                    &path,
+                    format!("does not match its sha256 in {MANIFEST}: the file is corrupt: {fix}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The directory name of a stage's checkpoint after `step` steps.
+pub fn step_set(step: usize) -> String {
+    format!("step-{step:09}")
+}
+
+/// The directory name of the best model, found after `step` steps.
+pub fn best_set(step: usize) -> String {
+    format!("best-{step:09}")
+}
+
+fn is_set_name(name: &str) -> bool {
+    let digits = name
+        .strip_prefix("step-")
+        .or_else(|| name.strip_prefix("best-"));
+    digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pipeline-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_set_is_found_whole_and_a_flipped_byte_is_named() {
+        let root = scratch("flip");
+        let dir = CheckpointDir::open(&root).unwrap();
+        assert!(dir.latest().unwrap().is_none());
+        for step in [1, 2] {
+            dir.write(&step_set(step), true, |tmp| {
+                std::fs::write(tmp.join("model.bpk"), vec![step as u8; 64]).unwrap();
+                std::fs::write(tmp.join("state.json"), format!("{{\"step\": {step}}}")).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        }
+        let latest = dir.latest().unwrap().unwrap();
+        assert!(latest.ends_with(step_set(2)));
+        dir.retain(&[&step_set(2)]).unwrap();
+        assert!(!root.join(step_set(1)).exists());
+        let model = latest.join("model.bpk");
+        let mut bytes = std::fs::read(&model).unwrap();
+        bytes[10] ^= 0x01;
+        std::fs::write(&model, bytes).unwrap();
+        let err = dir.latest().unwrap_err().to_string();
+        assert!(err.contains("model.bpk") && err.contains("sha256"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_killed_write_leaves_the_previous_set_named_and_its_temporary_is_removed() {
+        let root = scratch("kill");
+        let dir = CheckpointDir::open(&root).unwrap();
+        dir.write(&step_set(1), true, |tmp| {
+            std::fs::write(tmp.join("model.bpk"), b"one").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        // A write that dies half-way: its temporary directory stays behind, LATEST is untouched.
+        let stale = root.join(format!(".tmp-{}-99999", step_set(2)));
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("model.bpk"), b"tw").unwrap();
+        let dir = CheckpointDir::open(&root).unwrap();
+        assert!(!stale.exists());
+        let latest = dir.latest().unwrap().unwrap();
+        assert_eq!(std::fs::read(latest.join("model.bpk")).unwrap(), b"one");
+        std::fs::write(root.join(LATEST), "../../etc").unwrap();
+        assert!(dir.latest().is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

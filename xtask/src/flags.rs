@@ -39,6 +39,9 @@ pub enum Cmd {
     /// the compressed student) on our backends and, when `torch` imports, in PyTorch: one run, same machine,
     /// same thread count; writes bench.json and bench.md.
     Bench(Bench),
+    /// Feed mutated copies of valid files (classifier directory, quantized file, checkpoint) to their readers
+    /// for a while; fails if any read panics. The long run of the test that CI runs briefly.
+    Fuzz(Fuzz),
     /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
     CheckFeatures,
     /// Check the source tree's shape: no import cycle, no file over 600 lines, no long function in pipeline.
@@ -404,6 +407,19 @@ pub struct Bench {
     /// Output directory (created; or one an earlier bench wrote).
     #[arg(long, default_value = "runs/bench")]
     pub out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Fuzz {
+    /// Minutes to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Seed of the mutations (a panic is reported with it and its iteration, to replay).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Scratch directory (its contents are replaced).
+    #[arg(long, default_value = "runs/fuzz")]
+    pub work_dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]

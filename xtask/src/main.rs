@@ -14,6 +14,7 @@ mod distill;
 mod features;
 mod fetch;
 mod flags;
+mod fuzz;
 mod layout;
 
 use flags::{Cli, Cmd};
@@ -42,6 +43,7 @@ fn main() -> Result<()> {
         Cmd::Quantize(args) => args.run()?,
         Cmd::Sensitivity(args) => args.run()?,
         Cmd::Bench(args) => bench::bench(args)?,
+        Cmd::Fuzz(args) => args.run()?,
         Cmd::CheckFeatures => features::check()?,
         Cmd::CheckLayout => layout::check(&workspace_root())?,
         Cmd::Ci(args) => args.run()?,

@@ -219,6 +219,59 @@ impl CheckpointDir {
     }
 }
 
+/// Writes `dir/manifest.json` with the sha256 of each of `files` (names in `dir`), atomically: the last step of
+/// an export, so that [`verify_manifest`] can tell a whole export from a torn or corrupted one.
+pub fn write_manifest(dir: &Path, files: &[&str]) -> Result<()> {
+    let mut sums = BTreeMap::new();
+    for f in files {
+        sums.insert(f.to_string(), file_sha256(&dir.join(f))?);
+    }
+    write_atomic(
+        &dir.join(MANIFEST),
+        serde_json::to_string_pretty(&Manifest { files: sums })
+            .expect("a manifest serialises")
+            .as_bytes(),
+    )?;
+    sync_dir(dir)
+}
+
+/// Removes `dir/manifest.json` before an export rewrites the directory's files.
+pub fn remove_manifest(dir: &Path) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    if path.exists() {
+        std::fs::remove_file(&path).map_err(io_err("removing", &path))?;
+    }
+    Ok(())
+}
+
+/// Checks the files that `dir/manifest.json` lists, when there is one (directories from elsewhere have none).
+pub fn verify_manifest(dir: &Path) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+        corrupt(
+            &path,
+            format!("is not a manifest ({e}); export the model again"),
+        )
+    })?;
+    for (file, sha) in &manifest.files {
+        let f = dir.join(file);
+        if !f.exists() || &file_sha256(&f)? != sha {
+            return Err(corrupt(
+                &f,
+                format!(
+                    "{} its sha256 in {MANIFEST}: the export is corrupt or incomplete; export the model again",
+                    if f.exists() { "does not match" } else { "is missing, listed with" }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The directory name of a stage's checkpoint after `step` steps.
 pub fn step_set(step: usize) -> String {
     format!("step-{step:09}")

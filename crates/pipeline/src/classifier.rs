@@ -185,6 +185,7 @@ impl SequenceClassifier {
 
     /// Saves the classifier as an HF BERT directory plus head and `classifier.json`, atomically per file.
     pub fn save(&self, dir: &Path, meta: &ClassifierMeta) -> Result<()> {
+        crate::checkpoint::remove_manifest(dir)?;
         let tensors = self.named_tensors()?;
         write_atomic(&dir.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
         write_atomic(
@@ -197,7 +198,7 @@ impl SequenceClassifier {
                 .expect("meta serialises")
                 .as_bytes(),
         )?;
-        Ok(())
+        crate::checkpoint::write_manifest(dir, &[WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE])
     }
 
     /// Loads a classifier saved by [`SequenceClassifier::save`].
@@ -281,6 +282,8 @@ impl SequenceClassifier {
             TensorData::new(b, [labels]),
             device,
         )));
+        // Last: the readers above name a truncated or malformed file more precisely than a checksum does.
+        crate::checkpoint::verify_manifest(dir)?;
         Ok((Self { encoder, head }, meta))
     }
 }

@@ -32,6 +32,7 @@ mod distill;
 mod error;
 mod eval;
 mod fetch;
+mod fuzz;
 mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
@@ -54,6 +55,7 @@ pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
 pub use eval::{evaluate_saved, EvalResult};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
+pub use fuzz::{fuzz_readers, FuzzConfig, FuzzReport, READERS};
 pub use quant::mixed::Allocator;
 pub use train::{RunOptions, StageConfig, StageOutcome};
 

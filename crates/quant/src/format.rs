@@ -402,7 +402,11 @@ impl QuantizedTensor {
                 self.zero_points.len()
             )));
         }
-        let want = (rows * cols * self.spec.bits as usize).div_ceil(8);
+        let want = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_mul(self.spec.bits as usize))
+            .map(|b| b.div_ceil(8))
+            .ok_or_else(|| bad(format!("shape [{rows}, {cols}] overflows")))?;
         if self.packed.len() != want {
             return Err(bad(format!(
                 "{} packed bytes, expected {want}",

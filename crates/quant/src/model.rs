@@ -31,6 +31,24 @@ pub const QUANT_FILE: &str = "model.quant.safetensors";
 /// Format tag in the file's metadata.
 pub const FORMAT_VERSION: &str = "bert-compress-quant/1";
 
+/// The metadata key of the sha256 over every tensor (names and bytes, in name order).
+pub const DATA_SHA256: &str = "data_sha256";
+
+/// The sha256 of `(name, bytes)` pairs taken in name order: the name's length and bytes, then the data's.
+fn data_sha256<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by_key(|(k, _)| *k);
+    let mut h = Sha256::new();
+    for (name, bytes) in sorted {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    format!("{:x}", h.finalize())
+}
+
 /// Named f32 tensors: name → (shape, row-major values).
 pub use student_arch::weights::NamedTensors;
 
@@ -318,6 +336,14 @@ impl QuantizedModel {
                 values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ));
         }
+        metadata.insert(
+            DATA_SHA256.into(),
+            data_sha256(
+                buffers
+                    .iter()
+                    .map(|(k, _, _, b)| (k.as_str(), b.as_slice())),
+            ),
+        );
         let views = buffers
             .iter()
             .map(|(k, dtype, shape, bytes)| {
@@ -400,10 +426,31 @@ impl QuantizedModel {
                 .map(|c| f16::from_le_bytes([c[0], c[1]]))
                 .collect()
         };
+        match metadata.get(DATA_SHA256) {
+            Some(expected) => {
+                let names = file.names();
+                let mut views = Vec::with_capacity(names.len());
+                for name in names {
+                    let view = file.tensor(name).map_err(|e| corrupt(e.to_string()))?;
+                    views.push((name, view));
+                }
+                let actual = data_sha256(views.iter().map(|(k, v)| (*k, v.data())));
+                if &actual != expected {
+                    return Err(corrupt(format!(
+                        "the tensors do not match their sha256 in the header: the file is corrupt; quantize the \
+                         model again (`cargo xtask quantize`)"
+                    )));
+                }
+            }
+            None => eprintln!(
+                "warning: {} has no checksum (written before files carried one); its codes cannot be checked",
+                path.display()
+            ),
+        }
         let mut quantized = BTreeMap::new();
         let mut parts = std::collections::BTreeSet::new();
         for (name, value) in &metadata {
-            if ["format", "config", "plan"].contains(&name.as_str()) {
+            if ["format", "config", "plan", DATA_SHA256].contains(&name.as_str()) {
                 continue;
             }
             let meta: TensorMeta = serde_json::from_str(value)
@@ -552,6 +599,12 @@ mod tests {
             err.to_string().contains("not a valid quantized model"),
             "{err}"
         );
+        // One flipped bit in the codes (the last byte of the file is tensor data).
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x10;
+        let err = QuantizedModel::from_bytes(path, &flipped).unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
         // Not ours: a plain safetensors file without the metadata.
         let plain = student_arch::weights::safetensors_bytes(&tensors).unwrap();
         let err = QuantizedModel::from_bytes(path, &plain).unwrap_err();

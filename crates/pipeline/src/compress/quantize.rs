@@ -78,6 +78,7 @@ pub fn artifact_bytes(dir: &Path) -> u64 {
 
 fn write_quantized(q: &QuantizedModel, from: &Path, to: &Path) -> Result<u64> {
     std::fs::create_dir_all(to).map_err(io_err("creating", to))?;
+    crate::checkpoint::remove_manifest(to)?;
     let bytes = q.write(&to.join(QUANT_FILE))?;
     write_atomic(&to.join(CONFIG_FILE), q.config.to_hf_json().as_bytes())?;
     copy_tokenizer_files(from, to)?;
@@ -89,6 +90,7 @@ fn write_quantized(q: &QuantizedModel, from: &Path, to: &Path) -> Result<u64> {
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(io_err("removing", &stale))?;
     }
+    crate::checkpoint::write_manifest(to, &[QUANT_FILE, CONFIG_FILE, CLASSIFIER_FILE])?;
     Ok(bytes)
 }
 

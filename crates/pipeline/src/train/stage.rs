@@ -1,0 +1,211 @@
+//! The training loop shared by every stage ([`run_stage`]): AdamW with linear warm-up and decay, gradient
+//! clipping, a progress bar with the loss terms, a JSON-lines metrics log, evaluation every N steps, the best
+//! model kept, checkpoints, resume, and a clear stop on a NaN or infinite loss.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Int, Tensor};
+use kd_losses::LossTerms;
+use student_arch::BertInput;
+
+use crate::error::{PipelineError, Result};
+use crate::train::context::{
+    batch_input, epoch_batches, learning_rate, load_record, optimizer, optimizer_step, Encoded,
+    StageConfig, StageContext, StageOutcome,
+};
+use crate::train::resume::{fingerprint, Checkpoints, StageState};
+
+/// Runs one stage. `loss` computes the named loss terms of a batch (the model, its input and labels, and the
+/// batch's indices into `train`); `evaluate` scores a model on dev (higher is better). Returns the model at the
+/// best dev score (or the last step when `evaluate` gives `None`).
+pub fn run_stage<M, L, E>(
+    ctx: &StageContext,
+    model: M,
+    train: &[Encoded],
+    config: &StageConfig,
+    loss: L,
+    evaluate: E,
+) -> Result<(M, StageOutcome)>
+where
+    M: Module,
+    L: Fn(&M, BertInput, Tensor<1, Int>, &[usize]) -> Result<LossTerms>,
+    E: Fn(&M) -> Result<Option<f64>>,
+{
+    if train.is_empty() {
+        return Err(PipelineError::Config {
+            field: "dataset",
+            message: format!("stage {} has no training examples", ctx.name),
+        });
+    }
+    let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let total_steps =
+        steps_per_epoch
+            .checked_mul(config.epochs)
+            .ok_or_else(|| PipelineError::Config {
+                field: "epochs",
+                message: format!(
+                    "{} epochs of {steps_per_epoch} steps overflow; use fewer",
+                    config.epochs
+                ),
+            })?;
+    let files = Checkpoints::new(ctx)?;
+    let fresh = StageState {
+        total_steps,
+        fingerprint: fingerprint(ctx, config, train),
+        ..Default::default()
+    };
+    let (mut model, mut optim, mut state) = files.resume(model, optimizer(config), fresh)?;
+    if state.done {
+        return Ok((model, outcome(ctx, &state, 0, 0.0)));
+    }
+    let bar = progress_bar(ctx, total_steps, state.step);
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    let mut steps_here = 0usize;
+    let evaluate_now = |model: &M, state: &mut StageState| -> Result<()> {
+        if let Some(score) = evaluate(model)? {
+            ctx.log(serde_json::json!({"stage": ctx.name, "step": state.step, "dev": score}))?;
+            if state.best_dev.is_none_or(|b| score > b) {
+                state.best_dev = Some(score);
+                state.best_set = Some(files.save_best(model, state.step)?);
+            }
+        }
+        Ok(())
+    };
+    while state.step < total_steps {
+        if ctx.stop_after.is_some_and(|n| steps_here >= n) {
+            files.save(&model, &optim, &state)?;
+            bar.abandon_with_message("stopped; continue with --resume");
+            return Err(PipelineError::Checkpoint {
+                path: ctx.dir(),
+                message: format!(
+                    "stopped after {steps_here} steps as asked; continue with --resume"
+                ),
+            });
+        }
+        let epoch = state.step / steps_per_epoch;
+        let in_epoch = state.step % steps_per_epoch;
+        let batches = epoch_batches(
+            train,
+            config.batch_size,
+            ctx.seed.wrapping_add(epoch as u64 * 7919),
+        );
+        let indices = &batches[in_epoch];
+        let batch: Vec<&Encoded> = indices.iter().map(|&i| &train[i]).collect();
+        tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
+        let terms = loss(&model, input, labels, indices)?;
+        let values = loss_values(ctx, state.step, &terms)?;
+        let lr = learning_rate(config, state.step, total_steps);
+        model = optimizer_step(&mut optim, lr, model, terms);
+        state.step += 1;
+        steps_here += 1;
+        state
+            .losses
+            .push(values.last().map(|(_, v)| *v).unwrap_or(f32::NAN));
+        log_step(ctx, &bar, state.step, lr, &values)?;
+        let end_of_epoch = state.step % steps_per_epoch == 0;
+        if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
+            evaluate_now(&model, &mut state)?;
+        }
+        // The last step's set is written once the stage is marked done, below.
+        if state.step % config.checkpoint_every.max(1) == 0 && state.step < total_steps {
+            files.save(&model, &optim, &state)?;
+        }
+    }
+    bar.finish();
+    state.done = true;
+    files.save(&model, &optim, &state)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(best) = &state.best_set {
+        model = load_record(model, &ctx.dir().join(best).join("model.bpk"))?;
+    }
+    Ok((model, outcome(ctx, &state, tokens, seconds)))
+}
+
+/// The named values of a step's loss terms (the total last); a NaN or infinite term is an error that names the
+/// stage, the step and the checkpoint to resume from.
+fn loss_values(
+    ctx: &StageContext,
+    step: usize,
+    terms: &LossTerms,
+) -> Result<Vec<(&'static str, f32)>> {
+    terms.values().map_err(|e| match e {
+        kd_losses::LossError::NonFinite { term, value } => PipelineError::NonFinite {
+            stage: ctx.name.clone(),
+            step,
+            term: term.to_string(),
+            value,
+            checkpoint: ctx.dir().display().to_string(),
+        },
+        other => other.into(),
+    })
+}
+
+/// Appends the step to `metrics.jsonl` and shows its terms on the progress bar.
+fn log_step(
+    ctx: &StageContext,
+    bar: &indicatif::ProgressBar,
+    step: usize,
+    lr: f64,
+    values: &[(&'static str, f32)],
+) -> Result<()> {
+    let mut record = serde_json::json!({"stage": ctx.name, "step": step, "lr": lr});
+    for (name, v) in values {
+        record[*name] = serde_json::json!(v);
+    }
+    ctx.log(record)?;
+    bar.set_message(
+        values
+            .iter()
+            .map(|(n, v)| format!("{n}={v:.4}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    bar.inc(1);
+    Ok(())
+}
+
+/// The stage's progress bar, at `step` of `total_steps`.
+fn progress_bar(ctx: &StageContext, total_steps: usize, step: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total_steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(ctx.name.clone());
+    bar.set_position(step as u64);
+    bar
+}
+
+fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {
+    let n = state.losses.len();
+    // The first and last 10% of steps, but at least 2 of each when there are enough, so that one noisy batch
+    // does not decide whether a short run learnt.
+    let k = (n / 10).max(2).min(n / 2).max(1).min(n.max(1));
+    let mean = |s: &[f32]| {
+        if s.is_empty() {
+            f32::NAN
+        } else {
+            s.iter().sum::<f32>() / s.len() as f32
+        }
+    };
+    StageOutcome {
+        name: ctx.name.clone(),
+        steps: state.step,
+        tokens,
+        seconds,
+        tokens_per_second: if seconds > 0.0 {
+            tokens as f64 / seconds
+        } else {
+            0.0
+        },
+        first_loss: mean(&state.losses[..k.min(n)]),
+        last_loss: mean(&state.losses[n.saturating_sub(k)..]),
+        best_dev: state.best_dev,
+    }
+}

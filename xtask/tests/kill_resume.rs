@@ -78,6 +78,95 @@ fn checkpointed_step(out: &Path, stage: &str) -> Option<u64> {
     serde_json::from_str::<Value>(&text).ok()?["step"].as_u64()
 }
 
+/// Where a run is killed.
+#[derive(Clone, Debug)]
+enum KillPoint {
+    /// Once the stage has a checkpoint at this step or later.
+    Checkpointed(&'static str, u64),
+    /// While a checkpoint set of the stage is being written.
+    WritingCheckpoint(&'static str),
+    /// While the student is exported and the models scored (after the last stage).
+    Exporting,
+}
+
+impl KillPoint {
+    fn reached(&self, out: &Path) -> bool {
+        match self {
+            Self::Checkpointed(stage, step) => {
+                checkpointed_step(out, stage).is_some_and(|s| s >= *step)
+            }
+            Self::WritingCheckpoint(stage) => {
+                std::fs::read_dir(out.join("checkpoints").join(stage))
+                    .map(|d| {
+                        d.flatten()
+                            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                    })
+                    .unwrap_or(false)
+            }
+            Self::Exporting => out.join("student").exists(),
+        }
+    }
+
+    /// The position in the run, to put the points in order.
+    fn order(&self) -> (usize, u64) {
+        let stage = |s: &str| STAGES.iter().position(|x| *x == s).unwrap();
+        match self {
+            Self::Checkpointed(s, step) => (stage(s), *step),
+            Self::WritingCheckpoint(s) => (stage(s), 0),
+            Self::Exporting => (STAGES.len(), 0),
+        }
+    }
+}
+
+/// The stages of the tiny TinyBERT run, in order; each has 8 steps.
+const STAGES: [&str; 3] = [
+    "teacher-finetune",
+    "tinybert-intermediate",
+    "tinybert-prediction",
+];
+
+/// Five kill points drawn with `seed`, in run order: one during a checkpoint write, one during the export, and
+/// three after checkpoints at seeded steps of seeded stages (distinct, so each resume makes progress).
+fn kill_points(seed: u64) -> Vec<KillPoint> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        state >> 33
+    };
+    let write_stage = STAGES[(next() % 3) as usize];
+    let mut points = vec![
+        KillPoint::WritingCheckpoint(write_stage),
+        KillPoint::Exporting,
+    ];
+    while points.len() < 5 {
+        let p = KillPoint::Checkpointed(STAGES[(next() % 3) as usize], 2 + next() % 5);
+        if points.iter().all(|q| q.order() != p.order()) {
+            points.push(p);
+        }
+    }
+    points.sort_by_key(KillPoint::order);
+    points
+}
+
+/// Files and directories whose names mark a write that never finished.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(".tmp-") || name.contains(".partial-") {
+                found.push(e.path());
+            } else if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    found
+}
+
 /// The last logged total loss of each (stage, step): a killed run logs the steps it repeats twice.
 fn losses(out: &Path) -> BTreeMap<(String, u64), f64> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -116,33 +205,42 @@ fn killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_one() {
     let whole = dir.join("whole");
     run_to_end(distill(&teacher, &config, &whole, false));
 
-    // Killed (SIGKILL, no chance to clean up) once the intermediate stage has checkpointed 3 of its 8 steps.
+    // Killed with SIGKILL (no chance to clean up) at five points drawn with a fixed seed from the whole run,
+    // each resumed with --resume until the next: after a stage's checkpoints, while a checkpoint set is being
+    // written (its temporary directory exists), and while the models are exported and scored.
     let killed = dir.join("killed");
-    let mut child = distill(&teacher, &config, &killed, false)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        if checkpointed_step(&killed, "tinybert-intermediate").is_some_and(|s| s >= 3) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before it could be killed mid-way");
+    for point in kill_points(20261130) {
+        let mut child = distill(&teacher, &config, &killed, killed.exists())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if point.reached(&killed) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the run ended ({status}) before it reached {point:?}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "the run made no progress toward {point:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
         }
         assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "the run made no progress"
+            !killed.join("report.json").exists(),
+            "the kill at {point:?} came too late"
         );
-        std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        !killed.join("report.json").exists(),
-        "the kill came too late"
-    );
     run_to_end(distill(&teacher, &config, &killed, true));
+    let leftovers = temporaries(&killed);
+    assert!(
+        leftovers.is_empty(),
+        "temporaries left behind: {leftovers:?}"
+    );
 
     // Same losses at every step, same accuracies.
     let (a, b) = (losses(&whole), losses(&killed));

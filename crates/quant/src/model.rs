@@ -28,8 +28,10 @@ use crate::format::{check_bits, Granularity, HeadAxis, QuantSpec, QuantizedTenso
 
 /// The quantized model file inside a model directory.
 pub const QUANT_FILE: &str = "model.quant.safetensors";
-/// Format tag in the file's metadata.
-pub const FORMAT_VERSION: &str = "bert-compress-quant/1";
+/// Format tag in the file's metadata. Version 2 adds [`DATA_SHA256`], which it requires.
+pub const FORMAT_VERSION: &str = "bert-compress-quant/2";
+/// The previous format tag: the same layout without a checksum (read with a warning).
+pub const FORMAT_VERSION_1: &str = "bert-compress-quant/1";
 
 /// The metadata key of the sha256 over every tensor (names and bytes, in name order).
 pub const DATA_SHA256: &str = "data_sha256";
@@ -389,14 +391,15 @@ impl QuantizedModel {
             .metadata()
             .clone()
             .ok_or_else(|| corrupt("no metadata in the header".into()))?;
-        match metadata.get("format") {
-            Some(f) if f == FORMAT_VERSION => {}
+        let checksummed = match metadata.get("format") {
+            Some(f) if f == FORMAT_VERSION => true,
+            Some(f) if f == FORMAT_VERSION_1 => false,
             other => {
                 return Err(corrupt(format!(
                     "format {other:?}, expected {FORMAT_VERSION:?}"
                 )))
             }
-        }
+        };
         let config = BertConfig::from_json(
             metadata
                 .get("config")
@@ -427,6 +430,11 @@ impl QuantizedModel {
                 .collect()
         };
         match metadata.get(DATA_SHA256) {
+            None if checksummed => {
+                return Err(corrupt(format!(
+                    "{FORMAT_VERSION} requires {DATA_SHA256} in the header and it is missing: the file is corrupt"
+                )))
+            }
             Some(expected) => {
                 let names = file.names();
                 let mut views = Vec::with_capacity(names.len());
@@ -443,7 +451,8 @@ impl QuantizedModel {
                 }
             }
             None => eprintln!(
-                "warning: {} has no checksum (written before files carried one); its codes cannot be checked",
+                "warning: {} is in {FORMAT_VERSION_1}, which has no checksum; its codes cannot be checked \
+                 (quantize the model again to get one)",
                 path.display()
             ),
         }

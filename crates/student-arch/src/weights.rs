@@ -222,10 +222,14 @@ pub fn load_weights(
     weights_path: &Path,
     device: &Device,
 ) -> Result<(BertModel, LoadReport)> {
-    let bytes = read(
-        weights_path,
-        "the model directory needs its weights; run `cargo xtask fetch` for the teacher",
-    )?;
+    let quantized = weights_path.with_file_name("model.quant.safetensors");
+    let hint = if quantized.exists() {
+        "this is a quantized directory (`cargo xtask quantize`), whose weights are in model.quant.safetensors; \
+         give the full-precision directory it was made from, or use `cargo xtask eval` on it"
+    } else {
+        "the model directory needs its weights; run `cargo xtask fetch` for the teacher"
+    };
+    let bytes = read(weights_path, hint)?;
     load_weights_from_bytes(config, weights_path, &bytes, device)
 }
 

@@ -116,6 +116,11 @@ fn malformed_configs_and_flags_fail_before_training() {
             vec!["narrow_student", "hidden_size"],
         ),
         case(
+            "narrow student larger than the teacher",
+            base(&["--config", &toml("big.toml", "[narrow_student]\nlayers = 200\nhidden_size = 4096\nnum_attention_heads = 16\nintermediate_size = 16384\n")], &out("nb")),
+            vec!["narrow_student", "larger than its teacher"],
+        ),
+        case(
             "narrow student heads do not divide",
             base(
                 &[

@@ -433,6 +433,31 @@ impl DistillConfig {
                 ),
             });
         }
+        let teacher_params = teacher.parameter_count().unwrap_or(u64::MAX);
+        let mut narrow = vec![];
+        if let Some(n) = &self.narrow_student {
+            narrow.push(("narrow_student", n));
+        }
+        if self.stage != Stage::Task {
+            narrow.push(("general.tinybert_student", &self.general.tinybert_student));
+        }
+        for (field, n) in narrow {
+            let mut shape = teacher.clone();
+            shape.hidden_size = n.hidden_size;
+            shape.num_hidden_layers = n.layers;
+            shape.num_attention_heads = n.num_attention_heads;
+            shape.intermediate_size = n.intermediate_size;
+            let params = shape.parameter_count().unwrap_or(u64::MAX);
+            if params > teacher_params {
+                return Err(PipelineError::Config {
+                    field,
+                    message: format!(
+                        "a student of {params} parameters is larger than its teacher ({teacher_params}); shrink \
+                         layers, hidden_size or intermediate_size"
+                    ),
+                });
+            }
+        }
         if let Some(layers) = &self.student_layers {
             if let Some(l) = layers.iter().find(|&&l| l >= teacher.num_hidden_layers) {
                 return Err(PipelineError::Config {

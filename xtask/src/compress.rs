@@ -1,17 +1,21 @@
-//! `cargo xtask eval`, `quantize` and `sensitivity`: commands on a saved classifier.
+//! `cargo xtask eval`, `predict`, `quantize` and `sensitivity`: commands on a saved classifier.
 
-use anyhow::Result;
+use std::io::{BufRead, Write};
+
+use anyhow::{bail, Context, Result};
 
 use crate::flags;
 
 impl flags::Eval {
     pub fn run(self) -> Result<()> {
         let device = student_arch::device::device(&self.device.device)?;
-        let result = pipeline::evaluate_saved(
+        let result = pipeline::evaluate_dir(
             &self.model,
             &self.data.dataset(),
             &self.data.columns(),
             self.seed,
+            self.split,
+            self.engine,
             &pipeline::cache_dir(),
             &device,
         )?;
@@ -99,6 +103,56 @@ impl flags::Sensitivity {
         )?;
         println!("{}", report.to_markdown());
         println!("{}", self.out.display());
+        Ok(())
+    }
+}
+
+impl flags::Predict {
+    pub fn run(self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("--batch-size 0: give at least 1 text per forward pass");
+        }
+        let device = student_arch::device::device(&self.device.device)?;
+        let predictor = pipeline::Predictor::load(&self.model, &device, self.engine)?;
+        let mut out = std::io::stdout().lock();
+        let mut batch: Vec<String> = Vec::with_capacity(self.batch_size);
+        let mut flush = |batch: &mut Vec<String>| -> Result<()> {
+            for p in predictor.predict(batch, self.batch_size)? {
+                writeln!(out, "{}", serde_json::to_string(&p)?)?;
+            }
+            out.flush()?;
+            batch.clear();
+            Ok(())
+        };
+        match &self.input {
+            Some(path) => {
+                for row in pipeline::stream_texts(path, &self.text_column)? {
+                    batch.push(row?.1);
+                    if batch.len() == self.batch_size {
+                        flush(&mut batch)?;
+                    }
+                }
+            }
+            None => {
+                for (i, line) in std::io::stdin().lock().lines().enumerate() {
+                    let line =
+                        line.with_context(|| format!("stdin line {} is not valid UTF-8", i + 1))?;
+                    if line.trim().is_empty() {
+                        bail!(
+                            "stdin line {} is empty: give one non-empty text per line",
+                            i + 1
+                        );
+                    }
+                    batch.push(line);
+                    if batch.len() == self.batch_size {
+                        flush(&mut batch)?;
+                    }
+                }
+            }
+        }
+        if !batch.is_empty() {
+            flush(&mut batch)?;
+        }
         Ok(())
     }
 }

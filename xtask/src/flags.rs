@@ -27,8 +27,12 @@ pub enum Cmd {
     Distill(Distill),
     /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
     Ablate(Ablate),
-    /// Print the test accuracy of a saved classifier on a dataset as JSON.
+    /// Print the test accuracy of a saved classifier on a dataset as JSON (a quantized directory on its integer
+    /// kernels, with the dequantized figure beside it).
     Eval(Eval),
+    /// Apply a saved classifier (full precision or quantized) to text: one line per input from stdin, or a
+    /// column of --input; prints one JSON line per text with the label and every class's probability.
+    Predict(Predict),
     /// Quantize a saved classifier (uniform bits, or mixed precision from a sensitivity report under a budget),
     /// write the quantized directory and a report: bits per layer, bytes, compression, accuracy before/after.
     Quantize(Quantize),
@@ -230,12 +234,40 @@ pub struct Eval {
     /// A directory written by `distill` (teacher/ or student/).
     #[arg(long)]
     pub model: PathBuf,
-    /// rotten-tomatoes and bbc-news are scored on their test split; all of a file is scored.
+    /// The data to score on (rotten-tomatoes by default).
     #[command(flatten)]
     pub data: DataFlags,
-    /// Seed of the built-in datasets' split (use the run's seed to score its test split).
+    /// Seed of the split (use the run's seed to score its test split).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// test (the split that distill holds out with the same seed; never rows it trained on) or all (every row:
+    /// a file held out as a whole).
+    #[arg(long, default_value = "test")]
+    pub split: pipeline::EvalSplit,
+    /// integer (a quantized directory's kernels; the default for one) or dequantized (Burn on f32 weights).
+    #[arg(long)]
+    pub engine: Option<pipeline::Engine>,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Predict {
+    /// A classifier directory: written by distill (teacher/, student/) or by quantize.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A CSV, TSV or JSONL file to read the texts from (default: stdin, one text per line).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The text column of --input.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Texts per forward pass; each batch's lines are printed as soon as it is scored.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// integer (a quantized directory's kernels; the default for one) or dequantized.
+    #[arg(long)]
+    pub engine: Option<pipeline::Engine>,
     #[command(flatten)]
     pub device: DeviceFlag,
 }

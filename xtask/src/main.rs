@@ -40,6 +40,7 @@ fn main() -> Result<()> {
         Cmd::Distill(args) => args.run()?,
         Cmd::Ablate(args) => args.run()?,
         Cmd::Eval(args) => args.run()?,
+        Cmd::Predict(args) => args.run()?,
         Cmd::Quantize(args) => args.run()?,
         Cmd::Sensitivity(args) => args.run()?,
         Cmd::Bench(args) => bench::bench(args)?,

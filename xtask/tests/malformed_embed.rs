@@ -153,9 +153,18 @@ fn malformed_model_directories_and_input_are_named_errors() {
         vec!["max_seq_length", "max_position_embeddings"],
     );
     let m = model_with(&s, "quantized", |d| {
-        std::fs::rename(d.join("model.safetensors"), d.join("model.quant.safetensors")).unwrap()
+        std::fs::rename(
+            d.join("model.safetensors"),
+            d.join("model.quant.safetensors"),
+        )
+        .unwrap()
     });
-    case("a quantized directory", m, "hello\n", vec!["quantized directory", "full-precision"]);
+    case(
+        "a quantized directory",
+        m,
+        "hello\n",
+        vec!["quantized directory", "full-precision"],
+    );
     let missing = s.path().join("nowhere").display().to_string();
     case("missing directory", missing, "hello\n", vec!["nowhere"]);
     let m = model_with(&s, "batch", |_| {});

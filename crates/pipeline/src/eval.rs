@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::classifier::{host, SequenceClassifier};
 use crate::config::SplitConfig;
 use crate::error::Result;
+use crate::predict::{argmax, Engine, Predictor};
 use crate::train::{batch_input, Encoded};
 
 /// Accuracy and macro-F1.
@@ -147,22 +148,57 @@ mod tests {
 }
 
 /// What `cargo xtask eval` prints.
+/// Which examples `eval` scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The test split that `distill` holds out with the same seed (never rows used for training).
+    #[default]
+    Test,
+    /// Every row (a file held out as a whole).
+    All,
+}
+
+impl std::str::FromStr for EvalSplit {
+    type Err = crate::error::PipelineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "test" => Ok(Self::Test),
+            "all" => Ok(Self::All),
+            other => Err(crate::error::PipelineError::Config {
+                field: "split",
+                message: format!("{other:?}: expected test or all"),
+            }),
+        }
+    }
+}
+
+/// What `cargo xtask eval` prints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalResult {
     /// The model directory.
     pub model: String,
     /// The dataset.
     pub dataset: String,
+    /// The examples scored (`test` split or `all`).
+    pub split: EvalSplit,
     /// Examples scored.
     pub examples: usize,
+    /// The forward pass that scored them: `integer` (a quantized directory's kernels) or `dequantized` (Burn).
+    pub engine: String,
     /// Accuracy.
     pub accuracy: f64,
     /// Macro-F1.
     pub macro_f1: f64,
+    /// For a quantized directory scored on the integer kernels: the same examples on Burn with the dequantized
+    /// weights, beside it.
+    pub dequantized: Option<Scores>,
 }
 
-/// Scores a classifier saved by the pipeline: on the test split (same seed and fractions as `distill`'s
-/// default) of a built-in dataset, or on all of a file.
+/// Scores a classifier saved by the pipeline on the test split of `dataset` (the split `distill` holds out with
+/// the same `seed`), with the default engine (the integer kernels for a quantized directory, with the
+/// dequantized figure beside it). See [`evaluate_dir`] for the other choices.
 pub fn evaluate_saved(
     dir: &std::path::Path,
     dataset: &str,
@@ -171,28 +207,63 @@ pub fn evaluate_saved(
     cache: &std::path::Path,
     device: &Device,
 ) -> Result<EvalResult> {
-    let (model, meta) = SequenceClassifier::load(dir, device)?;
-    let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
-    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
-    let examples = if crate::data::labelled::BUILT_IN.contains(&dataset) {
-        SplitConfig::default().split(&data.examples, seed)?.test
-    } else {
-        data.examples
-    };
-    let encoded = crate::train::encode(&tokenizer, &examples, meta.max_length)?;
-    let s = evaluate(
-        &model,
-        &encoded,
-        meta.labels.len(),
-        64,
-        tokenizer.pad_id,
+    evaluate_dir(
+        dir,
+        dataset,
+        columns,
+        seed,
+        EvalSplit::Test,
+        None,
+        cache,
         device,
-    )?;
+    )
+}
+
+/// Scores the classifier in `dir` on `split` of `dataset` with `engine` (`None`: the integer kernels for a
+/// quantized directory, Burn otherwise; a quantized directory scored on its kernels also gets the dequantized
+/// figure).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_dir(
+    dir: &std::path::Path,
+    dataset: &str,
+    columns: &crate::data::labelled::Columns,
+    seed: u64,
+    split: EvalSplit,
+    engine: Option<Engine>,
+    cache: &std::path::Path,
+    device: &Device,
+) -> Result<EvalResult> {
+    let predictor = Predictor::load(dir, device, engine)?;
+    let labels = predictor.labels().to_vec();
+    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&labels), cache)?;
+    let examples = match split {
+        EvalSplit::Test => SplitConfig::default().split(&data.examples, seed)?.test,
+        EvalSplit::All => data.examples,
+    };
+    let encoded = crate::train::encode(predictor.tokenizer(), &examples, predictor.max_length())?;
+    let gold: Vec<usize> = encoded.iter().map(|e| e.label).collect();
+    let score = |p: &Predictor| -> Result<Scores> {
+        let predicted: Vec<usize> = p.logits(&encoded, 64)?.iter().map(|r| argmax(r)).collect();
+        Ok(scores(&predicted, &gold, labels.len()))
+    };
+    let main = score(&predictor)?;
+    let dequantized = if predictor.engine() == Engine::Integer {
+        Some(score(&Predictor::load(
+            dir,
+            device,
+            Some(Engine::Dequantized),
+        )?)?)
+    } else {
+        None
+    };
     Ok(EvalResult {
         model: dir.display().to_string(),
         dataset: dataset.into(),
+        split,
         examples: encoded.len(),
-        accuracy: s.accuracy,
-        macro_f1: s.macro_f1,
+        engine: predictor.engine().name().into(),
+        accuracy: main.accuracy,
+        macro_f1: main.macro_f1,
+        dequantized,
     })
 }

@@ -11,7 +11,8 @@
 //! | `fetch` | [`fetch_teacher`] | [`cache_dir`] | the directory |
 //! | `distill` | [`distill`], [`general_only`] | [`DistillConfig`], [`RunOptions`] | [`Report`], [`GeneralReport`] |
 //! | `ablate` | [`ablate`] | [`DistillConfig`], [`Method`] | [`AblationReport`] |
-//! | `eval` | [`evaluate_saved`] | [`Columns`] | [`EvalResult`] |
+//! | `eval` | [`evaluate_dir`], [`evaluate_saved`] | [`Columns`], [`EvalSplit`], [`Engine`] | [`EvalResult`] |
+//! | `predict` | [`Predictor::predict`] | [`Engine`] | [`Prediction`] |
 //! | `sensitivity` | [`measure_sensitivity`] | [`SensitivityOptions`], [`MeasureControl`] | `hessian::SensitivityReport` |
 //! | `quantize` | [`quantize`] | [`QuantizeOptions`], [`QatConfig`] | [`QuantizeReport`] |
 //!
@@ -33,6 +34,7 @@ mod error;
 mod eval;
 mod fetch;
 mod fuzz;
+mod predict;
 mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
@@ -46,16 +48,17 @@ pub use compress::sensitivity::{
 pub use config::general::{GeneralConfig, NarrowStudent, StudentInit};
 pub use config::{DistillConfig, LossTerm, Method, SplitConfig, Stage};
 pub use data::augment::{load_augmented, AugmentConfig};
-pub use data::labelled::{Columns, BUILT_IN};
+pub use data::labelled::{stream_texts, Columns, BUILT_IN};
 pub use data::masking::MaskingConfig;
 pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
 pub use distill::general::GeneralReport;
 pub use distill::report::{distill_markdown, ModelReport, Report};
 pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
-pub use eval::{evaluate_saved, EvalResult};
+pub use eval::{evaluate_dir, evaluate_saved, EvalResult, EvalSplit, Scores};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
 pub use fuzz::{fuzz_readers, FuzzConfig, FuzzReport, READERS};
+pub use predict::{Engine, Prediction, Predictor};
 pub use quant::mixed::Allocator;
 pub use train::{RunOptions, StageConfig, StageOutcome};
 

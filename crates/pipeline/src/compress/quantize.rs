@@ -535,6 +535,8 @@ fn write_variants<'t>(
             file_bytes,
             accuracy: scored.accuracy,
             macro_f1: scored.macro_f1,
+            engine: scored.engine.clone(),
+            dequantized_accuracy: scored.dequantized.map(|d| d.accuracy),
         });
         if i == 0 {
             written = Some(q);

@@ -310,6 +310,89 @@ fn read_jsonl(path: &Path, bytes: &[u8], columns: &Columns) -> Result<Vec<(Strin
     Ok(rows)
 }
 
+/// The texts of one column of a CSV, TSV or JSONL file, read as a stream (row by row, never the whole file),
+/// each with its line; an empty text is an error naming its line.
+pub fn stream_texts(
+    path: &Path,
+    column: &str,
+) -> Result<Box<dyn Iterator<Item = Result<(u64, String)>>>> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(io_err("opening", path))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let p = path.to_path_buf();
+    let column = column.to_string();
+    let empty = |p: &Path, line: u64, column: &str| {
+        data_err(
+            p,
+            Some(line),
+            format!("empty text in column {column:?}; remove the row or fill it"),
+        )
+    };
+    match ext.as_str() {
+        "csv" | "tsv" | "tab" => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(if ext == "csv" { b',' } else { b'\t' })
+                .from_reader(std::io::BufReader::new(file));
+            let headers = reader
+                .headers()
+                .map_err(|e| data_err(path, Some(1), e.to_string()))?
+                .clone();
+            let index = headers.iter().position(|h| h == column).ok_or_else(|| {
+                data_err(
+                    path,
+                    Some(1),
+                    format!(
+                        "no column {column:?}; the columns are {:?}; pick another with --text-column",
+                        headers.iter().collect::<Vec<_>>()
+                    ),
+                )
+            })?;
+            Ok(Box::new(reader.into_records().map(move |record| {
+                let record = record
+                    .map_err(|e| data_err(&p, e.position().map(|x| x.line()), e.to_string()))?;
+                let line = record.position().map_or(0, |x| x.line());
+                let text = record.get(index).unwrap_or_default().to_string();
+                if text.trim().is_empty() {
+                    return Err(empty(&p, line, &column));
+                }
+                Ok((line, text))
+            })))
+        }
+        "jsonl" | "json" => Ok(Box::new(
+            std::io::BufReader::new(file)
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+                .map(move |(i, line)| {
+                    let n = i as u64 + 1;
+                    let line = line.map_err(|e| data_err(&p, Some(n), e.to_string()))?;
+                    let v: serde_json::Value = serde_json::from_str(&line)
+                        .map_err(|e| data_err(&p, Some(n), format!("not JSON: {e}")))?;
+                    match v.get(&column) {
+                        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                            Ok((n, s.clone()))
+                        }
+                        Some(serde_json::Value::String(_)) => Err(empty(&p, n, &column)),
+                        _ => Err(data_err(
+                            &p,
+                            Some(n),
+                            format!("no text field {column:?}; pick another with --text-column"),
+                        )),
+                    }
+                }),
+        )),
+        other => Err(data_err(
+            path,
+            None,
+            format!("unknown extension {other:?}; use .csv, .tsv or .jsonl"),
+        )),
+    }
+}
+
 /// Rotten Tomatoes: fresh vs rotten review snippets (the `plot` rows dropped).
 pub fn rotten_tomatoes(cache: &Path) -> Result<Dataset> {
     let dir = fetch_asset(&ROTTEN_TOMATOES, cache)?;

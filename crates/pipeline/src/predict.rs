@@ -1,0 +1,265 @@
+//! Applying a saved classifier to text, on the path that really runs: Burn for a full-precision directory, and
+//! for a quantized one (`model.quant.safetensors`) the integer kernels of `quant::encoder::QuantEncoder`
+//! (8-bit activations against 8- or 4-bit weights) — or, asked for, Burn on its dequantized weights, the figure
+//! that quantize reports beside it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::Device;
+use quant::encoder::QuantEncoder;
+use serde::{Deserialize, Serialize};
+use student_arch::BertTokenizer;
+
+use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+use crate::error::{io_err, PipelineError, Result};
+use crate::train::Encoded;
+
+/// Which forward pass scores a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Burn on f32 weights (a quantized directory's dequantized).
+    Dequantized,
+    /// The quantized integer kernels (only for a quantized directory).
+    Integer,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "dequantized" | "f32" | "burn" => Ok(Self::Dequantized),
+            "integer" | "int8" | "kernels" => Ok(Self::Integer),
+            other => Err(PipelineError::Config {
+                field: "engine",
+                message: format!("{other:?}: expected integer or dequantized"),
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// The engine's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dequantized => "dequantized",
+            Self::Integer => "integer",
+        }
+    }
+}
+
+enum Runtime {
+    Burn {
+        model: SequenceClassifier,
+        device: Device,
+    },
+    Integer {
+        encoder: Box<QuantEncoder>,
+        /// `[labels, hidden]`, row-major.
+        head_weight: Vec<f32>,
+        /// `[labels]`.
+        head_bias: Vec<f32>,
+    },
+}
+
+/// One prediction: the label and every class's probability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The most probable label.
+    pub label: String,
+    /// Each label's probability (softmax of the logits), in `classifier.json`'s label order.
+    pub probabilities: BTreeMap<String, f64>,
+}
+
+/// A saved classifier ready to score text.
+pub struct Predictor {
+    meta: ClassifierMeta,
+    tokenizer: BertTokenizer,
+    engine: Engine,
+    runtime: Runtime,
+}
+
+impl Predictor {
+    /// Loads the classifier in `dir`. `engine` `None` picks the integer kernels for a quantized directory and
+    /// Burn otherwise; the integer engine on a full-precision directory is an error.
+    pub fn load(dir: &Path, device: &Device, engine: Option<Engine>) -> Result<Self> {
+        let quant_path = dir.join(quant::QUANT_FILE);
+        let quantized = quant_path.exists();
+        let engine = engine.unwrap_or(if quantized {
+            Engine::Integer
+        } else {
+            Engine::Dequantized
+        });
+        match engine {
+            Engine::Dequantized => {
+                let (model, meta) = SequenceClassifier::load(dir, device)?;
+                let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
+                Ok(Self {
+                    meta,
+                    tokenizer,
+                    engine,
+                    runtime: Runtime::Burn {
+                        model,
+                        device: device.clone(),
+                    },
+                })
+            }
+            Engine::Integer if !quantized => Err(PipelineError::Config {
+                field: "engine",
+                message: format!(
+                    "{} holds no {} (it is full precision); the integer engine runs quantized directories",
+                    dir.display(),
+                    quant::QUANT_FILE
+                ),
+            }),
+            Engine::Integer => Self::load_integer(dir, &quant_path),
+        }
+    }
+
+    fn load_integer(dir: &Path, quant_path: &Path) -> Result<Self> {
+        let meta_path = dir.join(CLASSIFIER_FILE);
+        let text = std::fs::read_to_string(&meta_path).map_err(io_err("reading", &meta_path))?;
+        let meta: ClassifierMeta =
+            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+                path: meta_path.clone(),
+                message: e.to_string(),
+            })?;
+        let q = quant::QuantizedModel::read(quant_path)?;
+        meta.validate(&meta_path, Some(q.config.max_position_embeddings))?;
+        crate::checkpoint::verify_manifest(dir)?;
+        let hidden = q.config.hidden_size;
+        let labels = meta.labels.len();
+        let dense = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            match q.dense.get(name) {
+                Some((s, v)) if s == shape => Ok(v.clone()),
+                found => Err(PipelineError::Checkpoint {
+                    path: quant_path.to_path_buf(),
+                    message: format!(
+                        "{name} has shape {:?}, expected {shape:?} ({labels} labels in classifier.json)",
+                        found.map(|(s, _)| s.clone())
+                    ),
+                }),
+            }
+        };
+        let head_weight = dense("classifier.weight", &[labels, hidden])?;
+        let head_bias = dense("classifier.bias", &[labels])?;
+        let tokenizer = BertTokenizer::from_dir(dir)?;
+        if tokenizer.vocab_size() > q.config.vocab_size {
+            return Err(PipelineError::Checkpoint {
+                path: tokenizer.path().to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} word pieces but the model's table {}; it belongs to another model",
+                    tokenizer.vocab_size(),
+                    q.config.vocab_size
+                ),
+            });
+        }
+        Ok(Self {
+            meta,
+            tokenizer,
+            engine: Engine::Integer,
+            runtime: Runtime::Integer {
+                encoder: Box::new(QuantEncoder::new(&q)?),
+                head_weight,
+                head_bias,
+            },
+        })
+    }
+
+    /// The engine that runs.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The labels, in class order.
+    pub fn labels(&self) -> &[String] {
+        &self.meta.labels
+    }
+
+    /// The longest input in tokens (`classifier.json`).
+    pub fn max_length(&self) -> usize {
+        self.meta.max_length
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &BertTokenizer {
+        &self.tokenizer
+    }
+
+    /// The logits of tokenised examples, `labels` values each, in input order.
+    pub fn logits(&self, data: &[Encoded], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        match &self.runtime {
+            Runtime::Burn { model, device } => {
+                crate::eval::logits(model, data, batch_size, self.tokenizer.pad_id, device)
+            }
+            Runtime::Integer {
+                encoder,
+                head_weight,
+                head_bias,
+            } => {
+                let mut out = Vec::with_capacity(data.len());
+                for chunk in data.chunks(batch_size.max(1)) {
+                    let ids: Vec<Vec<u32>> = chunk.iter().map(|e| e.ids.clone()).collect();
+                    for pooled in encoder.mean_pooled(&ids)? {
+                        out.push(
+                            head_bias
+                                .iter()
+                                .enumerate()
+                                .map(|(k, b)| {
+                                    let row =
+                                        &head_weight[k * pooled.len()..(k + 1) * pooled.len()];
+                                    b + row.iter().zip(&pooled).map(|(w, x)| w * x).sum::<f32>()
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Tokenises `texts` (truncated to [`Predictor::max_length`]) and predicts each.
+    pub fn predict(&self, texts: &[String], batch_size: usize) -> Result<Vec<Prediction>> {
+        let data: Vec<Encoded> = texts
+            .iter()
+            .map(|t| {
+                Ok(Encoded {
+                    ids: self.tokenizer.encode(t, self.meta.max_length)?,
+                    label: 0,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(self
+            .logits(&data, batch_size)?
+            .iter()
+            .map(|row| self.prediction(row))
+            .collect())
+    }
+
+    fn prediction(&self, logits: &[f32]) -> Prediction {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f64> = logits.iter().map(|v| ((v - max) as f64).exp()).collect();
+        let sum: f64 = exp.iter().sum();
+        let best = argmax(logits);
+        Prediction {
+            label: self.meta.labels[best].clone(),
+            probabilities: self
+                .meta
+                .labels
+                .iter()
+                .cloned()
+                .zip(exp.iter().map(|e| e / sum))
+                .collect(),
+        }
+    }
+}
+
+/// The index of the largest value (the first of ties).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (k, v)| if *v > row[best] { k } else { best })
+}

@@ -1,7 +1,8 @@
-//! Training: what every stage shares ([`context`]), resuming a stage from its checkpoints ([`resume`]), and the
-//! loop itself ([`stage`]). The re-exports below are the room's surface; its modules import each other directly.
+//! Training: what every stage shares ([`context`]), resuming a stage from its checkpoints ([`resume`]), the
+//! loop itself ([`stage`]) and how it shows progress ([`progress`]: a bar, or lines when not on a terminal). The re-exports below are the room's surface; its modules import each other directly.
 
 pub mod context;
+pub mod progress;
 pub mod resume;
 pub mod stage;
 

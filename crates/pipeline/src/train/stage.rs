@@ -14,6 +14,7 @@ use crate::train::context::{
     batch_input, epoch_batches, learning_rate, load_record, optimizer, optimizer_step, Encoded,
     StageConfig, StageContext, StageOutcome,
 };
+use crate::train::progress::Progress;
 use crate::train::resume::{fingerprint, Checkpoints, StageState};
 
 /// Runs one stage. `loss` computes the named loss terms of a batch (the model, its input and labels, and the
@@ -59,7 +60,7 @@ where
     if state.done {
         return Ok((model, outcome(ctx, &state, 0, 0.0)));
     }
-    let bar = progress_bar(ctx, total_steps, state.step);
+    let mut bar = Progress::start(&ctx.name, total_steps, state.step);
     let started = Instant::now();
     let mut tokens = 0usize;
     let mut steps_here = 0usize;
@@ -76,7 +77,7 @@ where
     while state.step < total_steps {
         if ctx.stop_after.is_some_and(|n| steps_here >= n) {
             files.save(&model, &optim, &state)?;
-            bar.abandon_with_message("stopped; continue with --resume");
+            bar.abandon("stopped; continue with --resume");
             return Err(PipelineError::Checkpoint {
                 path: ctx.dir(),
                 message: format!(
@@ -93,7 +94,8 @@ where
         );
         let indices = &batches[in_epoch];
         let batch: Vec<&Encoded> = indices.iter().map(|&i| &train[i]).collect();
-        tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        let batch_tokens = batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        tokens += batch_tokens;
         let (input, labels) = batch_input(&batch, ctx.pad_id, ctx.vocab_size, &ctx.device)?;
         let terms = loss(&model, input, labels, indices)?;
         let values = loss_values(ctx, state.step, &terms)?;
@@ -104,7 +106,8 @@ where
         state
             .losses
             .push(values.last().map(|(_, v)| *v).unwrap_or(f32::NAN));
-        log_step(ctx, &bar, state.step, lr, &values)?;
+        log_step(ctx, state.step, lr, &values)?;
+        bar.step(batch_tokens, &values);
         let end_of_epoch = state.step % steps_per_epoch == 0;
         if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
             evaluate_now(&model, &mut state)?;
@@ -143,10 +146,9 @@ fn loss_values(
     })
 }
 
-/// Appends the step to `metrics.jsonl` and shows its terms on the progress bar.
+/// Appends the step to `metrics.jsonl`.
 fn log_step(
     ctx: &StageContext,
-    bar: &indicatif::ProgressBar,
     step: usize,
     lr: f64,
     values: &[(&'static str, f32)],
@@ -155,31 +157,7 @@ fn log_step(
     for (name, v) in values {
         record[*name] = serde_json::json!(v);
     }
-    ctx.log(record)?;
-    bar.set_message(
-        values
-            .iter()
-            .map(|(n, v)| format!("{n}={v:.4}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    bar.inc(1);
-    Ok(())
-}
-
-/// The stage's progress bar, at `step` of `total_steps`.
-fn progress_bar(ctx: &StageContext, total_steps: usize, step: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total_steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(ctx.name.clone());
-    bar.set_position(step as u64);
-    bar
+    ctx.log(record)
 }
 
 fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {

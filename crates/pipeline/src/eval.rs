@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::classifier::{host, SequenceClassifier};
 use crate::config::SplitConfig;
 use crate::error::Result;
-use crate::predict::{argmax, Engine, Predictor};
+use crate::predict::{argmax, logits, Engine, Predictor};
 use crate::train::{batch_input, Encoded};
 
 /// Accuracy and macro-F1.
@@ -18,31 +18,6 @@ pub struct Scores {
     pub accuracy: f64,
     /// Mean over classes of F1.
     pub macro_f1: f64,
-}
-
-/// Each example's logits, `num_labels` values per example, in the input order.
-pub fn logits(
-    model: &SequenceClassifier,
-    data: &[Encoded],
-    batch_size: usize,
-    pad_id: u32,
-    device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    // Batches of similar lengths pad little; logits go back to the input order.
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| data[i].ids.len());
-    let mut out = vec![Vec::new(); data.len()];
-    let vocab = model.encoder.config.vocab_size;
-    for chunk in order.chunks(batch_size.max(1)) {
-        let batch: Vec<&Encoded> = chunk.iter().map(|&i| &data[i]).collect();
-        let (input, _) = batch_input(&batch, pad_id, vocab, device)?;
-        let logits = host(model.forward(input).logits)?;
-        let c = logits.len() / chunk.len();
-        for (&i, row) in chunk.iter().zip(logits.chunks(c)) {
-            out[i] = row.to_vec();
-        }
-    }
-    Ok(out)
 }
 
 /// Predicted class of each example.

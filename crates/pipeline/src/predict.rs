@@ -11,9 +11,9 @@ use quant::encoder::QuantEncoder;
 use serde::{Deserialize, Serialize};
 use student_arch::BertTokenizer;
 
-use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+use crate::classifier::{host, ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
 use crate::error::{io_err, PipelineError, Result};
-use crate::train::Encoded;
+use crate::train::{batch_input, Encoded};
 
 /// Which forward pass scores a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,7 +192,7 @@ impl Predictor {
     pub fn logits(&self, data: &[Encoded], batch_size: usize) -> Result<Vec<Vec<f32>>> {
         match &self.runtime {
             Runtime::Burn { model, device } => {
-                crate::eval::logits(model, data, batch_size, self.tokenizer.pad_id, device)
+                logits(model, data, batch_size, self.tokenizer.pad_id, device)
             }
             Runtime::Integer {
                 encoder,
@@ -255,6 +255,31 @@ impl Predictor {
                 .collect(),
         }
     }
+}
+
+/// Each example's logits, `num_labels` values per example, in the input order.
+pub fn logits(
+    model: &SequenceClassifier,
+    data: &[Encoded],
+    batch_size: usize,
+    pad_id: u32,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    // Batches of similar lengths pad little; logits go back to the input order.
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| data[i].ids.len());
+    let mut out = vec![Vec::new(); data.len()];
+    let vocab = model.encoder.config.vocab_size;
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<&Encoded> = chunk.iter().map(|&i| &data[i]).collect();
+        let (input, _) = batch_input(&batch, pad_id, vocab, device)?;
+        let logits = host(model.forward(input).logits)?;
+        let c = logits.len() / chunk.len();
+        for (&i, row) in chunk.iter().zip(logits.chunks(c)) {
+            out[i] = row.to_vec();
+        }
+    }
+    Ok(out)
 }
 
 /// The index of the largest value (the first of ties).

@@ -22,7 +22,8 @@ use crate::distill::general::{general_distill, general_student_dir, mlm_teacher,
 use crate::distill::report::{distill_markdown, ModelReport, Report};
 use crate::distill::task::{cached_logit_loss, task_distill_loss, task_phases, StudentWithMix};
 use crate::error::{PipelineError, Result};
-use crate::eval::{evaluate, latency_ms, logits, Scores};
+use crate::eval::{evaluate, latency_ms, Scores};
+use crate::predict::logits;
 use crate::train::{encode, run_stage, Encoded, RunOptions, StageContext, StageOutcome};
 
 fn finetuned_or_new(

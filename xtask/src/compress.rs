@@ -1,4 +1,4 @@
-//! `cargo xtask eval`, `predict`, `quantize` and `sensitivity`: commands on a saved classifier.
+//! `cargo xtask eval`, `predict`, `prune-vocab`, `quantize` and `sensitivity`: commands on a saved classifier.
 
 use std::io::{BufRead, Write};
 
@@ -153,6 +153,26 @@ impl flags::Predict {
         if !batch.is_empty() {
             flush(&mut batch)?;
         }
+        Ok(())
+    }
+}
+
+impl flags::PruneVocab {
+    pub fn run(self) -> Result<()> {
+        let device = student_arch::device::device(&self.device.device)?;
+        let report = pipeline::prune_vocab(
+            &self.model,
+            &pipeline::PruneOptions {
+                dataset: self.data.dataset(),
+                columns: self.data.columns(),
+                seed: self.seed,
+            },
+            &self.out,
+            &pipeline::cache_dir(),
+            &device,
+        )?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", self.out.display());
         Ok(())
     }
 }

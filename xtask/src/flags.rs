@@ -36,6 +36,9 @@ pub enum Cmd {
     /// Quantize a saved classifier (uniform bits, or mixed precision from a sensitivity report under a budget),
     /// write the quantized directory and a report: bits per layer, bytes, compression, accuracy before/after.
     Quantize(Quantize),
+    /// Cut a classifier's vocabulary to the word pieces of its task's training split (the embedding table is most
+    /// of a small student); writes a full-precision classifier directory to quantize next.
+    PruneVocab(PruneVocab),
     /// Q-BERT sensitivity of a saved classifier: each block's top Hessian eigenvalue and trace over several
     /// training batches, ranked by mean + std. Writes the report (JSON and .md) and the batches it used.
     Sensitivity(Sensitivity),
@@ -354,6 +357,24 @@ pub struct Quantize {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneVocab {
+    /// A full-precision classifier directory written by `distill` (e.g. runs/distill/student).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The task whose training split's word pieces are kept (rotten-tomatoes by default).
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// Seed of the split (the distill run's, so that its test split stays unseen).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory (new, or one an earlier prune-vocab wrote).
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]

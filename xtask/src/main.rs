@@ -42,6 +42,7 @@ fn main() -> Result<()> {
         Cmd::Eval(args) => args.run()?,
         Cmd::Predict(args) => args.run()?,
         Cmd::Quantize(args) => args.run()?,
+        Cmd::PruneVocab(args) => args.run()?,
         Cmd::Sensitivity(args) => args.run()?,
         Cmd::Bench(args) => bench::bench(args)?,
         Cmd::Fuzz(args) => args.run()?,

@@ -38,6 +38,7 @@ mod predict;
 mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+pub use compress::prune::{prune_vocab, PruneOptions, PruneReport};
 pub use compress::qat::QatConfig;
 pub use compress::quantize::{quantize, QuantizeOptions};
 pub use compress::report::{quantize_markdown, QuantizeReport};

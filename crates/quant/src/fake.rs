@@ -84,8 +84,30 @@ fn fake_linear(linear: &Linear, name: &str, plan: &QuantPlan, model: &BertModel)
     Ok(out)
 }
 
-/// The encoder with every matrix that `plan` quantizes replaced by its fake-quantized view (same parameter
-/// ids). Embeddings stay as they are (they are quantized at export; QAT trains the layers).
+/// An embedding table `[rows, hidden]` (Hugging Face's layout already) fake-quantized as the export quantizes it.
+fn fake_embedding(
+    table: &burn::nn::Embedding,
+    name: &str,
+    plan: &QuantPlan,
+    model: &BertModel,
+) -> Result<burn::nn::Embedding> {
+    let weight = table.weight.val();
+    let [rows, hidden] = weight.dims();
+    let Some((spec, head)) = spec_for(name, &[rows, hidden], plan, &model.config) else {
+        return Ok(table.clone());
+    };
+    let device = weight.device();
+    let values = host(weight.clone().detach(), name)?;
+    let deq = QuantizedTensor::quantize(name, &values, [rows, hidden], spec, head)?.dequantize();
+    let deq = Tensor::<2>::from_data(TensorData::new(deq, [rows, hidden]), &device);
+    let fake = weight.clone() + (deq - weight).detach();
+    let mut out = table.clone();
+    out.weight = table.weight.clone().map(|_| fake);
+    Ok(out)
+}
+
+/// The encoder with every matrix and embedding table that `plan` quantizes replaced by its fake-quantized view
+/// (same parameter ids), as the export will quantize them.
 pub fn fake_quantize_model(model: &BertModel, plan: &QuantPlan) -> Result<BertModel> {
     plan.validate(&model.config)?;
     let mut out = model.clone();
@@ -129,6 +151,19 @@ pub fn fake_quantize_model(model: &BertModel, plan: &QuantPlan) -> Result<BertMo
             model,
         )?;
     }
+    let e = &mut out.embeddings;
+    e.word_embeddings = fake_embedding(
+        &e.word_embeddings,
+        "embeddings.word_embeddings.weight",
+        plan,
+        model,
+    )?;
+    e.position_embeddings = fake_embedding(
+        &e.position_embeddings,
+        "embeddings.position_embeddings.weight",
+        plan,
+        model,
+    )?;
     Ok(out)
 }
 

@@ -114,6 +114,19 @@ impl BertTokenizer {
         })
     }
 
+    /// Whether the tokenizer lower-cases its input (BERT's normaliser setting): from `tokenizer.json`'s
+    /// normaliser, or `tokenizer_config.json`'s `do_lower_case` beside a `vocab.txt` (default true).
+    pub fn lowercase(&self) -> bool {
+        if self.path.file_name().is_some_and(|n| n == "tokenizer.json") {
+            return std::fs::read_to_string(&self.path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["normalizer"]["lowercase"].as_bool())
+                .unwrap_or(true);
+        }
+        self.path.parent().is_none_or(lowercase_of)
+    }
+
     /// The file the tokenizer was read from (`tokenizer.json` or `vocab.txt`).
     pub fn path(&self) -> &Path {
         &self.path

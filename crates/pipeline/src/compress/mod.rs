@@ -1,7 +1,8 @@
 //! Compression of a saved classifier: Q-BERT's Hessian [`sensitivity`] per block, [`quantize`] (uniform or
 //! mixed precision under a budget, written as `model.quant.safetensors`), and quantization-aware fine-tuning
-//! ([`qat`]) before export; the quantize [`report`].
+//! ([`qat`]) before export; the quantize [`report`]; vocabulary pruning ([`prune`]), the main lever on size.
 
+pub mod prune;
 pub mod qat;
 pub mod quantize;
 pub mod report;

@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
-use kd_losses::{DistillInputs, LayerMap, Logits, LossMixConfig, LossTerms};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kd_losses::{LossMixConfig, LossTerms};
 use quant::fake::fake_quantize_model;
 use quant::QuantPlan;
 use serde::{Deserialize, Serialize};
@@ -92,11 +92,26 @@ pub fn quantization_aware_finetune(
     let hidden = model.encoder.config.hidden_size;
     let mix = mix_config.init(hidden, hidden, &ad)?;
     let student = model.fork(&ad).train();
-    let n_student = student.encoder.num_layers();
-    let map = match &teacher {
-        Some(t) => LayerMap::spread(n_student, t.encoder.num_layers().max(n_student))?,
-        None => LayerMap::spread(n_student, n_student)?,
+    // The teacher's logits on the training split, once, each example tokenised by the teacher's own tokenizer:
+    // a student whose vocabulary was pruned numbers its word pieces differently.
+    let teacher_logits = match (&teacher, teacher_dir) {
+        (Some(t), Some(dir)) => {
+            let t_tokenizer = crate::classifier::tokenizer_for(dir, t)?;
+            let length = meta
+                .max_length
+                .min(t.encoder.config.max_position_embeddings);
+            let t_train = crate::train::encode(&t_tokenizer, &splits.train, length)?;
+            Some(crate::predict::logits(
+                t,
+                &t_train,
+                64,
+                t_tokenizer.pad_id,
+                device,
+            )?)
+        }
+        _ => None,
     };
+    drop(teacher);
     let ctx = StageContext {
         name: "qat".into(),
         out_dir: work_dir.to_path_buf(),
@@ -107,6 +122,7 @@ pub fn quantization_aware_finetune(
         device: ad.clone(),
         stop_after: None,
     };
+    let labels = meta.labels.len();
     let (trained, outcome) = run_stage(
         &ctx,
         student,
@@ -115,32 +131,22 @@ pub fn quantization_aware_finetune(
         |m: &SequenceClassifier,
          input: BertInput,
          y: Tensor<1, Int>,
-         _: &[usize]|
+         indices: &[usize]|
          -> Result<LossTerms> {
             let fq = fake_quantized(m, plan)?;
-            let mask = input.attention_mask.clone();
-            let t_out = match &teacher {
-                Some(t) => Some(t.forward(BertInput {
-                    input_ids: Tensor::from_data(input.input_ids.to_data(), device),
-                    attention_mask: Tensor::from_data(input.attention_mask.to_data(), device),
-                    token_type_ids: None,
-                })),
-                None => None,
+            let s_logits = fq.forward(input).logits;
+            let t_logits = match &teacher_logits {
+                Some(all) => {
+                    let rows: Vec<f32> = indices
+                        .iter()
+                        .flat_map(|&i| all[i].iter().copied())
+                        .collect();
+                    Tensor::<2>::from_data(TensorData::new(rows, [indices.len(), labels]), &ad)
+                }
+                // No teacher: the Hinton weight is 0 and this stand-in is never used.
+                None => s_logits.clone().detach(),
             };
-            let s_out = fq.forward(input);
-            let teacher_encoder = t_out.as_ref().map(|t| &t.encoder).unwrap_or(&s_out.encoder);
-            Ok(mix.forward(DistillInputs {
-                student: &s_out.encoder,
-                teacher: teacher_encoder,
-                student_logits: Some(Logits::PerSequence(s_out.logits.clone())),
-                teacher_logits: t_out
-                    .as_ref()
-                    .map(|t| Logits::PerSequence(t.logits.clone())),
-                mlm_labels: None,
-                class_labels: Some(y),
-                attention_mask: mask,
-                layer_map: &map,
-            })?)
+            Ok(mix.forward_logits(s_logits, t_logits, y)?)
         },
         |m: &SequenceClassifier| {
             if dev.is_empty() {

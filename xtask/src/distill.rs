@@ -4,8 +4,9 @@ use anyhow::Result;
 
 use crate::flags;
 
-impl flags::Distill {
-    pub fn run(self) -> Result<()> {
+impl flags::RecipeFlags {
+    /// The config file or preset, with the flags that were given put over it.
+    pub fn config(self) -> Result<pipeline::DistillConfig> {
         let mut c = base_config(self.config.as_deref(), &self.preset)?;
         if self.teacher.is_some() {
             c.teacher = self.teacher;
@@ -38,8 +39,15 @@ impl flags::Distill {
         if self.max_eval.is_some() {
             c.max_eval_examples = self.max_eval;
         }
-        let options = run_options(&self.out, &self.device.device, self.resume, self.stop_after)?;
         self.general.apply(&mut c)?;
+        Ok(c)
+    }
+}
+
+impl flags::Distill {
+    pub fn run(self) -> Result<()> {
+        let options = run_options(&self.out, &self.device.device, self.resume, self.stop_after)?;
+        let c = self.recipe.config()?;
         if c.stage == pipeline::Stage::General {
             let report = pipeline::general_only(&c, &options)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -49,6 +57,23 @@ impl flags::Distill {
         let report = pipeline::distill(&c, &options)?;
         println!("{}", pipeline::distill_markdown(&report));
         println!("{}", self.out.join("report.json").display());
+        Ok(())
+    }
+}
+
+impl flags::Compress {
+    pub fn run(self) -> Result<()> {
+        let options = run_options(&self.out, &self.device.device, true, None)?;
+        let config = pipeline::CompressConfig {
+            distill: self.recipe.config()?,
+            prune_vocab: !self.no_prune_vocab,
+            bits: self.bits,
+            embedding_bits: self.embedding_bits,
+            qat_epochs: self.qat_epochs,
+        };
+        let report = pipeline::compress_all(&config, &options)?;
+        println!("{}", pipeline::compress_markdown(&report));
+        println!("{}", self.out.join("compress_report.json").display());
         Ok(())
     }
 }

@@ -25,6 +25,9 @@ pub enum Cmd {
     Embed(Embed),
     /// Fine-tune the teacher on a task, distil a smaller student, evaluate both, write report.json/report.md.
     Distill(Distill),
+    /// All three methods in one resumable command: distil, prune the vocabulary, quantize with QAT, and report
+    /// accuracy, size and latency per stage on the path that runs (compress_report.json/.md).
+    Compress(Compress),
     /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
     Ablate(Ablate),
     /// Print the test accuracy of a saved classifier on a dataset as JSON (a quantized directory on its integer
@@ -118,8 +121,9 @@ pub struct Embed {
     pub batch_size: usize,
 }
 
+/// The recipe of a distillation run, shared by `distill` and `compress`.
 #[derive(clap::Args, Debug)]
-pub struct Distill {
+pub struct RecipeFlags {
     /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
@@ -150,6 +154,14 @@ pub struct Distill {
     /// 48 tokens), full (more epochs) or small.
     #[arg(long, default_value = "default")]
     pub preset: String,
+    #[command(flatten)]
+    pub general: GeneralFlags,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Distill {
+    #[command(flatten)]
+    pub recipe: RecipeFlags,
     /// Output directory.
     #[arg(long, default_value = "runs/distill")]
     pub out: PathBuf,
@@ -161,8 +173,29 @@ pub struct Distill {
     /// Stop every stage after N steps, leaving a checkpoint (for testing --resume).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Compress {
     #[command(flatten)]
-    pub general: GeneralFlags,
+    pub recipe: RecipeFlags,
+    /// Keep the full vocabulary (default: cut it to the training split's word pieces).
+    #[arg(long)]
+    pub no_prune_vocab: bool,
+    /// Bits of the encoder matrices.
+    #[arg(long, default_value_t = 4)]
+    pub bits: u32,
+    /// Bits of the embedding tables.
+    #[arg(long, default_value_t = 4)]
+    pub embedding_bits: u32,
+    /// Quantization-aware fine-tuning epochs (fake quantization + the teacher's logits), 0 for none.
+    #[arg(long, default_value_t = 1)]
+    pub qat_epochs: usize,
+    /// Output directory (distill/, pruned/, quantized/, compress_report.json); rerun to continue.
+    #[arg(long, default_value = "runs/compress")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
 }
 
 #[derive(clap::Args, Debug)]
@@ -533,8 +566,8 @@ mod tests {
         let Cmd::Distill(d) = cli.command else {
             panic!("parsed as another command")
         };
-        assert_eq!(d.general.stage, Some(pipeline::Stage::Both));
-        assert_eq!(d.data.columns().text, "t");
-        assert_eq!(d.data.columns().label, "label");
+        assert_eq!(d.recipe.general.stage, Some(pipeline::Stage::Both));
+        assert_eq!(d.recipe.data.columns().text, "t");
+        assert_eq!(d.recipe.data.columns().label, "label");
     }
 }

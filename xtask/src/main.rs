@@ -38,6 +38,7 @@ fn main() -> Result<()> {
         Cmd::Fetch => println!("{}", fetch::fetch()?.display()),
         Cmd::Embed(args) => args.run()?,
         Cmd::Distill(args) => args.run()?,
+        Cmd::Compress(args) => args.run()?,
         Cmd::Ablate(args) => args.run()?,
         Cmd::Eval(args) => args.run()?,
         Cmd::Predict(args) => args.run()?,

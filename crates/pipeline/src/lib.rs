@@ -15,6 +15,8 @@
 //! | `predict` | [`Predictor::predict`] | [`Engine`] | [`Prediction`] |
 //! | `sensitivity` | [`measure_sensitivity`] | [`SensitivityOptions`], [`MeasureControl`] | `hessian::SensitivityReport` |
 //! | `quantize` | [`quantize`] | [`QuantizeOptions`], [`QatConfig`] | [`QuantizeReport`] |
+//! | `prune-vocab` | [`prune_vocab`] | [`PruneOptions`] | [`PruneReport`] |
+//! | `compress` | [`compress_all`] | [`CompressConfig`], [`RunOptions`] | [`CompressReport`] |
 //!
 //! Inside, data flows one way: `error`, `fetch` → `data` → `train` → `config` → `classifier`, `eval` →
 //! `distill`, `compress`. Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
@@ -38,6 +40,9 @@ mod predict;
 mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+pub use compress::chain::{
+    compress_all, compress_markdown, CompressConfig, CompressReport, CompressRow,
+};
 pub use compress::prune::{prune_vocab, PruneOptions, PruneReport};
 pub use compress::qat::QatConfig;
 pub use compress::quantize::{quantize, QuantizeOptions};

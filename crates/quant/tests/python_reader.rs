@@ -57,7 +57,11 @@ fn the_python_reader_dequantizes_what_rust_writes() {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let bytes = std::fs::read(&out).unwrap();
         let read = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let expected = q.dequantize();
@@ -77,7 +81,11 @@ fn the_python_reader_dequantizes_what_rust_writes() {
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;
         std::fs::write(&file, corrupt).unwrap();
-        let run = Command::new("python3").arg(&script).arg(&file).output().unwrap();
+        let run = Command::new("python3")
+            .arg(&script)
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(!run.status.success());
         assert!(String::from_utf8_lossy(&run.stderr).contains("data_sha256"));
     }

@@ -70,6 +70,7 @@ impl flags::Compress {
             bits: self.bits,
             embedding_bits: self.embedding_bits,
             qat_epochs: self.qat_epochs,
+            from_run: self.from_run,
         };
         let report = pipeline::compress_all(&config, &options)?;
         println!("{}", pipeline::compress_markdown(&report));

@@ -191,6 +191,10 @@ pub struct Compress {
     /// Quantization-aware fine-tuning epochs (fake quantization + the teacher's logits), 0 for none.
     #[arg(long, default_value_t = 1)]
     pub qat_epochs: usize,
+    /// Compress a finished `distill` run (its directory) instead of distilling one; its config replaces the
+    /// recipe flags.
+    #[arg(long)]
+    pub from_run: Option<PathBuf>,
     /// Output directory (distill/, pruned/, quantized/, compress_report.json); rerun to continue.
     #[arg(long, default_value = "runs/compress")]
     pub out: PathBuf,

@@ -34,6 +34,8 @@ pub struct CompressConfig {
     pub embedding_bits: u32,
     /// Quantization-aware fine-tuning epochs (0: none).
     pub qat_epochs: usize,
+    /// A finished `distill` run to compress instead of distilling one (its config.json replaces `distill`).
+    pub from_run: Option<PathBuf>,
 }
 
 /// One row of the report.
@@ -81,8 +83,14 @@ pub fn compress_all(config: &CompressConfig, options: &RunOptions) -> Result<Com
     config.distill.validate()?;
     let out = &options.out_dir;
     student_arch::io::claim_output_dir(out, "compress", &["compress_report.json"])?;
-    check_existing(out, config)?;
-    let distill_dir = out.join("distill");
+    let (config, distill_dir) = match &config.from_run {
+        Some(run) => (from_run(config, run)?, run.clone()),
+        None => {
+            check_existing(out, config)?;
+            (config.clone(), out.join("distill"))
+        }
+    };
+    let config = &config;
     if !distill_dir.join("report.json").exists() {
         eprintln!("compress: distilling into {}", distill_dir.display());
         let sub = RunOptions {
@@ -253,6 +261,31 @@ pub fn compress_markdown(r: &CompressReport) -> String {
         );
     }
     s
+}
+
+/// `config` with the distillation settings of the finished run `run` (which must hold a report).
+fn from_run(config: &CompressConfig, run: &Path) -> Result<CompressConfig> {
+    let report = run.join("report.json");
+    if !report.exists() {
+        return Err(PipelineError::Config {
+            field: "from_run",
+            message: format!(
+                "{} has no report.json: give a finished `cargo xtask distill` run",
+                run.display()
+            ),
+        });
+    }
+    let path = run.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
+    let distill: DistillConfig = serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(CompressConfig {
+        distill,
+        from_run: None,
+        ..config.clone()
+    })
 }
 
 /// Refuses a compress output directory that holds a distill run of another dataset (a typo would mix runs).

@@ -96,6 +96,12 @@ def main():
     doc["attention_probs_masked"] = {"loss": att_masked.item(), "grad_student": flat(s_probs.grad)}
     doc["attention_probs"] = {"loss": F.mse_loss(s_probs, t_probs).item()}
     doc["attention_scores_tinybert"] = {"loss": F.mse_loss(zero(s_scores), zero(t_scores)).item()}
+    # TinyBERT's default (issue 18): scores with padding zeroed, the MSE over real query-key pairs only, and its
+    # gradient with respect to the student's scores.
+    s_scores_grad = s_scores.detach().clone().requires_grad_(True)
+    att_scores_masked = F.mse_loss(zero(s_scores_grad)[pair], zero(t_scores)[pair])
+    att_scores_masked.backward()
+    doc["attention_scores_masked"] = {"loss": att_scores_masked.item(), "grad_student": flat(s_scores_grad.grad)}
 
     with open(out_path, "w") as f:
         json.dump(doc, f, indent=0)

@@ -86,6 +86,7 @@ impl flags::Sensitivity {
                 },
                 trace_samples: self.trace_samples,
                 eps_rel: self.eps_rel,
+                ranking: self.ranking,
             },
         };
         let device = student_arch::device::device(&self.device.device)?;

@@ -39,6 +39,9 @@ impl flags::RecipeFlags {
         if self.max_eval.is_some() {
             c.max_eval_examples = self.max_eval;
         }
+        if let Some(t) = self.attention_target {
+            c.attention_target = t;
+        }
         self.general.apply(&mut c)?;
         Ok(c)
     }

@@ -43,7 +43,7 @@ pub enum Cmd {
     /// of a small student); writes a full-precision classifier directory to quantize next.
     PruneVocab(PruneVocab),
     /// Q-BERT sensitivity of a saved classifier: each block's top Hessian eigenvalue and trace over several
-    /// training batches, ranked by mean + std. Writes the report (JSON and .md) and the batches it used.
+    /// training batches, ranked by Q-BERT's |mean| + std. Writes the report (JSON and .md) and the batches it used.
     Sensitivity(Sensitivity),
     /// Time every workload that bounds a recipe (teacher forward, distillation steps, Hessian-vector product,
     /// the compressed student) on our backends and, when `torch` imports, in PyTorch: one run, same machine,
@@ -147,6 +147,9 @@ pub struct RecipeFlags {
     /// Evaluate on at most this many dev/test examples.
     #[arg(long)]
     pub max_eval: Option<usize>,
+    /// What TinyBERT's attention loss compares: scores (pre-softmax, as the paper; the default) or probs.
+    #[arg(long)]
+    pub attention_target: Option<kd_losses::AttentionTarget>,
     /// A TOML or JSON config file (fields as in the output's config.json); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -453,6 +456,9 @@ pub struct Sensitivity {
     /// Relative step of the finite-difference Hessian-vector products.
     #[arg(long, default_value_t = hessian::SensitivityConfig::default().eps_rel)]
     pub eps_rel: f64,
+    /// Ranking statistic: abs-mean-std (Q-BERT's |mean| + std of the top eigenvalue) or mean-std (signed).
+    #[arg(long, default_value = "abs-mean-std")]
+    pub ranking: hessian::Ranking,
     /// Seed of the batches and start vectors.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

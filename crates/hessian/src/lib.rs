@@ -29,4 +29,6 @@ pub use power::{
     hutchinson_trace, power_iteration_from, top_eigenpairs, Eigenpair, PowerIterationConfig,
     TraceEstimate,
 };
-pub use sensitivity::{sensitivity, BlockSensitivity, SensitivityConfig, SensitivityReport};
+pub use sensitivity::{
+    sensitivity, BlockSensitivity, Ranking, SensitivityConfig, SensitivityReport,
+};

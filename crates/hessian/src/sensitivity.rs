@@ -27,6 +27,53 @@ student_arch::config_defaults! {
         pub trace_samples: usize = 4,
         /// Relative step of the finite-difference products (see [`FiniteDifferenceHvp`]).
         pub eps_rel: f64 = 1e-4,
+        /// The ranking statistic: Q-BERT's Ω = |mean| + std, or the signed mean + std.
+        pub ranking: Ranking = Ranking::AbsMeanPlusStd,
+    }
+}
+
+/// How blocks are ranked from their top eigenvalues over the batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    /// Q-BERT's Ω = |mean(λ)| + std(λ): a block whose curvature is large in either sign is sensitive.
+    AbsMeanPlusStd,
+    /// mean(λ) + std(λ), signed (an indefinite block with a negative mean ranks low).
+    MeanPlusStd,
+}
+
+impl Ranking {
+    /// The ranking key of a block with top-eigenvalue `mean` and `std`.
+    pub fn score(self, mean: f64, std: f64) -> f64 {
+        match self {
+            Self::AbsMeanPlusStd => mean.abs() + std,
+            Self::MeanPlusStd => mean + std,
+        }
+    }
+
+    /// The statistic's name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::AbsMeanPlusStd => "|mean| + std",
+            Self::MeanPlusStd => "mean + std",
+        }
+    }
+}
+
+impl std::str::FromStr for Ranking {
+    type Err = HessianError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "abs-mean-std" | "abs_mean_plus_std" | "qbert" => Ok(Self::AbsMeanPlusStd),
+            "mean-std" | "mean_plus_std" | "signed" => Ok(Self::MeanPlusStd),
+            other => Err(HessianError::Config {
+                field: "ranking",
+                message: format!(
+                    "{other:?}: expected abs-mean-std (Q-BERT's |mean| + std) or mean-std (signed)"
+                ),
+            }),
+        }
     }
 }
 
@@ -60,7 +107,7 @@ pub struct BlockSensitivity {
     pub mean: f64,
     /// Population standard deviation of the top eigenvalues over batches.
     pub std: f64,
-    /// `mean + std`, the ranking key.
+    /// The ranking key: `|mean| + std` (Q-BERT's Ω) or `mean + std`, as the report's `config.ranking` says.
     pub score: f64,
     /// Hutchinson trace on each batch (empty when skipped).
     pub traces: Vec<f64>,
@@ -92,7 +139,7 @@ pub struct SensitivityReport {
 }
 
 impl SensitivityReport {
-    /// Puts the blocks in rank order: largest mean + std of the top eigenvalue first.
+    /// Puts the blocks in rank order: largest score (the configured statistic of the top eigenvalue) first.
     pub fn rank(&mut self) {
         self.blocks.sort_by(|a, b| b.score.total_cmp(&a.score));
     }
@@ -106,15 +153,19 @@ impl SensitivityReport {
     pub fn to_markdown(&self) -> String {
         let mut s = format!(
             "# Hessian sensitivity\n\n{} batches; products by {}; power iteration up to {} steps (tolerance {}, \
-             residual {}); {} Hutchinson samples per batch. Ranked by mean + std of the top eigenvalue.\n\n",
+             residual {}); {} Hutchinson samples per batch. Ranked by {} of the top eigenvalue.\n\n",
             self.batches,
             self.method,
             self.config.power.max_iterations,
             self.config.power.tolerance,
             self.config.power.residual_tolerance,
-            self.config.trace_samples
+            self.config.trace_samples,
+            self.config.ranking.label()
         );
-        s += "| rank | block | params | λ_max mean | λ_max std | mean + std | trace mean | trace std | converged |\n";
+        s += &format!(
+            "| rank | block | params | λ_max mean | λ_max std | {} | trace mean | trace std | converged |\n",
+            self.config.ranking.label()
+        );
         s += "|---|---|---|---|---|---|---|---|---|\n";
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.4e}")).unwrap_or_else(|| "-".into());
         for (rank, b) in self.blocks.iter().enumerate() {
@@ -371,7 +422,7 @@ where
             bar.inc(1);
         }
         (result.mean, result.std) = mean_std(&result.top_eigenvalues);
-        result.score = result.mean + result.std;
+        result.score = config.ranking.score(result.mean, result.std);
         if !result.traces.is_empty() {
             let (m, s) = mean_std(&result.traces);
             result.trace_mean = Some(m);
@@ -396,6 +447,25 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qbert_ranks_by_the_magnitude_of_the_mean_and_the_signed_option_does_not() {
+        // An indefinite block with a large negative mean is sensitive to Q-BERT (|−3| + 1 > |0.5| + 0.5).
+        assert_eq!(Ranking::AbsMeanPlusStd.score(-3.0, 1.0), 4.0);
+        assert_eq!(Ranking::MeanPlusStd.score(-3.0, 1.0), -2.0);
+        assert!(Ranking::AbsMeanPlusStd.score(-3.0, 1.0) > Ranking::AbsMeanPlusStd.score(0.5, 0.5));
+        assert!(Ranking::MeanPlusStd.score(-3.0, 1.0) < Ranking::MeanPlusStd.score(0.5, 0.5));
+        assert_eq!("qbert".parse::<Ranking>().unwrap(), Ranking::AbsMeanPlusStd);
+        assert!("bogus"
+            .parse::<Ranking>()
+            .unwrap_err()
+            .to_string()
+            .contains("abs-mean-std"));
+        assert_eq!(
+            SensitivityConfig::default().ranking,
+            Ranking::AbsMeanPlusStd
+        );
+    }
 
     fn block(name: &str, values: &[f64]) -> BlockSensitivity {
         let (mean, std) = mean_std(values);

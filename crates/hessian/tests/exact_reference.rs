@@ -112,6 +112,8 @@ fn config() -> SensitivityConfig {
         },
         trace_samples: 0,
         eps_rel: SensitivityConfig::default().eps_rel,
+        // scripts/reference_sensitivity.py ranks by the signed mean + std; the default is Q-BERT's |mean| + std.
+        ranking: hessian::Ranking::MeanPlusStd,
     }
 }
 

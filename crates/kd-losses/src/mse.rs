@@ -161,11 +161,29 @@ impl ProjectedMse {
 
 /// What the attention loss compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttentionTarget {
     /// Softmax probabilities.
+    #[serde(alias = "Probs")]
     Probs,
-    /// Pre-softmax scores, with masked scores (≤ −100) replaced by 0 as in TinyBERT.
+    /// Pre-softmax scores, with masked scores (≤ −100) replaced by 0: what TinyBERT's paper and code compare.
+    #[serde(alias = "Scores")]
     Scores,
+}
+
+impl std::str::FromStr for AttentionTarget {
+    type Err = LossError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "scores" => Ok(Self::Scores),
+            "probs" | "probabilities" => Ok(Self::Probs),
+            other => Err(LossError::Config {
+                field: "attention_target",
+                message: format!("{other:?}: expected scores or probs"),
+            }),
+        }
+    }
 }
 
 /// Scores at or below this are masked ones; TinyBERT replaces them with 0 before the MSE.

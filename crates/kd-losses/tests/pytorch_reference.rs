@@ -255,11 +255,26 @@ fn attention_mse_matches_pytorch_with_gradients() {
         );
         let ss = float_tensor(&a["student_scores"], shape, &device);
         let ts = float_tensor(&a["teacher_scores"], shape, &device);
-        let loss = attention_mse(ss, ts, AttentionTarget::Scores, None).unwrap();
+        let loss = attention_mse(ss.clone(), ts.clone(), AttentionTarget::Scores, None).unwrap();
         assert_scalar(
             &format!("{name} attention scores"),
             loss,
             &r["attention_scores_tinybert"],
+        );
+        // TinyBERT's default: scores, padding zeroed, over real query-key pairs only, with the gradient.
+        let ss = ss.require_grad();
+        let mask = int_tensor(ints(&r["attention_mask"]), [d.b, d.s], &device);
+        let loss = attention_mse(ss.clone(), ts, AttentionTarget::Scores, Some(mask)).unwrap();
+        let grads = loss.backward();
+        assert_vector(
+            &format!("{name} attention scores masked grad"),
+            host(ss.grad(&grads).unwrap()),
+            &r["attention_scores_masked"]["grad_student"],
+        );
+        assert_scalar(
+            &format!("{name} attention scores masked"),
+            loss,
+            &r["attention_scores_masked"],
         );
     }
 }

@@ -96,6 +96,9 @@ struct ReportBlock {
     mean: f64,
     #[serde(default)]
     std: f64,
+    /// The report's ranking key (its `config.ranking` statistic); absent in hand-written reports.
+    #[serde(default)]
+    score: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -158,7 +161,11 @@ pub fn units_from_report(path: &Path, text: &str, layers: usize) -> Result<Vec<U
         units.push(Unit {
             name: b.name,
             tensors,
-            score: b.mean + b.std,
+            // The statistic the report ranked by (Q-BERT's |mean| + std by default), else Q-BERT's.
+            score: b
+                .score
+                .filter(|s| s.is_finite())
+                .unwrap_or(b.mean.abs() + b.std),
             mean: b.mean,
         });
     }

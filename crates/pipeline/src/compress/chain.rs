@@ -277,10 +277,11 @@ fn from_run(config: &CompressConfig, run: &Path) -> Result<CompressConfig> {
     }
     let path = run.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(io_err("reading", &path))?;
-    let distill: DistillConfig = serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let distill: DistillConfig =
+        serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     Ok(CompressConfig {
         distill,
         from_run: None,

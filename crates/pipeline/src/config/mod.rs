@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kd_losses::LossMixConfig;
+use kd_losses::{AttentionTarget, LossMixConfig};
 use serde::{Deserialize, Serialize};
 
 pub mod general;
@@ -202,6 +202,9 @@ pub struct DistillConfig {
     pub augment: Option<AugmentConfig>,
     /// Loss terms removed (ablations). TinyBERT's apply to both stages; DistilBERT's to general distillation.
     pub drop_terms: Vec<LossTerm>,
+    /// What TinyBERT's attention loss compares: `scores` (pre-softmax, padding zeroed, as the paper and its code)
+    /// or `probs` (softmax probabilities; what the runs before issue 18 used).
+    pub attention_target: AttentionTarget,
     /// Task distillation of a randomly initialised narrow student (TinyBERT without general distillation);
     /// ignored when the student comes from general distillation.
     pub narrow_student: Option<NarrowStudent>,
@@ -262,6 +265,7 @@ impl DistillConfig {
             general: GeneralConfig::default(),
             augment: None,
             drop_terms: Vec::new(),
+            attention_target: AttentionTarget::Scores,
             narrow_student: None,
             student_init: None,
         };

@@ -17,7 +17,7 @@ use student_arch::io::write_atomic;
 use student_arch::weights::{copy_tokenizer_files, save_pretrained};
 use student_arch::{BertInput, BertModel, BertTokenizer, LayerSelection, MlmHead, StudentSpec};
 
-use crate::config::general::{GeneralConfig, StudentInit};
+use crate::config::general::StudentInit;
 use crate::config::{DistillConfig, LossTerm, Method};
 use crate::data::corpus::Corpus;
 use crate::data::masking::{batch_seed, mask_batch, MaskingConfig, Vocabulary};
@@ -66,20 +66,18 @@ pub struct GeneralStudent {
 }
 
 /// The loss mix of general distillation with the ablated terms removed.
-pub fn general_mix(
-    method: Method,
-    general: &GeneralConfig,
-    drop: &[LossTerm],
-    seed: u64,
-) -> LossMixConfig {
-    let base = match method {
+pub fn general_mix(config: &DistillConfig) -> LossMixConfig {
+    let base = match config.method {
         Method::Distilbert => LossMixConfig {
-            temperature: general.temperature,
+            temperature: config.general.temperature,
             ..LossMixConfig::distilbert()
         },
-        Method::Tinybert => LossMixConfig::tinybert_intermediate(),
+        Method::Tinybert => LossMixConfig {
+            attention_target: config.attention_target,
+            ..LossMixConfig::tinybert_intermediate()
+        },
     };
-    LossTerm::apply(&base, drop, seed)
+    LossTerm::apply(&base, &config.drop_terms, config.seed)
 }
 
 /// Where general distillation writes its student.
@@ -220,7 +218,7 @@ pub fn general_distill(
     let encoder = spec.build(&teacher, &ad)?;
     let head =
         (config.method == Method::Distilbert).then(|| teacher_head.clone().fork(&ad).train());
-    let mix_config = general_mix(config.method, g, &config.drop_terms, config.seed);
+    let mix_config = general_mix(config);
     let mix = mix_config.init(encoder.config.hidden_size, teacher.config.hidden_size, &ad)?;
     let map = LayerMap::spread(encoder.num_layers(), teacher.num_layers())?;
     let student = GeneralStudent { encoder, head, mix };

@@ -17,8 +17,14 @@ pub fn task_phases(config: &DistillConfig) -> Vec<(&'static str, LossMixConfig, 
     match config.method {
         Method::Tinybert => {
             let drop = &config.drop_terms;
-            let intermediate =
-                LossTerm::apply(&LossMixConfig::tinybert_intermediate(), drop, config.seed);
+            let intermediate = LossTerm::apply(
+                &LossMixConfig {
+                    attention_target: config.attention_target,
+                    ..LossMixConfig::tinybert_intermediate()
+                },
+                drop,
+                config.seed,
+            );
             let mut prediction = LossTerm::apply(
                 &LossMixConfig {
                     temperature: config.temperature,

@@ -88,6 +88,24 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// The mean and std of the eigenvalues whose power iteration converged: an estimate that did not (say a batch
+/// whose top pair is ± nearly equal, where the iteration oscillates) is left out of the statistics rather than
+/// averaged in as if it were the top eigenvalue; the report marks the block with its count of settled batches.
+/// When no batch converged, every estimate is used (and the block is marked 0 of n).
+pub fn settled_mean_std(values: &[f64], converged: &[bool]) -> (f64, f64) {
+    let settled: Vec<f64> = values
+        .iter()
+        .zip(converged)
+        .filter(|(_, c)| **c)
+        .map(|(v, _)| *v)
+        .collect();
+    if settled.is_empty() {
+        mean_std(values)
+    } else {
+        mean_std(&settled)
+    }
+}
+
 /// One block's figures over the batches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockSensitivity {
@@ -184,8 +202,9 @@ impl SensitivityReport {
             );
         }
         if self.blocks.iter().any(|b| b.converged.iter().any(|c| !c)) {
-            s += "\nSome estimates did not converge within the iteration limit; their values are the last \
-                  estimates. Raise `max_iterations` or the tolerance.\n";
+            s += "\nSome estimates did not converge within the iteration limit (the converged column counts the \
+                  batches that did). They are left out of their block's mean and std (a block with none keeps them \
+                  all); raise `max_iterations` or the tolerance to settle them.\n";
         }
         s
     }
@@ -421,7 +440,7 @@ where
             passes += hvp.passes();
             bar.inc(1);
         }
-        (result.mean, result.std) = mean_std(&result.top_eigenvalues);
+        (result.mean, result.std) = settled_mean_std(&result.top_eigenvalues, &result.converged);
         result.score = config.ranking.score(result.mean, result.std);
         if !result.traces.is_empty() {
             let (m, s) = mean_std(&result.traces);
@@ -447,6 +466,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn estimates_that_did_not_converge_stay_out_of_the_statistics() {
+        // Three batches; the second oscillated between a ± pair and stopped at -3.48 (the exact top is -4.95).
+        let (m, s) = settled_mean_std(&[2.0, -3.48, 4.0], &[true, false, true]);
+        assert_eq!((m, s), (3.0, 1.0));
+        let (m, _) = settled_mean_std(&[2.0, 4.0], &[false, false]);
+        assert_eq!(m, 3.0, "no settled batch: every estimate is used");
+    }
 
     #[test]
     fn qbert_ranks_by_the_magnitude_of_the_mean_and_the_signed_option_does_not() {

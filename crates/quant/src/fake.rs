@@ -15,7 +15,7 @@ use student_arch::BertModel;
 
 use crate::error::{QuantError, Result};
 use crate::format::{HeadAxis, QuantSpec, QuantizedTensor};
-use crate::model::{spec_for, QuantPlan};
+use crate::model::{layer_ranges, shared_range, spec_for, QuantPlan};
 
 fn host(t: Tensor<2>, name: &str) -> Result<Vec<f32>> {
     t.into_data()
@@ -38,11 +38,23 @@ pub fn fake_quantize_weight(
     spec: QuantSpec,
     head: Option<(HeadAxis, usize)>,
 ) -> Result<Tensor<2>> {
+    fake_quantize_weight_in_range(name, weight, spec, head, None)
+}
+
+/// [`fake_quantize_weight`] with a range shared beyond the tensor ([`crate::Granularity::Layer`]).
+pub fn fake_quantize_weight_in_range(
+    name: &str,
+    weight: Tensor<2>,
+    spec: QuantSpec,
+    head: Option<(HeadAxis, usize)>,
+    range: Option<[f32; 2]>,
+) -> Result<Tensor<2>> {
     let [d_in, d_out] = weight.dims();
     let device = weight.device();
     let values = host(weight.clone().detach(), name)?;
     let hf = transpose(&values, d_in, d_out);
-    let deq_hf = QuantizedTensor::quantize(name, &hf, [d_out, d_in], spec, head)?.dequantize();
+    let deq_hf = QuantizedTensor::quantize_in_range(name, &hf, [d_out, d_in], spec, head, range)?
+        .dequantize();
     let deq = transpose(&deq_hf, d_out, d_in);
     let deq = Tensor::<2>::from_data(TensorData::new(deq, [d_in, d_out]), &device);
     Ok(weight.clone() + (deq - weight).detach())
@@ -72,12 +84,19 @@ pub fn fake_quantize_activations<const D: usize>(x: Tensor<D>, bits: u32) -> Ten
     x + (q - detached).detach()
 }
 
-fn fake_linear(linear: &Linear, name: &str, plan: &QuantPlan, model: &BertModel) -> Result<Linear> {
+fn fake_linear(
+    linear: &Linear,
+    name: &str,
+    plan: &QuantPlan,
+    model: &BertModel,
+    shared: &[[f32; 2]],
+) -> Result<Linear> {
     let [d_in, d_out] = linear.weight.dims();
     let Some((spec, head)) = spec_for(name, &[d_out, d_in], plan, &model.config) else {
         return Ok(linear.clone());
     };
-    let fake = fake_quantize_weight(name, linear.weight.val(), spec, head)?;
+    let range = shared_range(shared, name);
+    let fake = fake_quantize_weight_in_range(name, linear.weight.val(), spec, head, range)?;
     let mut out = linear.clone();
     // Same parameter id, fake-quantized value (a function of the original parameter, so gradients reach it).
     out.weight = linear.weight.clone().map(|_| fake);
@@ -110,6 +129,21 @@ fn fake_embedding(
 /// (same parameter ids), as the export will quantize them.
 pub fn fake_quantize_model(model: &BertModel, plan: &QuantPlan) -> Result<BertModel> {
     plan.validate(&model.config)?;
+    // Under layer-wise granularity each layer's Q, K, V and O share one range (min and max do not depend on
+    // the layout, so Burn's [in, out] weights give the same range as Hugging Face's).
+    let shared = layer_ranges(plan, &model.config, |name| {
+        let rest = name.strip_prefix("encoder.layer.")?;
+        let (l, m) = rest.split_once('.')?;
+        let a = &model.layers.get(l.parse::<usize>().ok()?)?.attention;
+        let linear = match m.strip_suffix(".weight")? {
+            "attention.self.query" => &a.query,
+            "attention.self.key" => &a.key,
+            "attention.self.value" => &a.value,
+            "attention.output.dense" => &a.output,
+            _ => return None,
+        };
+        host(linear.weight.val().detach(), name).ok()
+    });
     let mut out = model.clone();
     for (l, layer) in out.layers.iter_mut().enumerate() {
         let p = format!("encoder.layer.{l}");
@@ -119,36 +153,42 @@ pub fn fake_quantize_model(model: &BertModel, plan: &QuantPlan) -> Result<BertMo
             &format!("{p}.attention.self.query.weight"),
             plan,
             model,
+            &shared,
         )?;
         a.key = fake_linear(
             &a.key,
             &format!("{p}.attention.self.key.weight"),
             plan,
             model,
+            &shared,
         )?;
         a.value = fake_linear(
             &a.value,
             &format!("{p}.attention.self.value.weight"),
             plan,
             model,
+            &shared,
         )?;
         a.output = fake_linear(
             &a.output,
             &format!("{p}.attention.output.dense.weight"),
             plan,
             model,
+            &shared,
         )?;
         layer.intermediate = fake_linear(
             &layer.intermediate,
             &format!("{p}.intermediate.dense.weight"),
             plan,
             model,
+            &shared,
         )?;
         layer.output = fake_linear(
             &layer.output,
             &format!("{p}.output.dense.weight"),
             plan,
             model,
+            &shared,
         )?;
     }
     let e = &mut out.embeddings;

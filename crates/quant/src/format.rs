@@ -51,6 +51,9 @@ pub enum Granularity {
     Head,
     /// One range per block of `k` consecutive inputs of a row (k = 32, 64 or 128).
     Block(usize),
+    /// Q-BERT's layer-wise baseline: one range for a layer's Q, K, V and O together (the feed-forward matrices
+    /// one per tensor). Each matrix is stored per tensor, with the shared scale.
+    Layer,
 }
 
 impl std::fmt::Display for Granularity {
@@ -60,6 +63,7 @@ impl std::fmt::Display for Granularity {
             Self::Channel => write!(f, "channel"),
             Self::Head => write!(f, "head"),
             Self::Block(k) => write!(f, "block:{k}"),
+            Self::Layer => write!(f, "layer"),
         }
     }
 }
@@ -75,9 +79,10 @@ impl std::str::FromStr for Granularity {
             "tensor" => Ok(Self::Tensor),
             "channel" => Ok(Self::Channel),
             "head" => Ok(Self::Head),
+            "layer" => Ok(Self::Layer),
             _ => {
                 let k = s.strip_prefix("block:").ok_or_else(|| {
-                    bad("expected tensor, channel, head or block:K (K = 32, 64 or 128)")
+                    bad("expected layer, tensor, channel, head or block:K (K = 32, 64 or 128)")
                 })?;
                 match k.parse::<usize>() {
                     Ok(k @ (32 | 64 | 128)) => Ok(Self::Block(k)),
@@ -155,7 +160,7 @@ impl QuantSpec {
             }
         };
         Ok(match (self.granularity, head) {
-            (Granularity::Tensor, _) => [rows, cols],
+            (Granularity::Tensor | Granularity::Layer, _) => [rows, cols],
             (Granularity::Channel, _) | (Granularity::Head, None) => [1, cols],
             (Granularity::Head, Some((HeadAxis::Rows, heads))) => {
                 [divides("rows per head", rows, heads)?, cols]
@@ -241,6 +246,19 @@ impl QuantizedTensor {
         spec: QuantSpec,
         head: Option<(HeadAxis, usize)>,
     ) -> Result<Self> {
+        Self::quantize_in_range(name, values, shape, spec, head, None)
+    }
+
+    /// [`QuantizedTensor::quantize`] with every group's range widened to `range` (`[lo, hi]`) when given: how
+    /// [`Granularity::Layer`] shares one range among a layer's attention matrices.
+    pub fn quantize_in_range(
+        name: &str,
+        values: &[f32],
+        shape: [usize; 2],
+        spec: QuantSpec,
+        head: Option<(HeadAxis, usize)>,
+        range: Option<[f32; 2]>,
+    ) -> Result<Self> {
         let [rows, cols] = shape;
         if values.len() != rows * cols {
             return Err(QuantError::Shape {
@@ -278,6 +296,10 @@ impl QuantizedTensor {
                 for i in cells() {
                     lo = lo.min(values[i]);
                     hi = hi.max(values[i]);
+                }
+                if let Some([shared_lo, shared_hi]) = range {
+                    lo = lo.min(shared_lo);
+                    hi = hi.max(shared_hi);
                 }
                 if spec.symmetric {
                     let amax = lo.abs().max(hi.abs());

@@ -142,10 +142,13 @@ impl QuantPlan {
                 });
             }
         }
-        if self.embedding_granularity == Granularity::Head {
+        if matches!(
+            self.embedding_granularity,
+            Granularity::Head | Granularity::Layer
+        ) {
             return Err(QuantError::Granularity {
-                found: "head".into(),
-                message: "embedding tables have no heads; use channel or block:K".into(),
+                found: self.embedding_granularity.to_string(),
+                message: "embedding tables have no heads or layers; use channel or block:K".into(),
             });
         }
         Ok(())
@@ -191,6 +194,48 @@ pub fn spec_for(
     ))
 }
 
+/// The attention matrices whose range [`Granularity::Layer`] shares within a layer.
+const SHARED_IN_LAYER: [&str; 4] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+];
+
+/// Under [`Granularity::Layer`], each layer's `[lo, hi]` over its Q, K, V and O (by layer); empty otherwise.
+/// `values` gives a matrix's values by Hugging Face name.
+pub fn layer_ranges(
+    plan: &QuantPlan,
+    config: &BertConfig,
+    values: impl Fn(&str) -> Option<Vec<f32>>,
+) -> Vec<[f32; 2]> {
+    if plan.granularity != Granularity::Layer {
+        return Vec::new();
+    }
+    (0..config.num_hidden_layers)
+        .map(|l| {
+            SHARED_IN_LAYER
+                .iter()
+                .filter_map(|m| values(&matrix_name(l, m)))
+                .flatten()
+                .fold([f32::INFINITY, f32::NEG_INFINITY], |[lo, hi], v| {
+                    [lo.min(v), hi.max(v)]
+                })
+        })
+        .collect()
+}
+
+/// The shared range of `name` (one of a layer's Q, K, V, O) from [`layer_ranges`], if any.
+pub fn shared_range(ranges: &[[f32; 2]], name: &str) -> Option<[f32; 2]> {
+    let rest = name.strip_prefix("encoder.layer.")?;
+    let (layer, matrix) = rest.split_once('.')?;
+    let matrix = matrix.strip_suffix(".weight")?;
+    if !SHARED_IN_LAYER.contains(&matrix) {
+        return None;
+    }
+    ranges.get(layer.parse::<usize>().ok()?).copied()
+}
+
 /// A model with quantized matrices and f32 everything else.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizedModel {
@@ -213,10 +258,21 @@ pub fn quantize_tensors(
     plan.validate(config)?;
     let mut quantized = BTreeMap::new();
     let mut dense = BTreeMap::new();
+    let shared = layer_ranges(plan, config, |name| {
+        tensors.get(name).map(|(_, v)| v.clone())
+    });
     for (name, (shape, values)) in tensors {
         match spec_for(name, shape, plan, config) {
             Some((spec, head)) => {
-                let q = QuantizedTensor::quantize(name, values, [shape[0], shape[1]], spec, head)?;
+                let range = shared_range(&shared, name);
+                let q = QuantizedTensor::quantize_in_range(
+                    name,
+                    values,
+                    [shape[0], shape[1]],
+                    spec,
+                    head,
+                    range,
+                )?;
                 quantized.insert(name.clone(), q);
             }
             None => {
@@ -633,6 +689,45 @@ mod tests {
                 && err.to_string().contains("packed bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn layer_granularity_shares_one_range_among_a_layers_attention_matrices() {
+        let config = tiny_config();
+        let tensors = tiny_tensors(&config, 5);
+        let mut plan = QuantPlan::uniform(config.num_hidden_layers, 8);
+        plan.granularity = Granularity::Layer;
+        let q = quantize_tensors(&tensors, &config, &plan).unwrap();
+        for l in 0..config.num_hidden_layers {
+            let amax = SHARED_IN_LAYER
+                .iter()
+                .flat_map(|m| tensors[&matrix_name(l, m)].1.iter().map(|v| v.abs()))
+                .fold(0.0f32, f32::max);
+            let scales: Vec<f32> = SHARED_IN_LAYER
+                .iter()
+                .map(|m| {
+                    let t = &q.quantized[&matrix_name(l, m)];
+                    assert_eq!(t.scales.len(), 1, "one range per matrix");
+                    t.scales[0].to_f32()
+                })
+                .collect();
+            assert!(
+                scales.iter().all(|s| *s == scales[0]),
+                "layer {l}: {scales:?}"
+            );
+            assert!(scales[0] >= amax / 127.0 && scales[0] <= amax / 127.0 * 1.001);
+            // The feed-forward matrices keep their own range.
+            let ffn = &q.quantized[&matrix_name(l, "intermediate.dense")];
+            let own = tensors[&matrix_name(l, "intermediate.dense")]
+                .1
+                .iter()
+                .map(|v| v.abs())
+                .fold(0.0f32, f32::max);
+            assert!(ffn.scales[0].to_f32() <= own / 127.0 * 1.001);
+        }
+        assert_eq!("layer".parse::<Granularity>().unwrap(), Granularity::Layer);
+        plan.embedding_granularity = Granularity::Layer;
+        assert!(plan.validate(&config).is_err());
     }
 
     #[test]

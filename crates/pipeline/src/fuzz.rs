@@ -83,7 +83,8 @@ pub fn fuzz_readers(config: &FuzzConfig, device: &Device) -> Result<FuzzReport> 
         // Half the checkpoint cases get a manifest that matches the mutated files, so that the readers behind
         // the checksum (the state, Burn's record decoder) see the garbage too.
         let set = target.parent().unwrap_or(&case).to_path_buf();
-        if reader == 2 && set != case && file != "manifest.json" && rng.next_u64() % 2 == 0 {
+        if reader == 2 && set != case && file != "manifest.json" && rng.next_u64().is_multiple_of(2)
+        {
             crate::checkpoint::write_manifest(&set, &["model.bpk", "state.json"])?;
             mutation += " (manifest rewritten to match)";
         }

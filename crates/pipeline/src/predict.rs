@@ -52,7 +52,7 @@ impl Engine {
 
 enum Runtime {
     Burn {
-        model: SequenceClassifier,
+        model: Box<SequenceClassifier>,
         device: Device,
     },
     Integer {
@@ -101,7 +101,7 @@ impl Predictor {
                     tokenizer,
                     engine,
                     runtime: Runtime::Burn {
-                        model,
+                        model: Box::new(model),
                         device: device.clone(),
                     },
                 })

@@ -500,10 +500,11 @@ impl QuantizedModel {
                 }
                 let actual = data_sha256(views.iter().map(|(k, v)| (*k, v.data())));
                 if &actual != expected {
-                    return Err(corrupt(format!(
+                    return Err(corrupt(
                         "the tensors do not match their sha256 in the header: the file is corrupt; quantize the \
                          model again (`cargo xtask quantize`)"
-                    )));
+                            .into(),
+                    ));
                 }
             }
             None => eprintln!(

@@ -313,12 +313,12 @@ fn read_jsonl(path: &Path, bytes: &[u8], columns: &Columns) -> Result<Vec<(Strin
     Ok(rows)
 }
 
+/// Rows of text with their line numbers, read one at a time.
+pub type TextRows = Box<dyn Iterator<Item = Result<(u64, String)>>>;
+
 /// The texts of one column of a CSV, TSV or JSONL file, read as a stream (row by row, never the whole file),
 /// each with its line; an empty text is an error naming its line.
-pub fn stream_texts(
-    path: &Path,
-    column: &str,
-) -> Result<Box<dyn Iterator<Item = Result<(u64, String)>>>> {
+pub fn stream_texts(path: &Path, column: &str) -> Result<TextRows> {
     use std::io::BufRead;
     let file = std::fs::File::open(path).map_err(io_err("opening", path))?;
     let ext = path

@@ -18,8 +18,8 @@
 //! | `prune-vocab` | [`prune_vocab`] | [`PruneOptions`] | [`PruneReport`] |
 //! | `compress` | [`compress_all`] | [`CompressConfig`], [`RunOptions`] | [`CompressReport`] |
 //!
-//! Inside, data flows one way: `error`, `fetch` → `data` → `train` → `config` → `classifier`, `eval` →
-//! `distill`, `compress`. Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
+//! Inside, data flows one way: `error`, `fetch`, `checkpoint` → `data` → `train` → `config` → `classifier` →
+//! `predict` → `eval` → `distill`, `compress` (and `fuzz`, which exercises the readers). Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
 //! `cargo xtask check-layout` fails on any import cycle.
 //!
 //! Architecture invariant: `pipeline` is the only crate that depends on all the others; none of them depends on

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use student_arch::io::write_atomic;
 
 use crate::error::{io_err, PipelineError, Result};
@@ -40,10 +39,9 @@ fn corrupt(path: &Path, message: String) -> PipelineError {
     }
 }
 
-/// The sha256 of a file, as hex.
+/// The sha256 of a file, as hex (read in chunks, see [`crate::fetch::sha256_file`]).
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(io_err("reading", path))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    Ok(crate::fetch::sha256_file(path)?)
 }
 
 /// Flushes a directory's entries (a rename or a new file in it) to disk.

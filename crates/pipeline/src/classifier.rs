@@ -47,6 +47,27 @@ pub fn weights_sha256(dir: &Path) -> Result<String> {
 pub const MAX_LABELS: usize = 100_000;
 
 impl ClassifierMeta {
+    /// Reads and checks `dir/classifier.json` (without the positions, which need the model's config); returns
+    /// it with its path.
+    pub fn read(dir: &Path) -> Result<(Self, std::path::PathBuf)> {
+        let meta_path = dir.join(CLASSIFIER_FILE);
+        if !meta_path.exists() {
+            return Err(PipelineError::Checkpoint {
+                path: meta_path,
+                message: "not a fine-tuned classifier (no classifier.json); fine-tune it with `cargo xtask distill --teacher DIR`".into(),
+            });
+        }
+        let meta: ClassifierMeta = serde_json::from_str(
+            &std::fs::read_to_string(&meta_path).map_err(io_err("reading", &meta_path))?,
+        )
+        .map_err(|e| PipelineError::Checkpoint {
+            path: meta_path.clone(),
+            message: e.to_string(),
+        })?;
+        meta.validate(&meta_path, None)?;
+        Ok((meta, meta_path))
+    }
+
     /// Checks what `classifier.json` (at `path`) says: at least two distinct labels, mean pooling, and a
     /// `max_length` that fits `max_positions` (the encoder's `max_position_embeddings`, when known).
     pub fn validate(&self, path: &Path, max_positions: Option<usize>) -> Result<()> {
@@ -91,8 +112,12 @@ pub fn tokenizer_for(
     dir: &Path,
     model: &SequenceClassifier,
 ) -> Result<student_arch::BertTokenizer> {
+    checked_tokenizer(dir, model.encoder.config.vocab_size)
+}
+
+/// The tokenizer of `dir`, refused when it has more word pieces than an embedding table of `table` rows.
+pub fn checked_tokenizer(dir: &Path, table: usize) -> Result<student_arch::BertTokenizer> {
     let tokenizer = student_arch::BertTokenizer::from_dir(dir)?;
-    let table = model.encoder.config.vocab_size;
     if tokenizer.vocab_size() > table {
         return Err(PipelineError::Checkpoint {
             path: tokenizer.path().to_path_buf(),
@@ -203,21 +228,7 @@ impl SequenceClassifier {
 
     /// Loads a classifier saved by [`SequenceClassifier::save`].
     pub fn load(dir: &Path, device: &Device) -> Result<(Self, ClassifierMeta)> {
-        let meta_path = dir.join(CLASSIFIER_FILE);
-        if !meta_path.exists() {
-            return Err(PipelineError::Checkpoint {
-                path: meta_path,
-                message: "not a fine-tuned classifier (no classifier.json); fine-tune it with `cargo xtask distill --teacher DIR`".into(),
-            });
-        }
-        let meta: ClassifierMeta = serde_json::from_str(
-            &std::fs::read_to_string(&meta_path).map_err(io_err("reading", &meta_path))?,
-        )
-        .map_err(|e| PipelineError::Checkpoint {
-            path: meta_path.clone(),
-            message: e.to_string(),
-        })?;
-        meta.validate(&meta_path, None)?;
+        let (meta, meta_path) = ClassifierMeta::read(dir)?;
         // A quantized directory (`cargo xtask quantize`) holds packed weights; they load dequantized.
         let quant_path = dir.join(quant::QUANT_FILE);
         let (weights_path, bytes, config) = if quant_path.exists() {

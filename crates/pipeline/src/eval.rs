@@ -30,11 +30,7 @@ pub fn predict(
 ) -> Result<Vec<usize>> {
     Ok(logits(model, data, batch_size, pad_id, device)?
         .iter()
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold(0, |best, (k, v)| if *v > row[best] { k } else { best })
-        })
+        .map(|row| argmax(row))
         .collect())
 }
 

@@ -11,8 +11,8 @@ use quant::encoder::QuantEncoder;
 use serde::{Deserialize, Serialize};
 use student_arch::BertTokenizer;
 
-use crate::classifier::{host, ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
-use crate::error::{io_err, PipelineError, Result};
+use crate::classifier::{host, ClassifierMeta, SequenceClassifier};
+use crate::error::{PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 
 /// Which forward pass scores a model.
@@ -119,13 +119,7 @@ impl Predictor {
     }
 
     fn load_integer(dir: &Path, quant_path: &Path) -> Result<Self> {
-        let meta_path = dir.join(CLASSIFIER_FILE);
-        let text = std::fs::read_to_string(&meta_path).map_err(io_err("reading", &meta_path))?;
-        let meta: ClassifierMeta =
-            serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
-                path: meta_path.clone(),
-                message: e.to_string(),
-            })?;
+        let (meta, meta_path) = ClassifierMeta::read(dir)?;
         let q = quant::QuantizedModel::read(quant_path)?;
         meta.validate(&meta_path, Some(q.config.max_position_embeddings))?;
         crate::checkpoint::verify_manifest(dir)?;
@@ -145,17 +139,7 @@ impl Predictor {
         };
         let head_weight = dense("classifier.weight", &[labels, hidden])?;
         let head_bias = dense("classifier.bias", &[labels])?;
-        let tokenizer = BertTokenizer::from_dir(dir)?;
-        if tokenizer.vocab_size() > q.config.vocab_size {
-            return Err(PipelineError::Checkpoint {
-                path: tokenizer.path().to_path_buf(),
-                message: format!(
-                    "the tokenizer has {} word pieces but the model's table {}; it belongs to another model",
-                    tokenizer.vocab_size(),
-                    q.config.vocab_size
-                ),
-            });
-        }
+        let tokenizer = crate::classifier::checked_tokenizer(dir, q.config.vocab_size)?;
         Ok(Self {
             meta,
             tokenizer,

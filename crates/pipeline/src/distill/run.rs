@@ -191,18 +191,8 @@ impl<'a> TaskRun<'a> {
             &teacher_dir.join(student_arch::weights::CONFIG_FILE),
         )?;
         config.validate_for_teacher(&teacher_config)?;
-        let tokenizer = BertTokenizer::from_dir(&teacher_dir)?;
-        if tokenizer.vocab_size() > teacher_config.vocab_size {
-            return Err(PipelineError::Checkpoint {
-                path: tokenizer.path().to_path_buf(),
-                message: format!(
-                    "the tokenizer has {} word pieces but the teacher's vocab_size is {}; copy the teacher's own \
-                     tokenizer files",
-                    tokenizer.vocab_size(),
-                    teacher_config.vocab_size
-                ),
-            });
-        }
+        let tokenizer =
+            crate::classifier::checked_tokenizer(&teacher_dir, teacher_config.vocab_size)?;
         let (dataset, splits) = task_splits(config, &options.cache)?;
         let train = encode(&tokenizer, &splits.train, config.max_length)?;
         let dev = encode(&tokenizer, &splits.dev, config.max_length)?;

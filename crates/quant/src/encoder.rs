@@ -7,13 +7,18 @@
 use rayon::prelude::*;
 use student_arch::{BertConfig, HiddenAct};
 
+use crate::encoder_ops as ops;
 use crate::error::{QuantError, Result};
-use crate::kernels::{BlockQ4_0, BlockQ8_0, QuantLinear, QK};
+use crate::kernels::simd::Tier;
+use crate::kernels::{BlockQ4_0, BlockQ8_0, IntLinear, QuantLinear, QK};
 use crate::model::QuantizedModel;
 
 /// One linear layer, on the fastest kernel its format allows.
 #[derive(Clone, Debug)]
 pub enum Linear {
+    /// Symmetric codes of 2 to 8 bits with one scale per row or per column band: one integer GEMM against
+    /// per-token 8-bit activations.
+    Int(IntLinear),
     /// 8-bit blocks.
     Q8(QuantLinear<BlockQ8_0>),
     /// 4-bit blocks.
@@ -35,6 +40,7 @@ impl Linear {
     /// Output features.
     pub fn rows(&self) -> usize {
         match self {
+            Self::Int(l) => l.rows,
             Self::Q8(l) => l.rows,
             Self::Q4(l) => l.rows,
             Self::F32 { rows, .. } => *rows,
@@ -44,6 +50,7 @@ impl Linear {
     /// `y = x Wᵀ + b`, `x: [n, in]` → `[n, out]`.
     pub fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
         match self {
+            Self::Int(l) => l.forward(x, n),
             Self::Q8(l) => l.forward(x, n),
             Self::Q4(l) => l.forward(x, n),
             Self::F32 {
@@ -72,6 +79,12 @@ impl Linear {
     /// The kernel's name.
     pub fn kind(&self) -> &'static str {
         match self {
+            Self::Int(l) => match l.bits {
+                8 => "int8",
+                4 => "int4",
+                3 => "int3",
+                _ => "int2",
+            },
             Self::Q8(_) => "q8_0",
             Self::Q4(_) => "q4_0",
             Self::F32 { .. } => "f32",
@@ -86,16 +99,9 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn apply(&self, x: &mut [f32]) {
-        let h = self.gamma.len();
-        for row in x.chunks_mut(h) {
-            let mean = row.iter().sum::<f32>() / h as f32;
-            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / h as f32;
-            let inv = 1.0 / (var + self.eps).sqrt();
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = (*v - mean) * inv * self.gamma[j] + self.beta[j];
-            }
-        }
+    /// `x ← LayerNorm(x + residual)`, row by row.
+    fn apply(&self, tier: Tier, x: &mut [f32], residual: Option<&[f32]>) {
+        ops::add_layer_norm(tier, x, residual, &self.gamma, &self.beta, self.eps);
     }
 }
 
@@ -121,29 +127,15 @@ pub struct QuantEncoder {
     layers: Vec<Layer>,
 }
 
-/// `erf` to 1.5e-7 (Abramowitz & Stegun 7.1.26).
-fn erf(x: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs() as f64);
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
-            * t
-            * (-(x as f64) * x as f64).exp();
-    (y as f32).copysign(x)
-}
-
-fn activate(act: HiddenAct, x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = match act {
-            HiddenAct::Gelu => 0.5 * *v * (1.0 + erf(*v / std::f32::consts::SQRT_2)),
-            HiddenAct::GeluTanh => {
-                0.5 * *v
-                    * (1.0
-                        + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044715 * v.powi(3)))
-                            .tanh())
-            }
-            HiddenAct::Relu => v.max(0.0),
-        };
+fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
+    match act {
+        HiddenAct::Gelu => ops::gelu_all(tier, x),
+        HiddenAct::GeluTanh => x.par_iter_mut().for_each(|v| {
+            *v = 0.5
+                * *v
+                * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044715 * v.powi(3))).tanh())
+        }),
+        HiddenAct::Relu => x.par_iter_mut().for_each(|v| *v = v.max(0.0)),
     }
 }
 
@@ -187,6 +179,9 @@ impl QuantEncoder {
             let bias = take(&format!("{name}.bias"), rows)?;
             let key = format!("{name}.weight");
             if let Some(q) = model.quantized.get(&key) {
+                if IntLinear::supports(q) {
+                    return Ok(Linear::Int(IntLinear::from_quantized(q, bias)?));
+                }
                 if q.spec.symmetric && q.group[1] % QK == 0 {
                     match q.spec.bits {
                         8 => return Ok(Linear::Q8(QuantLinear::from_quantized(q, Some(bias))?)),
@@ -311,78 +306,49 @@ impl QuantEncoder {
                 }
             }
         }
-        self.embedding_norm.apply(&mut x);
+        let tier = Tier::best();
+        self.embedding_norm.apply(tier, &mut x, None);
         let scale = 1.0 / (d as f32).sqrt();
+        // Each (sequence, head) pair is independent.
+        let jobs: Vec<(usize, usize)> = (0..ids.len())
+            .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
+            .collect();
         for layer in &self.layers {
             let q = layer.query.forward(&x, n)?;
             let k = layer.key.forward(&x, n)?;
             let v = layer.value.forward(&x, n)?;
-            let mut context = vec![0.0f32; n * h];
-            // Each (sequence, head) pair is independent.
-            let jobs: Vec<(usize, usize)> = (0..ids.len())
-                .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
-                .collect();
-            let parts: Vec<(usize, usize, Vec<f32>)> = jobs
+            let parts: Vec<Vec<f32>> = jobs
                 .par_iter()
                 .map(|&(b, hd)| {
                     let (o, len) = (offsets[b], ids[b].len());
-                    let span = |j: usize| (o + j) * h + hd * d..(o + j) * h + (hd + 1) * d;
-                    // This head's keys transposed to [d, len], so the scores of one query are `d` sweeps
-                    // over contiguous rows (vectorized over keys); its values contiguous as [len, d].
-                    let mut kt = vec![0.0f32; d * len];
-                    let mut vh = Vec::with_capacity(len * d);
-                    for j in 0..len {
-                        for (c, kv) in k[span(j)].iter().enumerate() {
-                            kt[c * len + j] = *kv;
+                    // This head's rows of q, k and v, gathered contiguously as [len, d].
+                    let gather = |m: &[f32]| -> Vec<f32> {
+                        let mut out = Vec::with_capacity(len * d);
+                        for j in 0..len {
+                            out.extend_from_slice(&m[(o + j) * h + hd * d..(o + j) * h + (hd + 1) * d]);
                         }
-                        vh.extend_from_slice(&v[span(j)]);
-                    }
+                        out
+                    };
+                    let (qh, kh, vh) = (gather(&q), gather(&k), gather(&v));
                     let mut out = vec![0.0f32; len * d];
-                    let mut scores = vec![0.0f32; len];
-                    for (i, out_i) in out.chunks_exact_mut(d).enumerate() {
-                        scores.fill(0.0);
-                        for (qc, row) in q[span(i)].iter().zip(kt.chunks_exact(len)) {
-                            for (s, kv) in scores.iter_mut().zip(row) {
-                                *s += qc * kv;
-                            }
-                        }
-                        let max = scores
-                            .iter()
-                            .fold(f32::NEG_INFINITY, |m, s| m.max(*s * scale));
-                        let mut total = 0.0;
-                        for s in scores.iter_mut() {
-                            *s = (*s * scale - max).exp();
-                            total += *s;
-                        }
-                        let inv = 1.0 / total;
-                        for (s, vj) in scores.iter().zip(vh.chunks_exact(d)) {
-                            let p = s * inv;
-                            for (c, vv) in out_i.iter_mut().zip(vj) {
-                                *c += p * vv;
-                            }
-                        }
-                    }
-                    (b, hd, out)
+                    let (mut kt, mut scores) = (vec![0.0f32; d * len], vec![0.0f32; len]);
+                    ops::attend_head(tier, &qh, &kh, &vh, d, scale, &mut kt, &mut scores, &mut out);
+                    out
                 })
                 .collect();
-            for (b, hd, out) in parts {
+            let mut context = vec![0.0f32; n * h];
+            for (&(b, hd), out) in jobs.iter().zip(parts) {
                 for i in 0..ids[b].len() {
                     let row = (offsets[b] + i) * h + hd * d;
                     context[row..row + d].copy_from_slice(&out[i * d..(i + 1) * d]);
                 }
             }
             let mut attn = layer.output.forward(&context, n)?;
-            for (a, r) in attn.iter_mut().zip(&x) {
-                *a += r;
-            }
-            layer.attention_norm.apply(&mut attn);
+            layer.attention_norm.apply(tier, &mut attn, Some(&x));
             let mut inner = layer.intermediate.forward(&attn, n)?;
-            activate(self.activation, &mut inner);
+            activate(tier, self.activation, &mut inner);
             let mut out = layer.ffn_output.forward(&inner, n)?;
-            for (a, r) in out.iter_mut().zip(&attn) {
-                *a += r;
-            }
-            layer.output_norm.apply(&mut out);
+            layer.output_norm.apply(tier, &mut out, Some(&attn));
             x = out;
         }
         Ok(ids

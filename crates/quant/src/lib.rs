@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod encoder;
+mod encoder_ops;
 pub mod error;
 pub mod fake;
 pub mod format;

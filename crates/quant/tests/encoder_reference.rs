@@ -1,12 +1,12 @@
 //! The quantized-kernel encoder against Burn's encoder built from the same dequantized weights: exact f32
-//! linear layers (3-bit) must agree to float rounding, which checks embeddings, attention, LayerNorm and GELU;
-//! the 8- and 4-bit kernels add only the 8-bit rounding of activations.
+//! linear layers (3-bit blocks of 32) must agree to float rounding, which checks embeddings, attention, LayerNorm
+//! and GELU; the integer GEMM and the block kernels add only the 8-bit rounding of activations.
 
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use quant::encoder::QuantEncoder;
-use quant::{quantize_tensors, QuantPlan};
+use quant::{quantize_tensors, Granularity, QuantPlan};
 use student_arch::weights::{load_weights_from_bytes, named_tensors, safetensors_bytes};
 use student_arch::{BertConfig, BertInput};
 
@@ -37,14 +37,22 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
         vec![7, 8, 99, 0, 12, 13, 14, 2],
         vec![3],
     ];
-    for (bits, tolerance) in [(3u32, 1e-4f32), (8, 0.03), (4, 0.03)] {
-        let q = quantize_tensors(&tensors, &hf_config, &QuantPlan::uniform(2, bits)).unwrap();
-        let encoder = QuantEncoder::new(&q).unwrap();
-        let expected_kernel = match bits {
-            8 => "q8_0",
-            4 => "q4_0",
-            _ => "f32",
+    // 3-bit blocks of 32 run as dequantized f32 matrices, so only float rounding may differ there; the
+    // integer GEMM (per-head groups) and the block kernels (blocks of 32) add the 8-bit rounding of activations.
+    for (bits, granularity, expected_kernel, tolerance) in [
+        (3u32, Granularity::Block(32), "f32", 1e-4f32),
+        (8, Granularity::Head, "int8", 0.03),
+        (4, Granularity::Head, "int4", 0.03),
+        (3, Granularity::Head, "int3", 0.03),
+        (8, Granularity::Block(32), "q8_0", 0.03),
+        (4, Granularity::Block(32), "q4_0", 0.03),
+    ] {
+        let plan = QuantPlan {
+            granularity,
+            ..QuantPlan::uniform(2, bits)
         };
+        let q = quantize_tensors(&tensors, &hf_config, &plan).unwrap();
+        let encoder = QuantEncoder::new(&q).unwrap();
         assert!(
             encoder
                 .kernels()

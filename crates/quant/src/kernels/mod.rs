@@ -14,10 +14,15 @@
 
 pub mod blocks;
 pub mod dispatch;
+pub mod int_gemm;
 pub mod linear;
+pub mod simd;
 
 #[cfg(target_arch = "x86_64")]
 mod avx;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx;
 
 pub use blocks::{quantize_row_q8, ActRows, BlockQ4_0, BlockQ8_0, QuantBlock, WeightRows, QK};
+pub use int_gemm::{IntLinear, Isa};
 pub use linear::QuantLinear;

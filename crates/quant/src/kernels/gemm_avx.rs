@@ -1,0 +1,134 @@
+//! The x86-64 tiles of [`super::int_gemm`]: `MR` tokens × `NP` panels of 16 rows, the accumulators in
+//! registers over the whole reduction. Every path computes the same exact i32 sums as
+//! [`super::int_gemm::tile_scalar`]:
+//! - AVX-512 VNNI: per 4 inputs, one 64-byte panel load and one `vpdpbusd` (u8 × i8, summed in i32) per token
+//!   and panel, the token's 4 codes broadcast to every lane;
+//! - AVX-VNNI (the VEX encoding on client CPUs without AVX-512): the same on two 256-bit halves;
+//! - AVX2: codes widened to i16 and multiplied with `vpmaddwd` (u8 × i8 through `vpmaddubsw` would saturate
+//!   at 8 bits), two lanes per row summed at the end.
+
+use super::int_gemm::{Tile, TileAcc, PANEL};
+use std::arch::x86_64::*;
+
+/// Dispatches a tile's `(mr, np)` to a kernel compiled for exactly that shape.
+macro_rules! by_shape {
+    ($kernel:ident, $tile:expr, $acc:expr, [$(($mr:literal, $np:literal)),*]) => {
+        match ($tile.mr, $tile.np) {
+            $(($mr, $np) => $kernel::<$mr, $np>($tile, $acc),)*
+            (mr, np) => unreachable!("int_gemm: no {} tile of {mr} tokens × {np} panels", stringify!($kernel)),
+        }
+    };
+}
+
+/// The token's 4 codes at input group `kk`, as one i32.
+#[inline(always)]
+unsafe fn codes4(tile: &Tile<'_>, t: usize, kk: usize) -> i32 {
+    (tile.x.as_ptr().add(t * tile.stride + kk * 4) as *const i32).read_unaligned()
+}
+
+/// # Safety
+/// The CPU must have AVX-512F, BW and VNNI; the tile must be in bounds and at most 8 tokens × 2 panels.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn tile_avx512_vnni(tile: Tile<'_>, acc: &mut TileAcc) {
+    by_shape!(
+        vnni512,
+        tile,
+        acc,
+        [
+            (1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1),
+            (1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2)
+        ]
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni512<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut TileAcc) {
+    let panel_len = tile.k4 * 4 * PANEL;
+    let w = tile.w.as_ptr();
+    let mut a = [[_mm512_setzero_si512(); NP]; MR];
+    for kk in 0..tile.k4 {
+        let mut wv = [_mm512_setzero_si512(); NP];
+        for p in 0..NP {
+            wv[p] = _mm512_loadu_si512(w.add(p * panel_len + kk * 4 * PANEL) as *const _);
+        }
+        for t in 0..MR {
+            let xv = _mm512_set1_epi32(codes4(&tile, t, kk));
+            for p in 0..NP {
+                a[t][p] = _mm512_dpbusd_epi32(a[t][p], xv, wv[p]);
+            }
+        }
+    }
+    for t in 0..MR {
+        for p in 0..NP {
+            _mm512_storeu_si512(acc[t][p * PANEL..].as_mut_ptr() as *mut _, a[t][p]);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2 and AVX-VNNI; the tile must be in bounds and at most 6 tokens × 1 panel.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn tile_avx_vnni(tile: Tile<'_>, acc: &mut TileAcc) {
+    by_shape!(vnni256, tile, acc, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)])
+}
+
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn vnni256<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut TileAcc) {
+    let w = tile.w.as_ptr();
+    // Rows 0–7 and 8–15 of the panel.
+    let mut a = [[_mm256_setzero_si256(); 2]; MR];
+    for kk in 0..tile.k4 {
+        let base = w.add(kk * 4 * PANEL);
+        let w0 = _mm256_loadu_si256(base as *const __m256i);
+        let w1 = _mm256_loadu_si256(base.add(32) as *const __m256i);
+        for t in 0..MR {
+            let xv = _mm256_set1_epi32(codes4(&tile, t, kk));
+            a[t][0] = _mm256_dpbusd_avx_epi32(a[t][0], xv, w0);
+            a[t][1] = _mm256_dpbusd_avx_epi32(a[t][1], xv, w1);
+        }
+    }
+    for t in 0..MR {
+        _mm256_storeu_si256(acc[t].as_mut_ptr() as *mut __m256i, a[t][0]);
+        _mm256_storeu_si256(acc[t][8..].as_mut_ptr() as *mut __m256i, a[t][1]);
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2; the tile must be in bounds and at most 2 tokens × 1 panel.
+#[target_feature(enable = "avx2")]
+pub unsafe fn tile_avx2(tile: Tile<'_>, acc: &mut TileAcc) {
+    by_shape!(avx2, tile, acc, [(1, 1), (2, 1)])
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut TileAcc) {
+    let w = tile.w.as_ptr();
+    // Per token, 4 registers of 4 rows each; lanes 2i and 2i + 1 hold row i's two pair sums.
+    let mut a = [[_mm256_setzero_si256(); 4]; MR];
+    for kk in 0..tile.k4 {
+        let base = w.add(kk * 4 * PANEL);
+        let mut wv = [_mm256_setzero_si256(); 4];
+        for c in 0..4 {
+            wv[c] = _mm256_cvtepi8_epi16(_mm_loadu_si128(base.add(16 * c) as *const __m128i));
+        }
+        for t in 0..MR {
+            // The 4 codes as i16, repeated over the register: [x0, x1, x2, x3] × 4.
+            let xv = _mm256_cvtepu8_epi16(_mm_set1_epi32(codes4(&tile, t, kk)));
+            for c in 0..4 {
+                a[t][c] = _mm256_add_epi32(a[t][c], _mm256_madd_epi16(wv[c], xv));
+            }
+        }
+    }
+    for t in 0..MR {
+        for c in 0..4 {
+            let mut lanes = [0i32; 8];
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, a[t][c]);
+            for i in 0..4 {
+                acc[t][4 * c + i] = lanes[2 * i] + lanes[2 * i + 1];
+            }
+        }
+    }
+}

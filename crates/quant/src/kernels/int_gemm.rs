@@ -1,0 +1,669 @@
+//! [`IntLinear`]: a linear layer whose weight codes run as one integer GEMM. Unlike the llama.cpp-style blocks
+//! of [`super::QuantLinear`], whose every 32-wide block carries its own scale and so costs a conversion and
+//! two float operations per block pair, the scale here is constant along the whole reduction:
+//!
+//! - the weights keep their symmetric codes (2 to 8 bits, as `i8`) with one scale per output row (per tensor,
+//!   per channel, per head's rows of Q/K/V); a matrix grouped by input columns (O's heads) has its column
+//!   scales folded into the activations before they are quantized;
+//! - the activations are quantized per token to unsigned 8 bits with a zero point (`x ≈ s · (q − z)`, the
+//!   range stretched to include 0), as ONNX Runtime's dynamic quantization does per tensor;
+//! - `y = s_x · s_w · (Σ_k q_x q_w − z · Σ_k q_w) + b`: the integer sum is exact in i32 on every path
+//!   (AVX-512 VNNI, AVX-VNNI, AVX2, plain loops), so every CPU gives bit-identical outputs (tested).
+//!
+//! The weights are packed once into panels of 16 rows (`vpdpbusd` layout: 4 consecutive inputs of one row per
+//! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction.
+
+// The tile loops index rows, tokens and accumulators by the same `t` and `j`; indices read better there.
+#![allow(clippy::needless_range_loop)]
+
+use rayon::prelude::*;
+
+use crate::error::{QuantError, Result};
+use crate::format::QuantizedTensor;
+
+use super::simd::{multiversion, Tier, LANES};
+
+/// Rows per packed panel (one 512-bit register of i32 lanes).
+pub const PANEL: usize = 16;
+/// The largest token tile any kernel uses.
+pub const MAX_TOKENS: usize = 8;
+/// The largest number of panels any kernel keeps in registers at once.
+pub const MAX_PANELS: usize = 2;
+
+/// Integer accumulators of one tile: `[token][row within the tile's panels]`.
+pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
+
+/// The instruction set a kernel runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// `vpdpbusd` on 512-bit registers (AVX-512 VNNI + BW).
+    Avx512Vnni,
+    /// `vpdpbusd` on 256-bit registers with the VEX encoding of client CPUs without AVX-512 (AVX-VNNI).
+    AvxVnni,
+    /// AVX2: both operands widened to i16 and multiplied with `vpmaddwd` (exact, unlike `vpmaddubsw`).
+    Avx2,
+    /// Plain loops.
+    Scalar,
+}
+
+impl Isa {
+    /// Every ISA this CPU runs, fastest first.
+    pub fn available() -> Vec<Isa> {
+        let mut out = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                out.push(Isa::Avx512Vnni);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni") {
+                out.push(Isa::AvxVnni);
+            }
+            if is_x86_feature_detected!("avx2") {
+                out.push(Isa::Avx2);
+            }
+        }
+        out.push(Isa::Scalar);
+        out
+    }
+
+    /// The fastest ISA this CPU runs, or the one `BERT_COMPRESS_ISA` names (`avx512vnni`, `avxvnni`, `avx2`,
+    /// `scalar`) when this CPU runs it; `BERT_COMPRESS_NO_VNNI` (set to anything) skips both VNNI paths.
+    /// Read once.
+    pub fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let available = Isa::available();
+            let wanted = std::env::var("BERT_COMPRESS_ISA").ok();
+            if let Some(isa) = wanted
+                .as_deref()
+                .and_then(Isa::parse)
+                .filter(|i| available.contains(i))
+            {
+                return isa;
+            }
+            let no_vnni = std::env::var_os("BERT_COMPRESS_NO_VNNI").is_some();
+            available
+                .into_iter()
+                .find(|i| !(no_vnni && matches!(i, Isa::Avx512Vnni | Isa::AvxVnni)))
+                .unwrap_or(Isa::Scalar)
+        })
+    }
+
+    /// Parses the names [`Isa::best`] reads.
+    pub fn parse(name: &str) -> Option<Isa> {
+        match name.to_ascii_lowercase().as_str() {
+            "avx512vnni" => Some(Isa::Avx512Vnni),
+            "avxvnni" => Some(Isa::AvxVnni),
+            "avx2" => Some(Isa::Avx2),
+            "scalar" => Some(Isa::Scalar),
+            _ => None,
+        }
+    }
+
+    /// Its name, as [`Isa::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::AvxVnni => "avxvnni",
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+
+    /// `(tokens, panels)` of its register tile.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Isa::Avx512Vnni => (8, 2),
+            Isa::AvxVnni => (6, 1),
+            Isa::Avx2 => (2, 1),
+            Isa::Scalar => (4, 1),
+        }
+    }
+}
+
+/// One tile's operands: `mr` tokens of `stride` bytes (unsigned codes, padded to `4 · k4`) against `np`
+/// consecutive packed panels of `k4 · 64` bytes.
+#[derive(Clone, Copy)]
+pub struct Tile<'a> {
+    /// Activation codes from the tile's first token on.
+    pub x: &'a [u8],
+    /// Bytes per token.
+    pub stride: usize,
+    /// Tokens in the tile.
+    pub mr: usize,
+    /// Packed weights from the tile's first panel on.
+    pub w: &'a [i8],
+    /// Panels in the tile.
+    pub np: usize,
+    /// Groups of 4 inputs.
+    pub k4: usize,
+}
+
+impl Tile<'_> {
+    /// Whether the slices hold everything the kernels read.
+    fn in_bounds(&self) -> bool {
+        self.mr >= 1
+            && self.np >= 1
+            && self.mr <= MAX_TOKENS
+            && self.np <= MAX_PANELS
+            && self.stride >= 4 * self.k4
+            && self.x.len() >= (self.mr - 1) * self.stride + 4 * self.k4
+            && self.w.len() >= self.np * self.k4 * 4 * PANEL
+    }
+}
+
+/// The reference kernel: `acc[t][j] = Σ_k x[t][k] · w[row j][k]`, plain loops.
+pub fn tile_scalar(tile: Tile<'_>, acc: &mut TileAcc) {
+    let panel_len = tile.k4 * 4 * PANEL;
+    for t in 0..tile.mr {
+        for p in 0..tile.np {
+            for j in 0..PANEL {
+                let mut s = 0i32;
+                for kk in 0..tile.k4 {
+                    for i in 0..4 {
+                        let x = tile.x[t * tile.stride + kk * 4 + i] as i32;
+                        let w = tile.w[p * panel_len + (kk * PANEL + j) * 4 + i] as i32;
+                        s += x * w;
+                    }
+                }
+                acc[t][p * PANEL + j] = s;
+            }
+        }
+    }
+}
+
+/// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]).
+fn run_tile(isa: Isa, tile: Tile<'_>, acc: &mut TileAcc) {
+    assert!(tile.in_bounds(), "int_gemm: a tile outside its slices");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` comes from `Isa::available` (its features were detected at run time) and the tile is in
+        // bounds (checked above).
+        Isa::Avx512Vnni => unsafe { super::gemm_avx::tile_avx512_vnni(tile, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::AvxVnni => unsafe { super::gemm_avx::tile_avx_vnni(tile, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { super::gemm_avx::tile_avx2(tile, acc) },
+        _ => tile_scalar(tile, acc),
+    }
+}
+
+/// Activations quantized per token: `x[t][k] · col_scale[k] ≈ scale[t] · (codes[t][k] − zero[t])`.
+#[derive(Clone, Debug, Default)]
+pub struct TokenCodes {
+    /// `[n, stride]`, the columns past `cols` zero.
+    pub codes: Vec<u8>,
+    /// `[n]`.
+    pub scale: Vec<f32>,
+    /// `[n]`, in `0..=255`.
+    pub zero: Vec<i32>,
+    /// Bytes per token.
+    pub stride: usize,
+}
+
+multiversion! {
+    /// One token's `x · col_scale` quantized to unsigned 8 bits into `out`; returns `(scale, zero)` with
+    /// `x · col_scale ≈ scale · (code − zero)`, the range stretched to include 0. A token of zeros (or of a
+    /// non-finite range) gets codes 0, scale 1, zero 0.
+    fn quantize_token(x: &[f32], col_scale: Option<&[f32]>, out: &mut [u8]) -> (f32, i32) {
+        // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer, ties to even.
+        const ROUND: f32 = 12_582_912.0;
+        let (mut lo, mut hi) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let mut extremes = |c: &[f32], cs: Option<&[f32]>| {
+            for l in 0..c.len() {
+                let v = match cs {
+                    Some(cs) => c[l] * cs[l],
+                    None => c[l],
+                };
+                lo[l] = if v < lo[l] { v } else { lo[l] };
+                hi[l] = if v > hi[l] { v } else { hi[l] };
+            }
+        };
+        for (i, c) in x.chunks(LANES).enumerate() {
+            extremes(c, col_scale.map(|cs| &cs[i * LANES..i * LANES + c.len()]));
+        }
+        let lo = lo.iter().fold(0.0f32, |m, v| if *v < m { *v } else { m });
+        let hi = hi.iter().fold(0.0f32, |m, v| if *v > m { *v } else { m });
+        let range = hi - lo;
+        if range <= 0.0 || !range.is_finite() {
+            out[..x.len()].fill(0);
+            return (1.0, 0);
+        }
+        let scale = range / 255.0;
+        let inv = 1.0 / scale;
+        let zero = (((-lo * inv) + ROUND) - ROUND).clamp(0.0, 255.0);
+        let code = |v: f32| {
+            // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion.
+            let q = ((((v * inv + zero) + ROUND) - ROUND).max(0.0)).min(255.0);
+            // SAFETY: q is finite and within i32's range (just clamped); a saturating `as u8` would not
+            // vectorise.
+            unsafe { q.to_int_unchecked::<i32>() as u8 }
+        };
+        match col_scale {
+            Some(cs) => {
+                for ((o, v), s) in out.iter_mut().zip(x).zip(cs) {
+                    *o = code(v * s);
+                }
+            }
+            None => {
+                for (o, v) in out.iter_mut().zip(x) {
+                    *o = code(*v);
+                }
+            }
+        }
+        (scale, zero as i32)
+    }
+}
+
+/// A `[rows = out, cols = in]` matrix of integer codes with one scale per row (and optionally one per column,
+/// folded into the activations), computing `y = x Wᵀ + b` as one integer GEMM.
+#[derive(Clone, Debug)]
+pub struct IntLinear {
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    /// Bits of the weight codes (for reports).
+    pub bits: u32,
+    /// Groups of 4 inputs (`cols` rounded up).
+    k4: usize,
+    /// `rows.div_ceil(16)` panels of `k4 · 64` codes.
+    packed: Vec<i8>,
+    /// `[rows]`: each row's weight scale.
+    row_scale: Vec<f32>,
+    /// `[cols]`: each input column's weight scale, multiplied into the activations (O's per-head groups).
+    col_scale: Option<Vec<f32>>,
+    /// `[rows]`: each row's sum of codes (the zero point's correction).
+    row_sums: Vec<i32>,
+    /// `[rows]`.
+    bias: Vec<f32>,
+}
+
+impl IntLinear {
+    /// Whether `q` runs here: symmetric codes of at most 8 bits whose groups span whole rows (one scale per row
+    /// or per row band) or whole columns (one scale per column band).
+    pub fn supports(q: &QuantizedTensor) -> bool {
+        let [rows, cols] = q.shape;
+        q.spec.symmetric && q.spec.bits <= 8 && (q.group[1] == cols || q.group[0] == rows)
+    }
+
+    /// Packs a quantized matrix; `bias` is `[rows]`.
+    pub fn from_quantized(q: &QuantizedTensor, bias: Vec<f32>) -> Result<Self> {
+        let [rows, cols] = q.shape;
+        let shape_error = |message: String| QuantError::Shape {
+            op: "IntLinear::from_quantized",
+            message,
+        };
+        if !Self::supports(q) {
+            return Err(shape_error(format!(
+                "needs symmetric codes of at most 8 bits grouped by whole rows or whole columns; found \
+                 {}-bit {} groups of {:?} in a [{rows}, {cols}] matrix",
+                q.spec.bits,
+                if q.spec.symmetric { "symmetric" } else { "asymmetric" },
+                q.group
+            )));
+        }
+        if bias.len() != rows || rows == 0 || cols == 0 {
+            return Err(shape_error(format!(
+                "a bias of {} values for a [{rows}, {cols}] matrix",
+                bias.len()
+            )));
+        }
+        let codes: Vec<i8> = q.signed_codes().iter().map(|c| *c as i8).collect();
+        let (row_scale, col_scale) = if q.group[1] == cols {
+            ((0..rows).map(|r| q.scales[q.group_of(r, 0)].to_f32()).collect(), None)
+        } else {
+            let cs = (0..cols).map(|c| q.scales[q.group_of(0, c)].to_f32()).collect();
+            (vec![1.0; rows], Some(cs))
+        };
+        Ok(Self::pack(&codes, rows, cols, q.spec.bits, row_scale, col_scale, bias))
+    }
+
+    /// Packs row-major codes `[rows, cols]` into panels.
+    fn pack(
+        codes: &[i8],
+        rows: usize,
+        cols: usize,
+        bits: u32,
+        row_scale: Vec<f32>,
+        col_scale: Option<Vec<f32>>,
+        bias: Vec<f32>,
+    ) -> Self {
+        let k4 = cols.div_ceil(4);
+        let panels = rows.div_ceil(PANEL);
+        let mut packed = vec![0i8; panels * k4 * 4 * PANEL];
+        for r in 0..rows {
+            let (p, j) = (r / PANEL, r % PANEL);
+            for c in 0..cols {
+                let (kk, i) = (c / 4, c % 4);
+                packed[((p * k4 + kk) * PANEL + j) * 4 + i] = codes[r * cols + c];
+            }
+        }
+        let row_sums = (0..rows)
+            .map(|r| codes[r * cols..(r + 1) * cols].iter().map(|c| *c as i32).sum())
+            .collect();
+        Self {
+            rows,
+            cols,
+            bits,
+            k4,
+            packed,
+            row_scale,
+            col_scale,
+            row_sums,
+            bias,
+        }
+    }
+
+    /// The weights as f32, row-major (`code · row scale · column scale`).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.rows * self.cols];
+        for r in 0..self.rows {
+            let (p, j) = (r / PANEL, r % PANEL);
+            for c in 0..self.cols {
+                let code = self.packed[((p * self.k4 + c / 4) * PANEL + j) * 4 + c % 4];
+                let cs = self.col_scale.as_ref().map_or(1.0, |s| s[c]);
+                out[r * self.cols + c] = code as f32 * self.row_scale[r] * cs;
+            }
+        }
+        out
+    }
+
+    /// Bytes of the packed codes in memory (one byte each, whatever `bits`).
+    pub fn weight_bytes(&self) -> usize {
+        self.packed.len()
+    }
+
+    /// Quantizes `x: [n, cols]` per token (threaded over tokens).
+    pub fn quantize_input(&self, x: &[f32], n: usize) -> Result<TokenCodes> {
+        if x.len() != n * self.cols {
+            return Err(QuantError::Shape {
+                op: "IntLinear::forward",
+                message: format!(
+                    "input has {} values, expected [{n}, {}]",
+                    x.len(),
+                    self.cols
+                ),
+            });
+        }
+        let stride = self.k4 * 4;
+        let mut codes = vec![0u8; n * stride];
+        let mut params = vec![(0.0f32, 0i32); n];
+        let cs = self.col_scale.as_deref();
+        let tier = Tier::best();
+        let quantize = |((out, p), xs): ((&mut [u8], &mut (f32, i32)), &[f32])| {
+            *p = quantize_token(tier, xs, cs, out);
+        };
+        if n >= 16 {
+            codes
+                .par_chunks_mut(stride)
+                .zip(params.par_iter_mut())
+                .zip(x.par_chunks(self.cols))
+                .with_min_len(8)
+                .for_each(quantize);
+        } else {
+            codes
+                .chunks_mut(stride)
+                .zip(params.iter_mut())
+                .zip(x.chunks(self.cols))
+                .for_each(quantize);
+        }
+        Ok(TokenCodes {
+            codes,
+            scale: params.iter().map(|p| p.0).collect(),
+            zero: params.iter().map(|p| p.1).collect(),
+            stride,
+        })
+    }
+
+    /// `y = x Wᵀ + b` for `x: [n, in]` → `[n, out]` on the fastest kernel this CPU runs.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, cols]`, row-major; returns `[n, rows]`.
+    pub fn forward(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.forward_on(Isa::best(), x, n)
+    }
+
+    /// [`IntLinear::forward`] on a given ISA; an ISA this CPU lacks is an error.
+    pub fn forward_on(&self, isa: Isa, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        if !Isa::available().contains(&isa) {
+            return Err(QuantError::Shape {
+                op: "IntLinear::forward_on",
+                message: format!("this CPU does not run {}", isa.name()),
+            });
+        }
+        let acts = self.quantize_input(x, n)?;
+        let mut y = vec![0.0f32; n * self.rows];
+        if n == 0 {
+            return Ok(y);
+        }
+        let panels = self.rows.div_ceil(PANEL);
+        let (_, np) = isa.tile();
+        // Whole register tiles of panels per thread; one thread when the layer is small.
+        const MIN_MACS_PER_TASK: usize = 1 << 20;
+        let tasks = rayon::current_num_threads()
+            .min(n * self.rows * self.cols / MIN_MACS_PER_TASK)
+            .clamp(1, panels.div_ceil(np));
+        let per_task = panels.div_ceil(tasks).next_multiple_of(np);
+        let out = SharedOut(y.as_mut_ptr(), y.len());
+        let run = |task: usize| {
+            let p0 = task * per_task;
+            let p1 = (p0 + per_task).min(panels);
+            if p0 < p1 {
+                self.panels_into(isa, &acts, n, p0..p1, &out);
+            }
+        };
+        if tasks == 1 {
+            run(0);
+        } else {
+            // The calling thread takes the first share and rayon's workers the others.
+            let run = &run;
+            rayon::in_place_scope(|scope| {
+                for task in 1..tasks {
+                    scope.spawn(move |_| run(task));
+                }
+                run(0);
+            });
+        }
+        Ok(y)
+    }
+
+    /// Panels `panels` against every token, written into their columns of `out: [n, rows]`.
+    fn panels_into(
+        &self,
+        isa: Isa,
+        acts: &TokenCodes,
+        n: usize,
+        panels: std::ops::Range<usize>,
+        out: &SharedOut,
+    ) {
+        let (mr, np) = isa.tile();
+        let panel_len = self.k4 * 4 * PANEL;
+        // Token blocks of up to 128, so a block's activation codes stay in the L2 cache across its panels.
+        const TOKEN_BLOCK: usize = 128;
+        let mut acc: TileAcc = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
+        for t_block in (0..n).step_by(TOKEN_BLOCK) {
+            let t_end = (t_block + TOKEN_BLOCK).min(n);
+            let mut p = panels.start;
+            while p < panels.end {
+                let tile_np = np.min(panels.end - p);
+                let mut t0 = t_block;
+                while t0 < t_end {
+                    let tile_mr = mr.min(t_end - t0);
+                    let tile = Tile {
+                        x: &acts.codes[t0 * acts.stride..],
+                        stride: acts.stride,
+                        mr: tile_mr,
+                        w: &self.packed[p * panel_len..(p + tile_np) * panel_len],
+                        np: tile_np,
+                        k4: self.k4,
+                    };
+                    run_tile(isa, tile, &mut acc);
+                    for t in 0..tile_mr {
+                        let token = t0 + t;
+                        let (sx, zx) = (acts.scale[token], acts.zero[token]);
+                        let r0 = p * PANEL;
+                        let r1 = ((p + tile_np) * PANEL).min(self.rows);
+                        let mut row = [0.0f32; PANEL * MAX_PANELS];
+                        for r in r0..r1 {
+                            let sum = acc[t][r - r0] - zx * self.row_sums[r];
+                            row[r - r0] = sum as f32 * (sx * self.row_scale[r]) + self.bias[r];
+                        }
+                        // SAFETY: rows r0..r1 of token `token` belong to this task's panels alone.
+                        unsafe { out.write(token * self.rows + r0, &row[..r1 - r0]) };
+                    }
+                    t0 += tile_mr;
+                }
+                p += tile_np;
+            }
+        }
+    }
+}
+
+/// The output matrix shared by the tasks of one [`IntLinear::forward_on`], each writing its own rows.
+struct SharedOut(*mut f32, usize);
+
+// SAFETY: tasks write disjoint ranges (their own panels' rows), and the owner waits for every task.
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// No other thread writes `at..at + values.len()`, which must lie inside the buffer.
+    unsafe fn write(&self, at: usize, values: &[f32]) {
+        assert!(at + values.len() <= self.1, "int_gemm: output write past its end");
+        std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(at), values.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Granularity, HeadAxis, QuantSpec};
+    use student_arch::model::SeededRng;
+
+    fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SeededRng::new(seed);
+        (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    fn quantized(rows: usize, cols: usize, bits: u32, head: Option<(HeadAxis, usize)>) -> QuantizedTensor {
+        let granularity = if head.is_some() { Granularity::Head } else { Granularity::Channel };
+        let spec = QuantSpec::symmetric(bits, granularity);
+        QuantizedTensor::quantize("w", &gaussian(rows * cols, 7), [rows, cols], spec, head).unwrap()
+    }
+
+    /// Every ISA this CPU runs gives the reference's integer sums exactly, on every tile shape.
+    #[test]
+    fn every_isa_matches_the_reference_tile() {
+        let mut rng = SeededRng::new(3);
+        for (k4, mr, np) in [(1, 1, 1), (3, 5, 2), (96, 8, 2), (7, 6, 1), (384, 2, 1), (5, 8, 1)] {
+            let stride = k4 * 4 + 4;
+            let x: Vec<u8> = (0..mr * stride).map(|_| (rng.next_u64() % 256) as u8).collect();
+            let w: Vec<i8> = (0..np * k4 * 64).map(|_| (rng.next_u64() % 256) as u8 as i8).collect();
+            let tile = Tile { x: &x, stride, mr, w: &w, np, k4 };
+            let mut want = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
+            tile_scalar(tile, &mut want);
+            for isa in Isa::available() {
+                // Each ISA's own register tile bounds what it is handed.
+                let (imr, inp) = isa.tile();
+                if mr > imr || np > inp {
+                    continue;
+                }
+                let mut got = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
+                run_tile(isa, tile, &mut got);
+                for t in 0..mr {
+                    assert_eq!(got[t][..np * PANEL], want[t][..np * PANEL], "{isa:?} k4 {k4} mr {mr} np {np}");
+                }
+            }
+        }
+    }
+
+    /// The whole layer: identical outputs on every ISA, for row-grouped and column-grouped matrices of every
+    /// width, odd sizes included; and close to exact f32 arithmetic on the dequantized weights.
+    #[test]
+    fn forward_is_identical_on_every_isa_and_close_to_f32() {
+        for (rows, cols, n, bits, head) in [
+            (384, 384, 64, 4, Some((HeadAxis::Rows, 12))),
+            (384, 384, 33, 8, Some((HeadAxis::Columns, 12))),
+            (40, 1536, 5, 8, None),
+            (17, 22, 3, 3, None),
+            (64, 96, 1, 2, Some((HeadAxis::Columns, 3))),
+        ] {
+            let q = quantized(rows, cols, bits, head);
+            let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.01).collect();
+            let lin = IntLinear::from_quantized(&q, bias.clone()).unwrap();
+            assert_eq!(lin.dequantize(), q.dequantize());
+            let x = gaussian(n * cols, 11);
+            let reference = lin.forward_on(Isa::Scalar, &x, n).unwrap();
+            for isa in Isa::available() {
+                assert_eq!(lin.forward_on(isa, &x, n).unwrap(), reference, "{isa:?} [{rows}, {cols}] × {n}");
+            }
+            // Against f64 on the dequantized weights: only the activations' 8-bit rounding differs, at most
+            // half a step (range / 255 / 2) per input times the row's weights.
+            let w = q.dequantize();
+            for t in 0..n {
+                let xs = &x[t * cols..(t + 1) * cols];
+                let cs: Vec<f32> = match &lin.col_scale {
+                    Some(c) => c.clone(),
+                    None => vec![1.0; cols],
+                };
+                let scaled: Vec<f32> = xs.iter().zip(&cs).map(|(a, b)| a * b).collect();
+                let (lo, hi) = scaled.iter().fold((0.0f32, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
+                let step = (hi - lo) / 255.0;
+                for r in 0..rows {
+                    let exact: f64 = (0..cols)
+                        .map(|c| xs[c] as f64 * w[r * cols + c] as f64)
+                        .sum::<f64>()
+                        + bias[r] as f64;
+                    let bound: f64 = (0..cols)
+                        .map(|c| (w[r * cols + c] / cs[c]).abs() as f64)
+                        .sum::<f64>()
+                        * step as f64
+                        * 0.5
+                        + 1e-4 * (1.0 + exact.abs());
+                    let got = reference[t * rows + r] as f64;
+                    assert!((got - exact).abs() <= bound, "[{rows}, {cols}] token {t} row {r}: {got} vs {exact} (bound {bound})");
+                }
+            }
+        }
+    }
+
+    /// A hand-computed case: x = [1, −0.5, 0.2, 0] (range [−0.5, 1]: scale 1.5/255, 1/scale = 170, zero 85),
+    /// w = 2 · [1, 2, 3, 4], bias 0.5.
+    #[test]
+    fn hand_computed_token() {
+        let x = [1.0, -0.5, 0.2, 0.0];
+        let mut codes = [0u8; 4];
+        let (s, z) = quantize_token(Tier::Plain, &x, None, &mut codes);
+        assert_eq!(z, 85);
+        assert_eq!(s, 1.5 / 255.0);
+        // 170 + 85 = 255; −85 + 85 = 0; 34 + 85 = 119; 0 + 85.
+        assert_eq!(codes, [255, 0, 119, 85]);
+        let lin = IntLinear::pack(&[1, 2, 3, 4], 1, 4, 8, vec![2.0], None, vec![0.5]);
+        let y = lin.forward_on(Isa::Scalar, &x, 1).unwrap();
+        // Σ q w = 255 + 0 + 357 + 340 = 952; − 85 · Σ w (10) = 102; · scale · 2 + 0.5.
+        assert_eq!(y, vec![102.0f32 * (s * 2.0) + 0.5]);
+        // Exactly 2 · (1 − 1 + 0.6) + 0.5 = 1.7.
+        assert!((y[0] - 1.7).abs() < 1e-5);
+    }
+
+    #[test]
+    fn unsupported_and_bad_inputs_are_errors() {
+        let spec = QuantSpec::symmetric(4, Granularity::Block(32));
+        let q = QuantizedTensor::quantize("w", &gaussian(64 * 64, 1), [64, 64], spec, None).unwrap();
+        assert!(!IntLinear::supports(&q));
+        assert!(IntLinear::from_quantized(&q, vec![0.0; 64]).is_err());
+        let q = quantized(16, 32, 8, None);
+        assert!(IntLinear::from_quantized(&q, vec![0.0; 3]).is_err());
+        let lin = IntLinear::from_quantized(&q, vec![0.0; 16]).unwrap();
+        assert!(lin.forward(&[0.0; 31], 1).is_err());
+        // A token of zeros (or non-finite range) quantizes to zeros, never NaN.
+        let y = lin.forward(&[0.0; 64], 2).unwrap();
+        assert!(y.iter().all(|v| *v == 0.0));
+    }
+}

@@ -1,0 +1,85 @@
+//! Multiversioned f32 code: a body written for auto-vectorisation, compiled for AVX-512, for AVX2 + FMA and
+//! for the target's baseline, the widest one this CPU runs picked at run time ([`Tier::best`]).
+
+/// Lanes of the partial sums: one AVX-512 register of f32.
+pub const LANES: usize = 16;
+
+/// The widest vector tier this CPU runs, read once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// AVX-512F (with AVX2 and FMA).
+    Avx512,
+    /// AVX2 and FMA.
+    Avx2,
+    /// Whatever the target's baseline is.
+    Plain,
+}
+
+impl Tier {
+    /// The widest tier this CPU runs; `BERT_COMPRESS_ISA=avx2` or `scalar` caps it as it caps the GEMM.
+    pub fn best() -> Tier {
+        static BEST: std::sync::OnceLock<Tier> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let cap = std::env::var("BERT_COMPRESS_ISA").unwrap_or_default();
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+                if avx2 && is_x86_feature_detected!("avx512f") && !matches!(cap.as_str(), "avx2" | "avxvnni" | "scalar") {
+                    return Tier::Avx512;
+                }
+                if avx2 && cap != "scalar" {
+                    return Tier::Avx2;
+                }
+            }
+            let _ = cap;
+            Tier::Plain
+        })
+    }
+}
+
+/// Defines `pub fn $name(tier, args)` that runs `$body` compiled for `tier` (which must be one this CPU runs:
+/// [`Tier::best`] or below).
+macro_rules! multiversion_impl {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        pub fn $name(tier: Tier, $($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+            match tier {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the tier's features were detected at run time (`Tier::best`).
+                Tier::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Tier::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+
+/// `Σ x` in 16 lanes, then the lanes in order.
+#[inline(always)]
+pub fn lane_sum(x: &[f32], mut f: impl FnMut(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += f(c[i]);
+        }
+    }
+    for (i, v) in rest.iter().enumerate() {
+        acc[i] += f(*v);
+    }
+    acc.iter().sum()
+}
+
+
+pub(crate) use multiversion_impl as multiversion;

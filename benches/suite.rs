@@ -388,6 +388,6 @@ mod tests {
         assert!(m.iter().all(|m| m.median_ms > 0.0 && m.times_ms.len() == 1));
         let q = run_quantized(&teacher, &config, &mut |_| {}).unwrap();
         let backends: Vec<&str> = q.iter().map(|m| m.backend.as_str()).collect();
-        assert_eq!(backends, ["q8_0", "q8_0", "q4_0", "q4_0"]);
+        assert_eq!(backends, ["int8", "int8", "int4", "int4"]);
     }
 }

@@ -106,6 +106,8 @@ impl LayerNorm {
 }
 
 struct Layer {
+    /// Q, K and V as one GEMM, when all three run on [`IntLinear`] with row scales.
+    qkv: Option<IntLinear>,
     query: Linear,
     key: Linear,
     value: Linear,
@@ -209,10 +211,20 @@ impl QuantEncoder {
                 let (r, c) = dims(m);
                 linear(&format!("{p}.{m}"), r, c)
             };
+            let (query, key, value) = (
+                lin("attention.self.query")?,
+                lin("attention.self.key")?,
+                lin("attention.self.value")?,
+            );
+            let qkv = match (&query, &key, &value) {
+                (Linear::Int(q), Linear::Int(k), Linear::Int(v)) => IntLinear::stack(&[q, k, v]),
+                _ => None,
+            };
             layers.push(Layer {
-                query: lin("attention.self.query")?,
-                key: lin("attention.self.key")?,
-                value: lin("attention.self.value")?,
+                qkv,
+                query,
+                key,
+                value,
                 output: lin("attention.output.dense")?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: lin("intermediate.dense")?,
@@ -314,25 +326,43 @@ impl QuantEncoder {
             .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
             .collect();
         for layer in &self.layers {
-            let q = layer.query.forward(&x, n)?;
-            let k = layer.key.forward(&x, n)?;
-            let v = layer.value.forward(&x, n)?;
+            // Q, K and V side by side in one [n, 3h] matrix (one GEMM) or as three [n, h] ones.
+            let (qkv, stride, at) = match &layer.qkv {
+                Some(fused) => (vec![fused.forward(&x, n)?], 3 * h, [(0, 0), (0, h), (0, 2 * h)]),
+                None => (
+                    vec![
+                        layer.query.forward(&x, n)?,
+                        layer.key.forward(&x, n)?,
+                        layer.value.forward(&x, n)?,
+                    ],
+                    h,
+                    [(0, 0), (1, 0), (2, 0)],
+                ),
+            };
+            let part = |which: usize, row: usize, hd: usize| {
+                let (m, col) = at[which];
+                &qkv[m][row * stride + col + hd * d..]
+            };
             let parts: Vec<Vec<f32>> = jobs
                 .par_iter()
                 .map(|&(b, hd)| {
                     let (o, len) = (offsets[b], ids[b].len());
-                    // This head's rows of q, k and v, gathered contiguously as [len, d].
-                    let gather = |m: &[f32]| -> Vec<f32> {
-                        let mut out = Vec::with_capacity(len * d);
-                        for j in 0..len {
-                            out.extend_from_slice(&m[(o + j) * h + hd * d..(o + j) * h + (hd + 1) * d]);
-                        }
-                        out
-                    };
-                    let (qh, kh, vh) = (gather(&q), gather(&k), gather(&v));
                     let mut out = vec![0.0f32; len * d];
-                    let (mut kt, mut scores) = (vec![0.0f32; d * len], vec![0.0f32; len]);
-                    ops::attend_head(tier, &qh, &kh, &vh, d, scale, &mut kt, &mut scores, &mut out);
+                    let (mut kt, mut vh) = (vec![0.0f32; d * len], vec![0.0f32; len * d]);
+                    let mut scores = vec![0.0f32; len];
+                    ops::attend_head(
+                        tier,
+                        part(0, o, hd),
+                        part(1, o, hd),
+                        part(2, o, hd),
+                        stride,
+                        d,
+                        scale,
+                        &mut kt,
+                        &mut vh,
+                        &mut scores,
+                        &mut out,
+                    );
                     out
                 })
                 .collect();
@@ -376,3 +406,4 @@ impl QuantEncoder {
             .collect())
     }
 }
+

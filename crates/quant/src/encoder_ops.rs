@@ -54,16 +54,25 @@ pub fn gelu_all(tier: Tier, x: &mut [f32]) {
 }
 
 multiversion! {
-    /// One head of one sequence: `q`, `k`, `v` are the head's `[len, d]` rows gathered contiguously; writes
-    /// `softmax(q kᵀ · scale) v` into `out: [len, d]`. `kt` (`[d, len]`) and `scores` (`[len]`) are scratch.
-    fn attend_head(q: &[f32], k: &[f32], v: &[f32], d: usize, scale: f32, kt: &mut [f32], scores: &mut [f32], out: &mut [f32]) {
+    /// One head of one sequence: `q`, `k`, `v` start at the head's first value and hold its `len` rows of `d`
+    /// values `stride` apart (the head's columns of `[len, hidden]` matrices); writes
+    /// `softmax(q kᵀ · scale) v` into `out: [len, d]`. `kt` (`[d, len]`), `vh` (`[len, d]`) and `scores`
+    /// (`[len]`) are scratch.
+    fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, d: usize, scale: f32, kt: &mut [f32], vh: &mut [f32], scores: &mut [f32], out: &mut [f32]) {
         let len = scores.len();
-        for j in 0..len {
-            for c in 0..d {
-                kt[c * len + j] = k[j * d + c];
+        // The head's values contiguous: rows `stride` apart map to few cache sets and evict each other.
+        for (j, row) in vh.chunks_exact_mut(d).enumerate() {
+            row.copy_from_slice(&v[j * stride..j * stride + d]);
+        }
+        let (v, stride_v) = (&*vh, d);
+        // Contiguous writes, strided reads: cheaper than the other way round.
+        for c in 0..d {
+            for j in 0..len {
+                kt[c * len + j] = k[j * stride + c];
             }
         }
-        for (qi, out_i) in q.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        for (i, out_i) in out.chunks_exact_mut(d).enumerate() {
+            let qi = &q[i * stride..i * stride + d];
             // Scores 64 keys at a time in four registers (four independent chains of FMAs over the head's
             // width), then 16 at a time, then one by one.
             let mut j0 = 0;
@@ -96,11 +105,20 @@ multiversion! {
             for j in j0..len {
                 scores[j] = qi.iter().enumerate().fold(0.0, |a, (c, qc)| qc.mul_add(kt[c * len + j], a));
             }
-            let mut max = f32::NEG_INFINITY;
-            for s in scores.iter_mut() {
-                *s *= scale;
-                max = if *s > max { *s } else { max };
+            // Scaled, and their maximum in 16 lanes (one compare chain per lane, not one for all).
+            let mut lanes = [f32::NEG_INFINITY; LANES];
+            let mut blocks = scores.chunks_exact_mut(LANES);
+            for block in blocks.by_ref() {
+                for l in 0..LANES {
+                    block[l] *= scale;
+                    lanes[l] = if block[l] > lanes[l] { block[l] } else { lanes[l] };
+                }
             }
+            for (l, s) in blocks.into_remainder().iter_mut().enumerate() {
+                *s *= scale;
+                lanes[l] = if *s > lanes[l] { *s } else { lanes[l] };
+            }
+            let max = lanes.iter().fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
             for s in scores.iter_mut() {
                 *s = exp_neg(*s - max);
             }
@@ -114,8 +132,8 @@ multiversion! {
                 for (jj, pair) in pairs.by_ref().enumerate() {
                     let (p0, p1) = (pair[0] * inv, pair[1] * inv);
                     let j = 2 * jj;
-                    let r0 = &v[j * d + c0..j * d + c0 + LANES];
-                    let r1 = &v[(j + 1) * d + c0..(j + 1) * d + c0 + LANES];
+                    let r0 = &v[j * stride_v + c0..j * stride_v + c0 + LANES];
+                    let r1 = &v[(j + 1) * stride_v + c0..(j + 1) * stride_v + c0 + LANES];
                     for l in 0..LANES {
                         even[l] = p0.mul_add(r0[l], even[l]);
                         odd[l] = p1.mul_add(r1[l], odd[l]);
@@ -123,7 +141,7 @@ multiversion! {
                 }
                 if let [last] = pairs.remainder() {
                     let j = len - 1;
-                    let r = &v[j * d + c0..j * d + c0 + LANES];
+                    let r = &v[j * stride_v + c0..j * stride_v + c0 + LANES];
                     for l in 0..LANES {
                         even[l] = (last * inv).mul_add(r[l], even[l]);
                     }
@@ -134,7 +152,7 @@ multiversion! {
                 }
             }
             for c in full..d {
-                out_i[c] = scores.iter().enumerate().fold(0.0, |a, (j, s)| (s * inv).mul_add(v[j * d + c], a));
+                out_i[c] = scores.iter().enumerate().fold(0.0, |a, (j, s)| (s * inv).mul_add(v[j * stride_v + c], a));
             }
         }
     }
@@ -172,7 +190,8 @@ mod tests {
         for tier in tiers() {
             let mut out = vec![0.0; len * d];
             let (mut kt, mut scores) = (vec![0.0; len * d], vec![0.0; len]);
-            attend_head(tier, &q, &k, &v, d, 0.2, &mut kt, &mut scores, &mut out);
+            let mut vh = vec![0.0; len * d];
+            attend_head(tier, &q, &k, &v, d, d, 0.2, &mut kt, &mut vh, &mut scores, &mut out);
             let mut norm = x.clone();
             add_layer_norm(tier, &mut norm, Some(&x), &gamma, &beta, 1e-12);
             let mut g = x.clone();
@@ -227,3 +246,4 @@ mod tests {
         y.copysign(x)
     }
 }
+

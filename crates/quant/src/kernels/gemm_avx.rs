@@ -30,15 +30,7 @@ unsafe fn codes4(tile: &Tile<'_>, t: usize, kk: usize) -> i32 {
 /// The CPU must have AVX-512F, BW and VNNI; the tile must be in bounds and at most 8 tokens × 2 panels.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn tile_avx512_vnni(tile: Tile<'_>, acc: &mut TileAcc) {
-    by_shape!(
-        vnni512,
-        tile,
-        acc,
-        [
-            (1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1),
-            (1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2)
-        ]
-    )
+    by_shape!(vnni512, tile, acc, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1), (11, 1), (12, 1), (1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2), (9, 2), (10, 2), (11, 2), (12, 2), (1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (7, 3), (8, 3), (9, 3), (10, 3), (11, 3), (12, 3), (1, 4), (2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (7, 4), (8, 4), (9, 4), (10, 4), (11, 4), (12, 4)])
 }
 
 #[inline]

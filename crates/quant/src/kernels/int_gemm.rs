@@ -26,9 +26,9 @@ use super::simd::{multiversion, Tier, LANES};
 /// Rows per packed panel (one 512-bit register of i32 lanes).
 pub const PANEL: usize = 16;
 /// The largest token tile any kernel uses.
-pub const MAX_TOKENS: usize = 8;
+pub const MAX_TOKENS: usize = 12;
 /// The largest number of panels any kernel keeps in registers at once.
-pub const MAX_PANELS: usize = 2;
+pub const MAX_PANELS: usize = 4;
 
 /// Integer accumulators of one tile: `[token][row within the tile's panels]`.
 pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
@@ -114,15 +114,26 @@ impl Isa {
     }
 
     /// `(tokens, panels)` of its register tile.
+    #[allow(clippy::needless_return)]
     fn tile(self) -> (usize, usize) {
         match self {
-            Isa::Avx512Vnni => (8, 2),
+            Isa::Avx512Vnni => *AVX512_TILE.get_or_init(|| {
+                std::env::var("BERT_COMPRESS_TILE")
+                    .ok()
+                    .and_then(|v| {
+                        let (a, b) = v.split_once('x')?;
+                        Some((a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .unwrap_or((12, 2))
+            }),
             Isa::AvxVnni => (6, 1),
             Isa::Avx2 => (2, 1),
             Isa::Scalar => (4, 1),
         }
     }
 }
+
+static AVX512_TILE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
 
 /// One tile's operands: `mr` tokens of `stride` bytes (unsigned codes, padded to `4 · k4`) against `np`
 /// consecutive packed panels of `k4 · 64` bytes.
@@ -360,6 +371,30 @@ impl IntLinear {
         }
     }
 
+    /// The matrices one under the other (Q, K and V as one GEMM over one quantization of their input), when
+    /// each has row scales only, the same inputs and whole panels of rows; `None` otherwise.
+    pub fn stack(parts: &[&IntLinear]) -> Option<IntLinear> {
+        let first = parts.first()?;
+        if parts
+            .iter()
+            .any(|p| p.col_scale.is_some() || p.cols != first.cols || !p.rows.is_multiple_of(PANEL))
+        {
+            return None;
+        }
+        let cat = |f: &dyn Fn(&IntLinear) -> &[f32]| parts.iter().flat_map(|p| f(p).iter().copied()).collect();
+        Some(IntLinear {
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: first.cols,
+            bits: parts.iter().map(|p| p.bits).max().unwrap_or(8),
+            k4: first.k4,
+            packed: parts.iter().flat_map(|p| p.packed.iter().copied()).collect(),
+            row_scale: cat(&|p| &p.row_scale),
+            col_scale: None,
+            row_sums: parts.iter().flat_map(|p| p.row_sums.iter().copied()).collect(),
+            bias: cat(&|p| &p.bias),
+        })
+    }
+
     /// The weights as f32, row-major (`code · row scale · column scale`).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.rows * self.cols];
@@ -509,13 +544,14 @@ impl IntLinear {
                         let (sx, zx) = (acts.scale[token], acts.zero[token]);
                         let r0 = p * PANEL;
                         let r1 = ((p + tile_np) * PANEL).min(self.rows);
-                        let mut row = [0.0f32; PANEL * MAX_PANELS];
-                        for r in r0..r1 {
-                            let sum = acc[t][r - r0] - zx * self.row_sums[r];
-                            row[r - r0] = sum as f32 * (sx * self.row_scale[r]) + self.bias[r];
-                        }
                         // SAFETY: rows r0..r1 of token `token` belong to this task's panels alone.
-                        unsafe { out.write(token * self.rows + r0, &row[..r1 - r0]) };
+                        let row = unsafe { out.slice(token * self.rows + r0, r1 - r0) };
+                        let sums = &acc[t][..r1 - r0];
+                        let (row_sums, row_scale) = (&self.row_sums[r0..r1], &self.row_scale[r0..r1]);
+                        for (i, y) in row.iter_mut().enumerate() {
+                            let sum = sums[i] - zx * row_sums[i];
+                            *y = sum as f32 * (sx * row_scale[i]) + self.bias[r0 + i];
+                        }
                     }
                     t0 += tile_mr;
                 }
@@ -532,11 +568,14 @@ struct SharedOut(*mut f32, usize);
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
+    /// `len` values from `at` on, to write.
+    ///
     /// # Safety
-    /// No other thread writes `at..at + values.len()`, which must lie inside the buffer.
-    unsafe fn write(&self, at: usize, values: &[f32]) {
-        assert!(at + values.len() <= self.1, "int_gemm: output write past its end");
-        std::ptr::copy_nonoverlapping(values.as_ptr(), self.0.add(at), values.len());
+    /// No other thread touches `at..at + len` while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
+        assert!(at + len <= self.1, "int_gemm: output write past its end");
+        std::slice::from_raw_parts_mut(self.0.add(at), len)
     }
 }
 
@@ -650,6 +689,28 @@ mod tests {
         assert_eq!(y, vec![102.0f32 * (s * 2.0) + 0.5]);
         // Exactly 2 · (1 − 1 + 0.6) + 0.5 = 1.7.
         assert!((y[0] - 1.7).abs() < 1e-5);
+    }
+
+    /// Q, K and V stacked give the three outputs side by side, to the bit.
+    #[test]
+    fn stacked_matrices_give_their_outputs_side_by_side() {
+        let parts: Vec<IntLinear> = (0..3)
+            .map(|i| {
+                let q = quantized(32, 64, [2, 4, 8][i], Some((HeadAxis::Rows, 2)));
+                IntLinear::from_quantized(&q, vec![i as f32; 32]).unwrap()
+            })
+            .collect();
+        let stacked = IntLinear::stack(&parts.iter().collect::<Vec<_>>()).unwrap();
+        let x = gaussian(5 * 64, 3);
+        let y = stacked.forward(&x, 5).unwrap();
+        for (i, p) in parts.iter().enumerate() {
+            let yi = p.forward(&x, 5).unwrap();
+            for t in 0..5 {
+                assert_eq!(y[t * 96 + i * 32..t * 96 + (i + 1) * 32], yi[t * 32..(t + 1) * 32]);
+            }
+        }
+        let o = IntLinear::from_quantized(&quantized(64, 64, 4, Some((HeadAxis::Columns, 2))), vec![0.0; 64]).unwrap();
+        assert!(IntLinear::stack(&[&parts[0], &o]).is_none());
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! `scripts/bench_torch.py` times the same workloads in PyTorch under the same names.
 //!
 //! Workloads (`op/size`, `b` batch size, `s` sequence length):
-//! - `teacher_forward/b1s64`, `teacher_forward/b32s128`: the 6-layer teacher's inference.
+//! - `teacher_forward/b1s64`, `teacher_forward/b32s64`, `teacher_forward/b32s128`: the 6-layer teacher's
+//!   inference.
 //! - `tinybert_intermediate_step/b32s64`: teacher forward + student forward/backward with the embedding,
 //!   attention and hidden losses (through W_e, W_h) + AdamW.
 //! - `prediction_step/b32s64`: student forward/backward with the soft cross-entropy against the teacher's
 //!   logits (computed once ahead, as the pipeline does) + AdamW.
 //! - `hvp/layer_b16s48`: one Hessian-vector product on student layer 1 (1.77 M parameters).
 //! - `student_forward/b1s64`, `student_forward/b32s64`: the 3-layer student's inference (fp32 on Burn; 8- and
-//!   4-bit weights on `quant`'s integer kernels under the backend names `q8_0` and `q4_0`).
+//!   4-bit weights per head on `quant`'s integer GEMM under the backend names `int8` and `int4`).
 
 use std::time::{Duration, Instant};
 
@@ -164,7 +165,7 @@ pub fn run_backend(
         out.push(Measurement::new(op, size, backend, times, tokens))
     };
 
-    for (b, s) in [(1, 64), (32, 128)] {
+    for (b, s) in [(1, 64), (32, 64), (32, 128)] {
         if !config.wants("teacher_forward") {
             continue;
         }
@@ -298,7 +299,7 @@ pub fn run_backend(
 }
 
 /// The 3-layer student's inference on `quant`'s integer kernels, 8-bit and 4-bit weights (per-head groups, the
-/// `quantize` default), with 8-bit activations: backends `q8_0` and `q4_0`.
+/// `quantize` default), with 8-bit activations: backends `int8` and `int4`.
 pub fn run_quantized(
     teacher: &BertModel,
     config: &SuiteConfig,

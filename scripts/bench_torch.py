@@ -2,14 +2,19 @@
 """PyTorch's side of `cargo xtask bench`: the same workloads as `benches/suite.rs`, under the same names, on the
 same CPU and thread count, so that the two can be put side by side.
 
-- teacher_forward/b1s64, teacher_forward/b32s128: the 6-layer teacher's inference (sdpa attention).
+- teacher_forward/b1s64, teacher_forward/b32s64, teacher_forward/b32s128: the 6-layer teacher's inference
+  (sdpa attention).
 - tinybert_intermediate_step/b32s64: teacher forward (no grad) + student forward/backward with TinyBERT's
   embedding, attention and hidden MSE (student states through W_e, W_h; layer map 3 -> 6: teacher layers
   2, 4, 6) + AdamW with gradient clipping.
 - prediction_step/b32s64: student forward/backward with the soft cross-entropy against the teacher's logits
   (computed once ahead, as the pipeline does) + AdamW.
 - hvp/layer_b16s48: one exact Hessian-vector product on student layer 1 by double backward.
-- student_forward/b1s64, student_forward/b32s64: the 3-layer student's inference (sdpa attention).
+- student_forward/b1s64, student_forward/b32s64: the 3-layer student's inference (sdpa attention); and, when
+  `onnxruntime` and `onnx` import, the same student exported to ONNX by PyTorch and run by ONNX Runtime in f32
+  (backend `ort_fp32`) and after `onnxruntime.quantization.quantize_dynamic` (backend `ort_int8`: int8
+  weights, per-tensor by default or per output channel with `--ort-per-channel`, u8 activations quantized per
+  tensor at run time), both with `intra_op_num_threads` = `--threads`.
 
 The student is teacher layers 0, 2, 4 with mean pooling and a 2-class head, as in the Rust suite.
 
@@ -71,6 +76,53 @@ def student_of(teacher, attn):
     return student
 
 
+def onnx_runtime(student, vocab, args):
+    """The student's last hidden states on ONNX Runtime, f32 and dynamically quantized to int8: {backend:
+    {(b, s): times}}; {} when onnxruntime or onnx does not import."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        print(f"onnxruntime: skipped ({e}; pip install onnx onnxruntime)", file=sys.stderr)
+        return {}
+    import os
+    import tempfile
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask):
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    eager = copy.deepcopy(student)
+    eager.config._attn_implementation = "eager"
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = os.path.join(tmp, "student.onnx")
+        int8 = os.path.join(tmp, "student.int8.onnx")
+        ids = torch.randint(0, vocab, (2, 16))
+        torch.onnx.export(Hidden(eager).eval(), (ids, torch.ones_like(ids)), fp32, dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                                        "last_hidden_state": {0: "batch", 1: "seq"}}, opset_version=17)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=args.ort_per_channel)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        options.inter_op_num_threads = 1
+        gen = torch.Generator().manual_seed(43)
+        for backend, path in (("ort_fp32", fp32), ("ort_int8", int8)):
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            results[backend] = {}
+            for b, s in ((1, 64), (32, 64)):
+                ids, mask = batch(gen, vocab, b, s)
+                feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+                results[backend][(b, s)] = timed(lambda: session.run(None, feed), args.runs, args.budget_s)
+    print(f"onnxruntime {ort.__version__}", file=sys.stderr)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
@@ -78,6 +130,7 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--budget-s", type=float, default=12.0)
     ap.add_argument("--only", action="append", default=[], help="run only this workload (repeatable)")
+    ap.add_argument("--ort-per-channel", action="store_true", help="quantize_dynamic(per_channel=True)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -87,15 +140,15 @@ def main():
     def wants(op):
         return not args.only or op in args.only
 
-    def record(op, size, times, tokens):
-        out.append({"op": op, "size": size, "backend": "torch", "median_ms": statistics.median(times),
+    def record(op, size, times, tokens, backend="torch"):
+        out.append({"op": op, "size": size, "backend": backend, "median_ms": statistics.median(times),
                     "times_ms": times, "tokens": tokens})
-        print(f"torch: {op}/{size} {statistics.median(times):.1f} ms", file=sys.stderr)
+        print(f"{backend}: {op}/{size} {statistics.median(times):.1f} ms", file=sys.stderr)
 
     teacher_sdpa = AutoModel.from_pretrained(args.model_dir, attn_implementation="sdpa").eval()
     vocab = teacher_sdpa.config.vocab_size
     hidden = teacher_sdpa.config.hidden_size
-    for b, s in ((1, 64), (32, 128)) if wants("teacher_forward") else ():
+    for b, s in ((1, 64), (32, 64), (32, 128)) if wants("teacher_forward") else ():
         ids, mask = batch(gen, vocab, b, s)
         with torch.inference_mode():
             times = timed(lambda: teacher_sdpa(input_ids=ids, attention_mask=mask), args.runs, args.budget_s)
@@ -167,6 +220,10 @@ def main():
         with torch.inference_mode():
             times = timed(lambda: student(input_ids=ids, attention_mask=mask), args.runs, args.budget_s)
         record("student_forward", f"b{b}s{s}", times, b * s)
+    if wants("student_forward"):
+        for backend, times_by_size in onnx_runtime(student, vocab, args).items():
+            for (b, s), times in times_by_size.items():
+                record("student_forward", f"b{b}s{s}", times, b * s, backend)
 
     print(json.dumps({"torch": torch.__version__, "threads": args.threads, "measurements": out}))
 

@@ -26,8 +26,9 @@ struct BenchReport {
 }
 
 /// The workloads in table order.
-const ROWS: [(&str, &str); 7] = [
+const ROWS: [(&str, &str); 8] = [
     ("teacher_forward", "b1s64"),
+    ("teacher_forward", "b32s64"),
     ("teacher_forward", "b32s128"),
     ("tinybert_intermediate_step", "b32s64"),
     ("prediction_step", "b32s64"),
@@ -230,7 +231,11 @@ fn markdown(r: &BenchReport) -> String {
             )
         })
         .collect();
-    let ours: Vec<&str> = backends.iter().copied().filter(|b| *b != "torch").collect();
+    let ours: Vec<&str> = backends
+        .iter()
+        .copied()
+        .filter(|b| *b != "torch" && !b.starts_with("ort_"))
+        .collect();
     let mut s = format!(
         "Machine: {}. {} threads on every side. {}. `{}`.\n",
         r.cpu.summary(),
@@ -288,6 +293,61 @@ fn markdown(r: &BenchReport) -> String {
             s += " – |\n";
         }
     }
+    s + &compressed_table(r)
+}
+
+/// Issue 17's comparison: the quantized student (ours, `int8`/`int4`) against the fp32 teacher in PyTorch and
+/// the same student on ONNX Runtime after its dynamic int8 quantization, at 1 × 64 and 32 × 64 tokens.
+fn compressed_table(r: &BenchReport) -> String {
+    let at = |op: &str, size: &str, backend: &str| {
+        r.measurements
+            .iter()
+            .find(|m| m.op == op && m.size == size && m.backend == backend)
+            .map(|m| m.median_ms)
+    };
+    let ours = ["int8", "int4"];
+    let columns: [(&str, &str, &str); 7] = [
+        ("teacher fp32, PyTorch", "teacher_forward", "torch"),
+        ("student fp32, PyTorch", "student_forward", "torch"),
+        ("student fp32, flex", "student_forward", "flex"),
+        ("student fp32, ONNX Runtime", "student_forward", "ort_fp32"),
+        ("student int8, ONNX Runtime", "student_forward", "ort_int8"),
+        ("student int8, ours", "student_forward", "int8"),
+        ("student int4, ours", "student_forward", "int4"),
+    ];
+    let mut s = String::from(
+        "\n### The quantized student against the PyTorch teacher and ONNX Runtime\n\nMedians in ms. \
+         `× teacher`: the PyTorch teacher's time over our faster quantized student's (issue 17's target: ≥ 6); \
+         `vs ONNX Runtime int8`: its time over ours (above 1: ours is faster).\n\n| tokens |",
+    );
+    for (name, _, _) in columns {
+        s += &format!(" {name} |");
+    }
+    s += " × teacher | vs ONNX Runtime int8 |\n|---|";
+    for _ in 0..columns.len() + 2 {
+        s += "---|";
+    }
+    s += "\n";
+    for size in ["b1s64", "b32s64"] {
+        s += &format!("| {size} |");
+        for (_, op, backend) in columns {
+            match at(op, size, backend) {
+                Some(v) => s += &format!(" {} |", fmt_ms(v)),
+                None => s += " – |",
+            }
+        }
+        let best = ours
+            .iter()
+            .filter_map(|b| at("student_forward", size, b))
+            .fold(f64::INFINITY, f64::min);
+        let ratio = |other: Option<f64>| match other {
+            Some(o) if best.is_finite() => format!(" {:.2} |", o / best),
+            _ => " – |".to_string(),
+        };
+        s += &ratio(at("teacher_forward", size, "torch"));
+        s += &ratio(at("student_forward", size, "ort_int8"));
+        s += "\n";
+    }
     s
 }
 
@@ -325,17 +385,24 @@ mod tests {
             measurements: vec![
                 m("teacher_forward", "b1s64", "flex", 30.0),
                 m("teacher_forward", "b1s64", "torch", 20.0),
-                m("student_forward", "b1s64", "q8_0", 5.0),
+                m("student_forward", "b1s64", "int8", 5.0),
+                m("student_forward", "b1s64", "int4", 4.0),
+                m("student_forward", "b1s64", "ort_int8", 6.0),
             ],
         };
         let md = markdown(&r);
         assert!(md.contains("X (2 cores; AVX2)"), "{md}");
         assert!(
-            md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | 1.50 | – | 2133 |"),
+            md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | – | – | 1.50 | – | – | 2133 |"),
             "{md}"
         );
         assert!(
-            md.contains("| student_forward/b1s64 | – | – | 5.00 | – | – | 12800 |"),
+            md.contains("| student_forward/b1s64 | – | – | 5.00 | 4.00 | 6.00 | – | – | – | 16000 |"),
+            "{md}"
+        );
+        // The comparison table: 20 ms teacher over our best 4 ms; ONNX Runtime's 6 ms over 4.
+        assert!(
+            md.contains("| b1s64 | 20.0 | – | – | – | 6.00 | 5.00 | 4.00 | 5.00 | 1.50 |"),
             "{md}"
         );
     }

@@ -393,11 +393,15 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("X (2 cores; AVX2)"), "{md}");
         assert!(
-            md.contains("| teacher_forward/b1s64 | 30.0 | 20.0 | – | – | – | 1.50 | – | – | 2133 |"),
+            md.contains(
+                "| teacher_forward/b1s64 | 30.0 | 20.0 | – | – | – | 1.50 | – | – | 2133 |"
+            ),
             "{md}"
         );
         assert!(
-            md.contains("| student_forward/b1s64 | – | – | 5.00 | 4.00 | 6.00 | – | – | – | 16000 |"),
+            md.contains(
+                "| student_forward/b1s64 | – | – | 5.00 | 4.00 | 6.00 | – | – | – | 16000 |"
+            ),
             "{md}"
         );
         // The comparison table: 20 ms teacher over our best 4 ms; ONNX Runtime's 6 ms over 4.

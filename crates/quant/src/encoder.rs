@@ -118,6 +118,11 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+thread_local! {
+    /// Each thread's attention buffers, reused across heads and calls.
+    static SCRATCH: std::cell::RefCell<ops::Scratch> = std::cell::RefCell::default();
+}
+
 /// The encoder on quantized kernels.
 pub struct QuantEncoder {
     config: BertConfig,
@@ -328,7 +333,11 @@ impl QuantEncoder {
         for layer in &self.layers {
             // Q, K and V side by side in one [n, 3h] matrix (one GEMM) or as three [n, h] ones.
             let (qkv, stride, at) = match &layer.qkv {
-                Some(fused) => (vec![fused.forward(&x, n)?], 3 * h, [(0, 0), (0, h), (0, 2 * h)]),
+                Some(fused) => (
+                    vec![fused.forward(&x, n)?],
+                    3 * h,
+                    [(0, 0), (0, h), (0, 2 * h)],
+                ),
                 None => (
                     vec![
                         layer.query.forward(&x, n)?,
@@ -348,21 +357,17 @@ impl QuantEncoder {
                 .map(|&(b, hd)| {
                     let (o, len) = (offsets[b], ids[b].len());
                     let mut out = vec![0.0f32; len * d];
-                    let (mut kt, mut vh) = (vec![0.0f32; d * len], vec![0.0f32; len * d]);
-                    let mut scores = vec![0.0f32; len];
-                    ops::attend_head(
-                        tier,
-                        part(0, o, hd),
-                        part(1, o, hd),
-                        part(2, o, hd),
+                    let head = ops::Head {
+                        q: part(0, o, hd),
+                        k: part(1, o, hd),
+                        v: part(2, o, hd),
                         stride,
                         d,
                         scale,
-                        &mut kt,
-                        &mut vh,
-                        &mut scores,
-                        &mut out,
-                    );
+                    };
+                    SCRATCH.with(|scratch| {
+                        ops::attend_head(tier, head, &mut scratch.borrow_mut(), &mut out)
+                    });
                     out
                 })
                 .collect();
@@ -406,4 +411,3 @@ impl QuantEncoder {
             .collect())
     }
 }
-

@@ -26,7 +26,14 @@ multiversion! {
 }
 
 /// LayerNorm of every `gamma.len()`-wide row of `x` after adding `residual` (when given), threaded over rows.
-pub fn add_layer_norm(tier: Tier, x: &mut [f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], eps: f32) {
+pub fn add_layer_norm(
+    tier: Tier,
+    x: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
     let h = gamma.len();
     let work = |(i, row): (usize, &mut [f32])| {
         if let Some(r) = residual {
@@ -36,7 +43,10 @@ pub fn add_layer_norm(tier: Tier, x: &mut [f32], residual: Option<&[f32]>, gamma
         }
         layer_norm_row(tier, row, gamma, beta, eps);
     };
-    x.par_chunks_mut(h).enumerate().with_min_len(16).for_each(work);
+    x.par_chunks_mut(h)
+        .enumerate()
+        .with_min_len(16)
+        .for_each(work);
 }
 
 multiversion! {
@@ -53,13 +63,42 @@ pub fn gelu_all(tier: Tier, x: &mut [f32]) {
     x.par_chunks_mut(4096).for_each(|c| gelu_slice(tier, c));
 }
 
+/// One head of one sequence: `q`, `k`, `v` start at the head's first value and hold its rows of `d` values
+/// `stride` apart (the head's columns of `[len, width]` matrices).
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    /// Queries.
+    pub q: &'a [f32],
+    /// Keys.
+    pub k: &'a [f32],
+    /// Values.
+    pub v: &'a [f32],
+    /// Distance between consecutive rows.
+    pub stride: usize,
+    /// Head width.
+    pub d: usize,
+    /// The scores' factor, `1 / sqrt(d)`.
+    pub scale: f32,
+}
+
+/// Reused buffers of [`attend_head`]: the keys transposed (`[d, len]`), the values contiguous (`[len, d]`) and
+/// one query's scores (`[len]`).
+#[derive(Default)]
+pub struct Scratch {
+    kt: Vec<f32>,
+    vh: Vec<f32>,
+    scores: Vec<f32>,
+}
+
 multiversion! {
-    /// One head of one sequence: `q`, `k`, `v` start at the head's first value and hold its `len` rows of `d`
-    /// values `stride` apart (the head's columns of `[len, hidden]` matrices); writes
-    /// `softmax(q kᵀ · scale) v` into `out: [len, d]`. `kt` (`[d, len]`), `vh` (`[len, d]`) and `scores`
-    /// (`[len]`) are scratch.
-    fn attend_head(q: &[f32], k: &[f32], v: &[f32], stride: usize, d: usize, scale: f32, kt: &mut [f32], vh: &mut [f32], scores: &mut [f32], out: &mut [f32]) {
-        let len = scores.len();
+    /// One head of one sequence: writes `softmax(q kᵀ · scale) v` into `out: [len, d]`.
+    fn attend_head(head: Head<'_>, scratch: &mut Scratch, out: &mut [f32]) {
+        let Head { q, k, v, stride, d, scale } = head;
+        let len = out.len() / d;
+        scratch.kt.resize(d * len, 0.0);
+        scratch.vh.resize(len * d, 0.0);
+        scratch.scores.resize(len, 0.0);
+        let Scratch { kt, vh, scores } = scratch;
         // The head's values contiguous: rows `stride` apart map to few cache sets and evict each other.
         for (j, row) in vh.chunks_exact_mut(d).enumerate() {
             row.copy_from_slice(&v[j * stride..j * stride + d]);
@@ -181,7 +220,11 @@ mod tests {
     #[test]
     fn every_tier_gives_the_same_bits_and_the_f64_values() {
         let (len, d) = (37, 32);
-        let (q, k, v) = (gaussian(len * d, 1), gaussian(len * d, 2), gaussian(len * d, 3));
+        let (q, k, v) = (
+            gaussian(len * d, 1),
+            gaussian(len * d, 2),
+            gaussian(len * d, 3),
+        );
         let gamma = gaussian(384, 4);
         let beta = gaussian(384, 5);
         let x = gaussian(3 * 384, 6);
@@ -189,9 +232,18 @@ mod tests {
         let mut results = vec![];
         for tier in tiers() {
             let mut out = vec![0.0; len * d];
-            let (mut kt, mut scores) = (vec![0.0; len * d], vec![0.0; len]);
-            let mut vh = vec![0.0; len * d];
-            attend_head(tier, &q, &k, &v, d, d, 0.2, &mut kt, &mut vh, &mut scores, &mut out);
+            let head = Head {
+                q: &q,
+                k: &k,
+                v: &v,
+                stride: d,
+                d,
+                scale: 0.2,
+            };
+            // A scratch sized for another shape first, as the encoder's thread-local one is.
+            let mut scratch = Scratch::default();
+            attend_head(tier, Head { d: 1, ..head }, &mut scratch, &mut [0.0; 3]);
+            attend_head(tier, head, &mut scratch, &mut out);
             let mut norm = x.clone();
             add_layer_norm(tier, &mut norm, Some(&x), &gamma, &beta, 1e-12);
             let mut g = x.clone();
@@ -206,32 +258,52 @@ mod tests {
         let (out, norm, g, codes, (s, z)) = &results[0];
         for i in 0..len {
             let sc: Vec<f64> = (0..len)
-                .map(|j| (0..d).map(|c| q[i * d + c] as f64 * k[j * d + c] as f64).sum::<f64>() * 0.2)
+                .map(|j| {
+                    (0..d)
+                        .map(|c| q[i * d + c] as f64 * k[j * d + c] as f64)
+                        .sum::<f64>()
+                        * 0.2
+                })
                 .collect();
             let m = sc.iter().cloned().fold(f64::MIN, f64::max);
             let e: Vec<f64> = sc.iter().map(|s| (s - m).exp()).collect();
             let total: f64 = e.iter().sum();
             for c in 0..d {
                 let want: f64 = (0..len).map(|j| e[j] / total * v[j * d + c] as f64).sum();
-                assert!((out[i * d + c] as f64 - want).abs() < 1e-4, "attention {i},{c}");
+                assert!(
+                    (out[i * d + c] as f64 - want).abs() < 1e-4,
+                    "attention {i},{c}"
+                );
             }
         }
         for row in 0..3 {
-            let xs: Vec<f64> = x[row * 384..(row + 1) * 384].iter().map(|v| 2.0 * *v as f64).collect();
+            let xs: Vec<f64> = x[row * 384..(row + 1) * 384]
+                .iter()
+                .map(|v| 2.0 * *v as f64)
+                .collect();
             let mean = xs.iter().sum::<f64>() / 384.0;
             let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 384.0;
             for j in 0..384 {
                 let want = (xs[j] - mean) / (var + 1e-12).sqrt() * gamma[j] as f64 + beta[j] as f64;
-                assert!((norm[row * 384 + j] as f64 - want).abs() < 1e-4, "layer norm {row},{j}");
+                assert!(
+                    (norm[row * 384 + j] as f64 - want).abs() < 1e-4,
+                    "layer norm {row},{j}"
+                );
             }
         }
         for (a, b) in g.iter().zip(&x) {
             let want = 0.5 * *b as f64 * (1.0 + erf64(*b as f64 / std::f64::consts::SQRT_2));
-            assert!((*a as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "gelu({b})");
+            assert!(
+                (*a as f64 - want).abs() < 1e-5 * (1.0 + want.abs()),
+                "gelu({b})"
+            );
         }
         for j in 0..384 {
             let back = *s as f64 * (codes[j] as f64 - *z as f64);
-            assert!((back - (x[j] * cs[j]) as f64).abs() <= *s as f64 * 0.5001, "code {j}");
+            assert!(
+                (back - (x[j] * cs[j]) as f64).abs() <= *s as f64 * 0.5001,
+                "code {j}"
+            );
         }
     }
 
@@ -239,11 +311,11 @@ mod tests {
         // Abramowitz & Stegun 7.1.26 is 1.5e-7; the kernel is checked to 1e-5 relative above.
         let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
         let y = 1.0
-            - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736)
+                * t
                 + 0.254_829_592)
                 * t
                 * (-x * x).exp();
         y.copysign(x)
     }
 }
-

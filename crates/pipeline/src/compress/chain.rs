@@ -196,7 +196,11 @@ fn score_rows(
             bytes,
             smaller_than_teacher: teacher_bytes as f64 / bytes.max(1) as f64,
             of_teacher_accuracy: scored.accuracy / teacher_accuracy.max(1e-12),
-            engine: scored.engine,
+            // What runs the row, in the report's words (an fp32 directory's engine is named `dequantized`).
+            engine: match predictor.engine() {
+                crate::predict::Engine::Integer => "integer".to_string(),
+                crate::predict::Engine::Dequantized => "Burn f32".to_string(),
+            },
             latency_ms_b1: latency(&predictor, 1)?,
             latency_ms_b32: latency(&predictor, 32)?,
         });

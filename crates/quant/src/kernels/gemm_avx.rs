@@ -1,13 +1,16 @@
 //! The x86-64 tiles of [`super::int_gemm`]: `MR` tokens × `NP` panels of 16 rows, the accumulators in
 //! registers over the whole reduction. Every path computes the same exact i32 sums as
-//! [`super::int_gemm::tile_scalar`]:
+//! [`super::tile::tile_scalar`]:
 //! - AVX-512 VNNI: per 4 inputs, one 64-byte panel load and one `vpdpbusd` (u8 × i8, summed in i32) per token
 //!   and panel, the token's 4 codes broadcast to every lane;
 //! - AVX-VNNI (the VEX encoding on client CPUs without AVX-512): the same on two 256-bit halves;
 //! - AVX2: codes widened to i16 and multiplied with `vpmaddwd` (u8 × i8 through `vpmaddubsw` would saturate
 //!   at 8 bits), two lanes per row summed at the end.
 
-use super::int_gemm::{Tile, TileAcc, PANEL};
+// The tiles index tokens, panels and accumulators by the same `t` and `p`; indices read better there.
+#![allow(clippy::needless_range_loop)]
+
+use super::tile::{Tile, TileAcc, PANEL};
 use std::arch::x86_64::*;
 
 /// Dispatches a tile's `(mr, np)` to a kernel compiled for exactly that shape.
@@ -30,7 +33,61 @@ unsafe fn codes4(tile: &Tile<'_>, t: usize, kk: usize) -> i32 {
 /// The CPU must have AVX-512F, BW and VNNI; the tile must be in bounds and at most 8 tokens × 2 panels.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn tile_avx512_vnni(tile: Tile<'_>, acc: &mut TileAcc) {
-    by_shape!(vnni512, tile, acc, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1), (8, 1), (9, 1), (10, 1), (11, 1), (12, 1), (1, 2), (2, 2), (3, 2), (4, 2), (5, 2), (6, 2), (7, 2), (8, 2), (9, 2), (10, 2), (11, 2), (12, 2), (1, 3), (2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (7, 3), (8, 3), (9, 3), (10, 3), (11, 3), (12, 3), (1, 4), (2, 4), (3, 4), (4, 4), (5, 4), (6, 4), (7, 4), (8, 4), (9, 4), (10, 4), (11, 4), (12, 4)])
+    by_shape!(
+        vnni512,
+        tile,
+        acc,
+        [
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (6, 1),
+            (7, 1),
+            (8, 1),
+            (9, 1),
+            (10, 1),
+            (11, 1),
+            (12, 1),
+            (1, 2),
+            (2, 2),
+            (3, 2),
+            (4, 2),
+            (5, 2),
+            (6, 2),
+            (7, 2),
+            (8, 2),
+            (9, 2),
+            (10, 2),
+            (11, 2),
+            (12, 2),
+            (1, 3),
+            (2, 3),
+            (3, 3),
+            (4, 3),
+            (5, 3),
+            (6, 3),
+            (7, 3),
+            (8, 3),
+            (9, 3),
+            (10, 3),
+            (11, 3),
+            (12, 3),
+            (1, 4),
+            (2, 4),
+            (3, 4),
+            (4, 4),
+            (5, 4),
+            (6, 4),
+            (7, 4),
+            (8, 4),
+            (9, 4),
+            (10, 4),
+            (11, 4),
+            (12, 4)
+        ]
+    )
 }
 
 #[inline]
@@ -62,7 +119,12 @@ unsafe fn vnni512<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut Ti
 /// The CPU must have AVX2 and AVX-VNNI; the tile must be in bounds and at most 6 tokens × 1 panel.
 #[target_feature(enable = "avx2,avxvnni")]
 pub unsafe fn tile_avx_vnni(tile: Tile<'_>, acc: &mut TileAcc) {
-    by_shape!(vnni256, tile, acc, [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)])
+    by_shape!(
+        vnni256,
+        tile,
+        acc,
+        [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    )
 }
 
 #[inline]

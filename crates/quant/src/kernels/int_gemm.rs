@@ -22,16 +22,7 @@ use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
 
 use super::simd::{multiversion, Tier, LANES};
-
-/// Rows per packed panel (one 512-bit register of i32 lanes).
-pub const PANEL: usize = 16;
-/// The largest token tile any kernel uses.
-pub const MAX_TOKENS: usize = 12;
-/// The largest number of panels any kernel keeps in registers at once.
-pub const MAX_PANELS: usize = 4;
-
-/// Integer accumulators of one tile: `[token][row within the tile's panels]`.
-pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
+pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
 
 /// The instruction set a kernel runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,57 +126,6 @@ impl Isa {
 
 static AVX512_TILE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
 
-/// One tile's operands: `mr` tokens of `stride` bytes (unsigned codes, padded to `4 · k4`) against `np`
-/// consecutive packed panels of `k4 · 64` bytes.
-#[derive(Clone, Copy)]
-pub struct Tile<'a> {
-    /// Activation codes from the tile's first token on.
-    pub x: &'a [u8],
-    /// Bytes per token.
-    pub stride: usize,
-    /// Tokens in the tile.
-    pub mr: usize,
-    /// Packed weights from the tile's first panel on.
-    pub w: &'a [i8],
-    /// Panels in the tile.
-    pub np: usize,
-    /// Groups of 4 inputs.
-    pub k4: usize,
-}
-
-impl Tile<'_> {
-    /// Whether the slices hold everything the kernels read.
-    fn in_bounds(&self) -> bool {
-        self.mr >= 1
-            && self.np >= 1
-            && self.mr <= MAX_TOKENS
-            && self.np <= MAX_PANELS
-            && self.stride >= 4 * self.k4
-            && self.x.len() >= (self.mr - 1) * self.stride + 4 * self.k4
-            && self.w.len() >= self.np * self.k4 * 4 * PANEL
-    }
-}
-
-/// The reference kernel: `acc[t][j] = Σ_k x[t][k] · w[row j][k]`, plain loops.
-pub fn tile_scalar(tile: Tile<'_>, acc: &mut TileAcc) {
-    let panel_len = tile.k4 * 4 * PANEL;
-    for t in 0..tile.mr {
-        for p in 0..tile.np {
-            for j in 0..PANEL {
-                let mut s = 0i32;
-                for kk in 0..tile.k4 {
-                    for i in 0..4 {
-                        let x = tile.x[t * tile.stride + kk * 4 + i] as i32;
-                        let w = tile.w[p * panel_len + (kk * PANEL + j) * 4 + i] as i32;
-                        s += x * w;
-                    }
-                }
-                acc[t][p * PANEL + j] = s;
-            }
-        }
-    }
-}
-
 /// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]).
 fn run_tile(isa: Isa, tile: Tile<'_>, acc: &mut TileAcc) {
     assert!(tile.in_bounds(), "int_gemm: a tile outside its slices");
@@ -249,7 +189,9 @@ multiversion! {
         let inv = 1.0 / scale;
         let zero = (((-lo * inv) + ROUND) - ROUND).clamp(0.0, 255.0);
         let code = |v: f32| {
-            // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion.
+            // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion
+            // (`clamp` would keep NaN).
+            #[allow(clippy::manual_clamp)]
             let q = ((((v * inv + zero) + ROUND) - ROUND).max(0.0)).min(255.0);
             // SAFETY: q is finite and within i32's range (just clamped); a saturating `as u8` would not
             // vectorise.
@@ -327,12 +269,27 @@ impl IntLinear {
         }
         let codes: Vec<i8> = q.signed_codes().iter().map(|c| *c as i8).collect();
         let (row_scale, col_scale) = if q.group[1] == cols {
-            ((0..rows).map(|r| q.scales[q.group_of(r, 0)].to_f32()).collect(), None)
+            (
+                (0..rows)
+                    .map(|r| q.scales[q.group_of(r, 0)].to_f32())
+                    .collect(),
+                None,
+            )
         } else {
-            let cs = (0..cols).map(|c| q.scales[q.group_of(0, c)].to_f32()).collect();
+            let cs = (0..cols)
+                .map(|c| q.scales[q.group_of(0, c)].to_f32())
+                .collect();
             (vec![1.0; rows], Some(cs))
         };
-        Ok(Self::pack(&codes, rows, cols, q.spec.bits, row_scale, col_scale, bias))
+        Ok(Self::pack(
+            &codes,
+            rows,
+            cols,
+            q.spec.bits,
+            row_scale,
+            col_scale,
+            bias,
+        ))
     }
 
     /// Packs row-major codes `[rows, cols]` into panels.
@@ -356,7 +313,12 @@ impl IntLinear {
             }
         }
         let row_sums = (0..rows)
-            .map(|r| codes[r * cols..(r + 1) * cols].iter().map(|c| *c as i32).sum())
+            .map(|r| {
+                codes[r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|c| *c as i32)
+                    .sum()
+            })
             .collect();
         Self {
             rows,
@@ -381,16 +343,24 @@ impl IntLinear {
         {
             return None;
         }
-        let cat = |f: &dyn Fn(&IntLinear) -> &[f32]| parts.iter().flat_map(|p| f(p).iter().copied()).collect();
+        let cat = |f: &dyn Fn(&IntLinear) -> &[f32]| {
+            parts.iter().flat_map(|p| f(p).iter().copied()).collect()
+        };
         Some(IntLinear {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             bits: parts.iter().map(|p| p.bits).max().unwrap_or(8),
             k4: first.k4,
-            packed: parts.iter().flat_map(|p| p.packed.iter().copied()).collect(),
+            packed: parts
+                .iter()
+                .flat_map(|p| p.packed.iter().copied())
+                .collect(),
             row_scale: cat(&|p| &p.row_scale),
             col_scale: None,
-            row_sums: parts.iter().flat_map(|p| p.row_sums.iter().copied()).collect(),
+            row_sums: parts
+                .iter()
+                .flat_map(|p| p.row_sums.iter().copied())
+                .collect(),
             bias: cat(&|p| &p.bias),
         })
     }
@@ -431,7 +401,8 @@ impl IntLinear {
         let mut params = vec![(0.0f32, 0i32); n];
         let cs = self.col_scale.as_deref();
         let tier = Tier::best();
-        let quantize = |((out, p), xs): ((&mut [u8], &mut (f32, i32)), &[f32])| {
+        type Job<'a> = ((&'a mut [u8], &'a mut (f32, i32)), &'a [f32]);
+        let quantize = |((out, p), xs): Job<'_>| {
             *p = quantize_token(tier, xs, cs, out);
         };
         if n >= 16 {
@@ -547,7 +518,8 @@ impl IntLinear {
                         // SAFETY: rows r0..r1 of token `token` belong to this task's panels alone.
                         let row = unsafe { out.slice(token * self.rows + r0, r1 - r0) };
                         let sums = &acc[t][..r1 - r0];
-                        let (row_sums, row_scale) = (&self.row_sums[r0..r1], &self.row_scale[r0..r1]);
+                        let (row_sums, row_scale) =
+                            (&self.row_sums[r0..r1], &self.row_scale[r0..r1]);
                         for (i, y) in row.iter_mut().enumerate() {
                             let sum = sums[i] - zx * row_sums[i];
                             *y = sum as f32 * (sx * row_scale[i]) + self.bias[r0 + i];
@@ -590,8 +562,17 @@ mod tests {
         (0..n).map(|_| rng.normal() as f32).collect()
     }
 
-    fn quantized(rows: usize, cols: usize, bits: u32, head: Option<(HeadAxis, usize)>) -> QuantizedTensor {
-        let granularity = if head.is_some() { Granularity::Head } else { Granularity::Channel };
+    fn quantized(
+        rows: usize,
+        cols: usize,
+        bits: u32,
+        head: Option<(HeadAxis, usize)>,
+    ) -> QuantizedTensor {
+        let granularity = if head.is_some() {
+            Granularity::Head
+        } else {
+            Granularity::Channel
+        };
         let spec = QuantSpec::symmetric(bits, granularity);
         QuantizedTensor::quantize("w", &gaussian(rows * cols, 7), [rows, cols], spec, head).unwrap()
     }
@@ -600,11 +581,29 @@ mod tests {
     #[test]
     fn every_isa_matches_the_reference_tile() {
         let mut rng = SeededRng::new(3);
-        for (k4, mr, np) in [(1, 1, 1), (3, 5, 2), (96, 8, 2), (7, 6, 1), (384, 2, 1), (5, 8, 1)] {
+        for (k4, mr, np) in [
+            (1, 1, 1),
+            (3, 5, 2),
+            (96, 8, 2),
+            (7, 6, 1),
+            (384, 2, 1),
+            (5, 8, 1),
+        ] {
             let stride = k4 * 4 + 4;
-            let x: Vec<u8> = (0..mr * stride).map(|_| (rng.next_u64() % 256) as u8).collect();
-            let w: Vec<i8> = (0..np * k4 * 64).map(|_| (rng.next_u64() % 256) as u8 as i8).collect();
-            let tile = Tile { x: &x, stride, mr, w: &w, np, k4 };
+            let x: Vec<u8> = (0..mr * stride)
+                .map(|_| (rng.next_u64() % 256) as u8)
+                .collect();
+            let w: Vec<i8> = (0..np * k4 * 64)
+                .map(|_| (rng.next_u64() % 256) as u8 as i8)
+                .collect();
+            let tile = Tile {
+                x: &x,
+                stride,
+                mr,
+                w: &w,
+                np,
+                k4,
+            };
             let mut want = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
             tile_scalar(tile, &mut want);
             for isa in Isa::available() {
@@ -616,7 +615,11 @@ mod tests {
                 let mut got = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
                 run_tile(isa, tile, &mut got);
                 for t in 0..mr {
-                    assert_eq!(got[t][..np * PANEL], want[t][..np * PANEL], "{isa:?} k4 {k4} mr {mr} np {np}");
+                    assert_eq!(
+                        got[t][..np * PANEL],
+                        want[t][..np * PANEL],
+                        "{isa:?} k4 {k4} mr {mr} np {np}"
+                    );
                 }
             }
         }
@@ -640,7 +643,11 @@ mod tests {
             let x = gaussian(n * cols, 11);
             let reference = lin.forward_on(Isa::Scalar, &x, n).unwrap();
             for isa in Isa::available() {
-                assert_eq!(lin.forward_on(isa, &x, n).unwrap(), reference, "{isa:?} [{rows}, {cols}] × {n}");
+                assert_eq!(
+                    lin.forward_on(isa, &x, n).unwrap(),
+                    reference,
+                    "{isa:?} [{rows}, {cols}] × {n}"
+                );
             }
             // Against f64 on the dequantized weights: only the activations' 8-bit rounding differs, at most
             // half a step (range / 255 / 2) per input times the row's weights.
@@ -652,7 +659,9 @@ mod tests {
                     None => vec![1.0; cols],
                 };
                 let scaled: Vec<f32> = xs.iter().zip(&cs).map(|(a, b)| a * b).collect();
-                let (lo, hi) = scaled.iter().fold((0.0f32, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
+                let (lo, hi) = scaled
+                    .iter()
+                    .fold((0.0f32, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
                 let step = (hi - lo) / 255.0;
                 for r in 0..rows {
                     let exact: f64 = (0..cols)
@@ -666,7 +675,10 @@ mod tests {
                         * 0.5
                         + 1e-4 * (1.0 + exact.abs());
                     let got = reference[t * rows + r] as f64;
-                    assert!((got - exact).abs() <= bound, "[{rows}, {cols}] token {t} row {r}: {got} vs {exact} (bound {bound})");
+                    assert!(
+                        (got - exact).abs() <= bound,
+                        "[{rows}, {cols}] token {t} row {r}: {got} vs {exact} (bound {bound})"
+                    );
                 }
             }
         }
@@ -706,17 +718,25 @@ mod tests {
         for (i, p) in parts.iter().enumerate() {
             let yi = p.forward(&x, 5).unwrap();
             for t in 0..5 {
-                assert_eq!(y[t * 96 + i * 32..t * 96 + (i + 1) * 32], yi[t * 32..(t + 1) * 32]);
+                assert_eq!(
+                    y[t * 96 + i * 32..t * 96 + (i + 1) * 32],
+                    yi[t * 32..(t + 1) * 32]
+                );
             }
         }
-        let o = IntLinear::from_quantized(&quantized(64, 64, 4, Some((HeadAxis::Columns, 2))), vec![0.0; 64]).unwrap();
+        let o = IntLinear::from_quantized(
+            &quantized(64, 64, 4, Some((HeadAxis::Columns, 2))),
+            vec![0.0; 64],
+        )
+        .unwrap();
         assert!(IntLinear::stack(&[&parts[0], &o]).is_none());
     }
 
     #[test]
     fn unsupported_and_bad_inputs_are_errors() {
         let spec = QuantSpec::symmetric(4, Granularity::Block(32));
-        let q = QuantizedTensor::quantize("w", &gaussian(64 * 64, 1), [64, 64], spec, None).unwrap();
+        let q =
+            QuantizedTensor::quantize("w", &gaussian(64 * 64, 1), [64, 64], spec, None).unwrap();
         assert!(!IntLinear::supports(&q));
         assert!(IntLinear::from_quantized(&q, vec![0.0; 64]).is_err());
         let q = quantized(16, 32, 8, None);

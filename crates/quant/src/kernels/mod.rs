@@ -17,6 +17,7 @@ pub mod dispatch;
 pub mod int_gemm;
 pub mod linear;
 pub mod simd;
+pub mod tile;
 
 #[cfg(target_arch = "x86_64")]
 mod avx;

@@ -24,7 +24,10 @@ impl Tier {
             #[cfg(target_arch = "x86_64")]
             {
                 let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-                if avx2 && is_x86_feature_detected!("avx512f") && !matches!(cap.as_str(), "avx2" | "avxvnni" | "scalar") {
+                if avx2
+                    && is_x86_feature_detected!("avx512f")
+                    && !matches!(cap.as_str(), "avx2" | "avxvnni" | "scalar")
+                {
                     return Tier::Avx512;
                 }
                 if avx2 && cap != "scalar" {
@@ -80,6 +83,5 @@ pub fn lane_sum(x: &[f32], mut f: impl FnMut(f32) -> f32) -> f32 {
     }
     acc.iter().sum()
 }
-
 
 pub(crate) use multiversion_impl as multiversion;

@@ -1,0 +1,67 @@
+//! The operands of one register tile of [`super::int_gemm`] — `mr` tokens of unsigned activation codes against
+//! `np` packed panels of 16 weight rows — and the plain reference every SIMD tile (`gemm_avx`) is tested
+//! against.
+
+// The reference indexes tokens, panels and rows by the same `t`, `p` and `j`.
+#![allow(clippy::needless_range_loop)]
+
+/// Rows per packed panel (one 512-bit register of i32 lanes).
+pub const PANEL: usize = 16;
+/// The largest token tile any kernel uses.
+pub const MAX_TOKENS: usize = 12;
+/// The largest number of panels any kernel keeps in registers at once.
+pub const MAX_PANELS: usize = 4;
+
+/// Integer accumulators of one tile: `[token][row within the tile's panels]`.
+pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
+
+/// One tile's operands: `mr` tokens of `stride` bytes (unsigned codes, padded to `4 · k4`) against `np`
+/// consecutive packed panels of `k4 · 64` bytes.
+#[derive(Clone, Copy)]
+pub struct Tile<'a> {
+    /// Activation codes from the tile's first token on.
+    pub x: &'a [u8],
+    /// Bytes per token.
+    pub stride: usize,
+    /// Tokens in the tile.
+    pub mr: usize,
+    /// Packed weights from the tile's first panel on.
+    pub w: &'a [i8],
+    /// Panels in the tile.
+    pub np: usize,
+    /// Groups of 4 inputs.
+    pub k4: usize,
+}
+
+impl Tile<'_> {
+    /// Whether the slices hold everything the kernels read.
+    pub(crate) fn in_bounds(&self) -> bool {
+        self.mr >= 1
+            && self.np >= 1
+            && self.mr <= MAX_TOKENS
+            && self.np <= MAX_PANELS
+            && self.stride >= 4 * self.k4
+            && self.x.len() >= (self.mr - 1) * self.stride + 4 * self.k4
+            && self.w.len() >= self.np * self.k4 * 4 * PANEL
+    }
+}
+
+/// The reference kernel: `acc[t][j] = Σ_k x[t][k] · w[row j][k]`, plain loops.
+pub fn tile_scalar(tile: Tile<'_>, acc: &mut TileAcc) {
+    let panel_len = tile.k4 * 4 * PANEL;
+    for t in 0..tile.mr {
+        for p in 0..tile.np {
+            for j in 0..PANEL {
+                let mut s = 0i32;
+                for kk in 0..tile.k4 {
+                    for i in 0..4 {
+                        let x = tile.x[t * tile.stride + kk * 4 + i] as i32;
+                        let w = tile.w[p * panel_len + (kk * PANEL + j) * 4 + i] as i32;
+                        s += x * w;
+                    }
+                }
+                acc[t][p * PANEL + j] = s;
+            }
+        }
+    }
+}

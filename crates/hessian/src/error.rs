@@ -91,6 +91,9 @@ pub enum HessianError {
     /// Writing a report (the message names the file).
     #[error(transparent)]
     Write(#[from] student_arch::ArchError),
+    /// Drawing a report's chart.
+    #[error(transparent)]
+    Chart(#[from] charts::ChartError),
 }
 
 /// The crate's result type.

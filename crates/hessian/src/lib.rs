@@ -16,7 +16,6 @@ pub mod block;
 pub mod error;
 pub mod hvp;
 pub mod params;
-pub mod png;
 pub mod power;
 pub mod sensitivity;
 

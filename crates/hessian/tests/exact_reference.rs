@@ -574,6 +574,6 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
         );
     }
     let png = std::fs::read(path.with_extension("png")).unwrap();
-    assert_eq!(png, report.to_png());
+    assert_eq!(png, report.to_png().unwrap());
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 }

@@ -1,6 +1,5 @@
-//! A small RGB canvas that writes PNG files, for the sensitivity bar chart: filled rectangles, lines and text in
-//! a built-in 3×5 pixel font. The pixels are deflated with `flate2` (already in the build through `zip`), so no
-//! plotting or font stack is compiled for one chart.
+//! An RGB image in memory and its PNG encoding (8-bit RGB, deflated with `flate2`), plus a decoder of exactly
+//! that encoding for tests.
 
 use std::io::Write;
 
@@ -15,60 +14,6 @@ pub struct Canvas {
     pixels: Vec<u8>,
 }
 
-/// Glyphs of the built-in font: five rows of three columns, `#` for ink. Upper case draws as lower case; a
-/// character outside the table draws as `?`.
-const GLYPHS: &[(char, [&str; 5])] = &[
-    ('0', ["###", "#.#", "#.#", "#.#", "###"]),
-    ('1', [".#.", "##.", ".#.", ".#.", "###"]),
-    ('2', ["###", "..#", "###", "#..", "###"]),
-    ('3', ["###", "..#", ".##", "..#", "###"]),
-    ('4', ["#.#", "#.#", "###", "..#", "..#"]),
-    ('5', ["###", "#..", "###", "..#", "###"]),
-    ('6', ["###", "#..", "###", "#.#", "###"]),
-    ('7', ["###", "..#", "..#", ".#.", ".#."]),
-    ('8', ["###", "#.#", "###", "#.#", "###"]),
-    ('9', ["###", "#.#", "###", "..#", "###"]),
-    ('a', [".#.", "#.#", "###", "#.#", "#.#"]),
-    ('b', ["##.", "#.#", "##.", "#.#", "##."]),
-    ('c', [".##", "#..", "#..", "#..", ".##"]),
-    ('d', ["##.", "#.#", "#.#", "#.#", "##."]),
-    ('e', ["###", "#..", "##.", "#..", "###"]),
-    ('f', ["###", "#..", "##.", "#..", "#.."]),
-    ('g', [".##", "#..", "#.#", "#.#", ".##"]),
-    ('h', ["#.#", "#.#", "###", "#.#", "#.#"]),
-    ('i', ["###", ".#.", ".#.", ".#.", "###"]),
-    ('j', ["..#", "..#", "..#", "#.#", ".#."]),
-    ('k', ["#.#", "#.#", "##.", "#.#", "#.#"]),
-    ('l', ["#..", "#..", "#..", "#..", "###"]),
-    ('m', ["#.#", "###", "###", "#.#", "#.#"]),
-    ('n', ["##.", "#.#", "#.#", "#.#", "#.#"]),
-    ('o', [".#.", "#.#", "#.#", "#.#", ".#."]),
-    ('p', ["##.", "#.#", "##.", "#..", "#.."]),
-    ('q', [".#.", "#.#", "#.#", "##.", ".##"]),
-    ('r', ["##.", "#.#", "##.", "#.#", "#.#"]),
-    ('s', [".##", "#..", ".#.", "..#", "##."]),
-    ('t', ["###", ".#.", ".#.", ".#.", ".#."]),
-    ('u', ["#.#", "#.#", "#.#", "#.#", "###"]),
-    ('v', ["#.#", "#.#", "#.#", "#.#", ".#."]),
-    ('w', ["#.#", "#.#", "###", "###", "#.#"]),
-    ('x', ["#.#", "#.#", ".#.", "#.#", "#.#"]),
-    ('y', ["#.#", "#.#", ".#.", ".#.", ".#."]),
-    ('z', ["###", "..#", ".#.", "#..", "###"]),
-    ('.', ["...", "...", "...", "...", ".#."]),
-    (',', ["...", "...", "...", ".#.", "#.."]),
-    ('-', ["...", "...", "###", "...", "..."]),
-    ('+', ["...", ".#.", "###", ".#.", "..."]),
-    ('=', ["...", "###", "...", "###", "..."]),
-    ('_', ["...", "...", "...", "...", "###"]),
-    (':', ["...", ".#.", "...", ".#.", "..."]),
-    ('(', ["..#", ".#.", ".#.", ".#.", "..#"]),
-    (')', ["#..", ".#.", ".#.", ".#.", "#.."]),
-    ('/', ["..#", "..#", ".#.", "#..", "#.."]),
-    ('±', [".#.", "###", ".#.", "...", "###"]),
-    ('?', ["###", "..#", ".##", "...", ".#."]),
-    (' ', ["...", "...", "...", "...", "..."]),
-];
-
 impl Canvas {
     /// A white canvas.
     pub fn new(width: usize, height: usize) -> Self {
@@ -77,6 +22,15 @@ impl Canvas {
             height,
             pixels: vec![255; width * height * 3],
         }
+    }
+
+    /// An image from row-major RGB bytes; `None` when their length is not `width · height · 3`.
+    pub fn from_rgb(width: usize, height: usize, pixels: Vec<u8>) -> Option<Self> {
+        (pixels.len() == width * height * 3).then_some(Self {
+            width,
+            height,
+            pixels,
+        })
     }
 
     /// Width in pixels.
@@ -116,34 +70,6 @@ impl Canvas {
         }
     }
 
-    /// Width in pixels of `text` drawn at `scale`.
-    pub fn text_width(text: &str, scale: usize) -> usize {
-        text.chars().count() * 4 * scale
-    }
-
-    /// Draws `text` with its top-left corner at `(x, y)`, each font pixel a `scale`×`scale` square.
-    pub fn text(&mut self, x: i64, y: i64, text: &str, scale: usize, colour: Rgb) {
-        let s = scale as i64;
-        for (n, ch) in text.chars().enumerate() {
-            let lower = ch.to_ascii_lowercase();
-            let rows = GLYPHS
-                .iter()
-                .find(|(c, _)| *c == lower)
-                .or_else(|| GLYPHS.iter().find(|(c, _)| *c == '?'))
-                .map(|(_, rows)| rows)
-                .expect("the font has '?'");
-            let left = x + n as i64 * 4 * s;
-            for (r, row) in rows.iter().enumerate() {
-                for (c, ink) in row.chars().enumerate() {
-                    if ink == '#' {
-                        let (px, py) = (left + c as i64 * s, y + r as i64 * s);
-                        self.fill_rect(px, py, px + s - 1, py + s - 1, colour);
-                    }
-                }
-            }
-        }
-    }
-
     /// The image as PNG bytes (8-bit RGB, no interlace).
     pub fn to_png(&self) -> Vec<u8> {
         let mut raw = Vec::with_capacity(self.height * (1 + self.width * 3));
@@ -177,13 +103,13 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&crc.finalize().to_be_bytes());
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Decoding, for tests (here and in the crates that draw charts).
+pub mod decode {
     use super::*;
     use std::io::Read;
 
     /// Splits a PNG into its chunks, checking the signature and every CRC.
-    pub(crate) fn chunks(png: &[u8]) -> Vec<(String, Vec<u8>)> {
+    pub fn chunks(png: &[u8]) -> Vec<(String, Vec<u8>)> {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let mut at = 8;
         let mut out = vec![];
@@ -207,8 +133,8 @@ pub(crate) mod tests {
         out
     }
 
-    /// Decodes the pixels of a PNG written by [`Canvas::to_png`].
-    pub(crate) fn decode(png: &[u8]) -> Canvas {
+    /// Decodes the pixels of a PNG written by [`Canvas::to_png`] (panics on anything else: for tests).
+    pub fn decode(png: &[u8]) -> Canvas {
         let chunks = chunks(png);
         assert_eq!(chunks[0].0, "IHDR");
         let w = u32::from_be_bytes(chunks[0].1[0..4].try_into().unwrap()) as usize;
@@ -229,6 +155,7 @@ pub(crate) mod tests {
         c
     }
 
+    #[cfg(test)]
     #[test]
     fn png_round_trips_pixels() {
         let mut c = Canvas::new(7, 5);
@@ -240,30 +167,5 @@ pub(crate) mod tests {
         assert_eq!(d.pixel(3, 1), Some([255, 255, 255]));
         assert_eq!(d.pixel(6, 4), Some([1, 2, 3]));
         assert_eq!(d.pixel(7, 0), None);
-    }
-
-    #[test]
-    fn text_draws_the_glyph() {
-        let mut c = Canvas::new(8, 5);
-        c.text(0, 0, "1", 1, [0, 0, 0]);
-        let ink: Vec<String> = (0..5)
-            .map(|y| {
-                (0..3)
-                    .map(|x| {
-                        if c.pixel(x, y) == Some([0, 0, 0]) {
-                            '#'
-                        } else {
-                            '.'
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        assert_eq!(ink, [".#.", "##.", ".#.", ".#.", "###"]);
-        assert_eq!(Canvas::text_width("ab", 2), 16);
-        // Every glyph is 5 rows of 3.
-        for (ch, rows) in GLYPHS {
-            assert!(rows.iter().all(|r| r.chars().count() == 3), "{ch}");
-        }
     }
 }

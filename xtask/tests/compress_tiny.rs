@@ -74,6 +74,22 @@ fn compress_runs_every_method_and_reports_each_stage() {
         assert!((0.0..=1.0).contains(&a));
     }
     assert!(out.join("compress_report.md").exists());
+    // The charts: size against accuracy here, bits per matrix beside the quantized model, a loss curve per stage
+    // of the distillation, each shown in its report.
+    let md = std::fs::read_to_string(out.join("compress_report.md")).unwrap();
+    assert!(md.contains("](compress_chart.png)"), "{md}");
+    for png in [
+        out.join("compress_chart.png"),
+        out.join("quantized").join("quant_bits.png"),
+    ] {
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
+    }
+    let distilled = std::fs::read_dir(out.join("distill"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loss_"))
+        .count();
+    assert!(distilled >= 2, "{distilled} loss curves in {}", out.join("distill").display());
     assert!(out
         .join("quantized")
         .join("model.quant.safetensors")

@@ -35,6 +35,7 @@ mod distill;
 mod error;
 mod eval;
 mod fetch;
+mod figures;
 mod fuzz;
 mod predict;
 mod train;

@@ -155,10 +155,11 @@ pub fn compress_all(config: &CompressConfig, options: &RunOptions) -> Result<Com
             .expect("report serialises")
             .as_bytes(),
     )?;
-    write_atomic(
-        &out.join("compress_report.md"),
-        compress_markdown(&report).as_bytes(),
-    )?;
+    let figures: Vec<_> = crate::figures::compress_chart(&report, out)
+        .into_iter()
+        .collect();
+    let markdown = compress_markdown(&report) + &crate::figures::markdown(&figures);
+    write_atomic(&out.join("compress_report.md"), markdown.as_bytes())?;
     Ok(report)
 }
 

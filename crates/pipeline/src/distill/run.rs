@@ -147,7 +147,9 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
             .expect("report serialises")
             .as_bytes(),
     )?;
-    write_atomic(&out.join("report.md"), distill_markdown(&report).as_bytes())?;
+    let figures = crate::figures::loss_curves(out);
+    let markdown = distill_markdown(&report) + &crate::figures::markdown(&figures);
+    write_atomic(&out.join("report.md"), markdown.as_bytes())?;
     Ok(report)
 }
 

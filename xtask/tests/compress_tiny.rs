@@ -82,14 +82,22 @@ fn compress_runs_every_method_and_reports_each_stage() {
         out.join("compress_chart.png"),
         out.join("quantized").join("quant_bits.png"),
     ] {
-        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"), "{}", png.display());
+        assert!(
+            std::fs::read(&png).unwrap().starts_with(b"\x89PNG"),
+            "{}",
+            png.display()
+        );
     }
     let distilled = std::fs::read_dir(out.join("distill"))
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("loss_"))
         .count();
-    assert!(distilled >= 2, "{distilled} loss curves in {}", out.join("distill").display());
+    assert!(
+        distilled >= 2,
+        "{distilled} loss curves in {}",
+        out.join("distill").display()
+    );
     assert!(out
         .join("quantized")
         .join("model.quant.safetensors")

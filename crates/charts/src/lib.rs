@@ -403,7 +403,7 @@ mod tests {
             },
         ];
         let image = decode(&bar_chart("Top eigenvalue per block", "eigenvalue", &bars).unwrap());
-        let mut lengths: Vec<usize> = (0..image.height())
+        let lengths: Vec<usize> = (0..image.height())
             .map(|y| {
                 (0..image.width())
                     .filter(|x| image.pixel(*x, y) == Some(BAR))

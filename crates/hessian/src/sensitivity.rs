@@ -489,7 +489,7 @@ mod tests {
         };
         let image = charts::png::decode::decode(&report.to_png().unwrap());
         // The bars' rows: bar-coloured pixels per image row, one length per bar (whiskers are black).
-        let mut lengths: Vec<usize> = (0..image.height())
+        let lengths: Vec<usize> = (0..image.height())
             .map(|y| {
                 (0..image.width())
                     .filter(|x| image.pixel(*x, y) == Some(charts::BAR))

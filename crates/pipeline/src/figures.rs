@@ -7,9 +7,6 @@ use std::path::Path;
 
 use student_arch::io::write_atomic;
 
-use crate::compress::chain::CompressReport;
-use crate::compress::report::QuantizeReport;
-
 /// A chart written into a report's directory: its caption and file name.
 pub(crate) struct Figure {
     pub caption: String,
@@ -83,7 +80,8 @@ pub(crate) fn loss_curves(dir: &Path) -> Vec<Figure> {
         return Vec::new();
     };
     // stage → term → points, in the order the stages and terms first appear.
-    let mut stages: Vec<(String, Vec<(String, Vec<(f64, f64)>)>)> = Vec::new();
+    type Terms = Vec<(String, Vec<(f64, f64)>)>;
+    let mut stages: Vec<(String, Terms)> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(serde_json::Value::Object(row)) = serde_json::from_str::<serde_json::Value>(line)
         else {
@@ -139,10 +137,21 @@ pub(crate) fn loss_curves(dir: &Path) -> Vec<Figure> {
         .collect()
 }
 
+/// One stage of the compress chart.
+pub(crate) struct StagePoint<'a> {
+    pub stage: &'a str,
+    pub bytes: u64,
+    pub smaller_than_teacher: f64,
+    pub accuracy: f64,
+}
+
 /// `compress_chart.png`: each stage's file size against its test accuracy.
-pub(crate) fn compress_chart(report: &CompressReport, dir: &Path) -> Option<Figure> {
-    let points: Vec<charts::Point> = report
-        .rows
+pub(crate) fn compress_chart(
+    dataset: &str,
+    stages: &[StagePoint<'_>],
+    dir: &Path,
+) -> Option<Figure> {
+    let points: Vec<charts::Point> = stages
         .iter()
         .map(|r| charts::Point {
             label: format!("{} ({:.1}×)", r.stage, r.smaller_than_teacher),
@@ -150,15 +159,18 @@ pub(crate) fn compress_chart(report: &CompressReport, dir: &Path) -> Option<Figu
             y: r.accuracy,
         })
         .collect();
-    let caption = format!("{}: size against test accuracy per stage", report.dataset);
+    let caption = format!("{dataset}: size against test accuracy per stage");
     let png = charts::point_chart(&caption, "file size (MB)", "test accuracy", &points);
     save(dir, "compress_chart.png", caption, png)
 }
 
-/// `quant_bits.png`: the bits of every quantized matrix, in the file's order.
-pub(crate) fn bits_chart(report: &QuantizeReport, dir: &Path) -> Option<Figure> {
-    let bars: Vec<charts::Bar> = report
-        .matrix_bits
+/// `quant_bits.png`: the bits of every quantized matrix (`(tensor name, bits)`), in the file's order.
+pub(crate) fn bits_chart(
+    matrix_bits: &[(String, u32)],
+    avg_layer_bits: f64,
+    dir: &Path,
+) -> Option<Figure> {
+    let bars: Vec<charts::Bar> = matrix_bits
         .iter()
         .map(|(name, bits)| charts::Bar {
             label: name
@@ -170,10 +182,7 @@ pub(crate) fn bits_chart(report: &QuantizeReport, dir: &Path) -> Option<Figure> 
             note: format!("{bits} bits"),
         })
         .collect();
-    let caption = format!(
-        "Bits per matrix (average {:.2} over the encoder layers)",
-        report.avg_layer_bits
-    );
+    let caption = format!("Bits per matrix (average {avg_layer_bits:.2} over the encoder layers)");
     let png = charts::bar_chart(&caption, "bits", &bars);
     save(dir, "quant_bits.png", caption, png)
 }

@@ -155,7 +155,17 @@ pub fn compress_all(config: &CompressConfig, options: &RunOptions) -> Result<Com
             .expect("report serialises")
             .as_bytes(),
     )?;
-    let figures: Vec<_> = crate::figures::compress_chart(&report, out)
+    let points: Vec<crate::figures::StagePoint<'_>> = report
+        .rows
+        .iter()
+        .map(|r| crate::figures::StagePoint {
+            stage: &r.stage,
+            bytes: r.bytes,
+            smaller_than_teacher: r.smaller_than_teacher,
+            accuracy: r.accuracy,
+        })
+        .collect();
+    let figures: Vec<_> = crate::figures::compress_chart(&report.dataset, &points, out)
         .into_iter()
         .collect();
     let markdown = compress_markdown(&report) + &crate::figures::markdown(&figures);

@@ -317,10 +317,11 @@ pub fn quantize(
             .expect("report serialises")
             .as_bytes(),
     )?;
-    let figures: Vec<_> = crate::figures::bits_chart(&report, out)
-        .into_iter()
-        .chain(crate::figures::loss_curves(out))
-        .collect();
+    let figures: Vec<_> =
+        crate::figures::bits_chart(&report.matrix_bits, report.avg_layer_bits, out)
+            .into_iter()
+            .chain(crate::figures::loss_curves(out))
+            .collect();
     let markdown = quantize_markdown(&report) + &crate::figures::markdown(&figures);
     write_atomic(&out.join("quant_report.md"), markdown.as_bytes())?;
     Ok(report)

@@ -377,6 +377,7 @@ mod tests {
             names,
             [
                 "teacher_forward/b1s64",
+                "teacher_forward/b32s64",
                 "teacher_forward/b32s128",
                 "tinybert_intermediate_step/b32s64",
                 "prediction_step/b32s64",

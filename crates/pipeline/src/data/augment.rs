@@ -1,15 +1,19 @@
 //! TinyBERT's data augmentation: for each training sentence, `variants` copies in which each word is replaced,
 //! with probability `probability`, by one of the teacher's `top_k` masked-language-model predictions for it.
 //!
-//! Words are BERT's basic tokens (whitespace, then punctuation split off). As in TinyBERT, a word is a
-//! candidate when it is a single word piece; TinyBERT replaces longer words by GloVe neighbours, which need word
-//! vectors we do not ship, so those words stay. The teacher's predictions for a word come from the sentence with
-//! that one word masked.
+//! Words are BERT's basic tokens (whitespace, then punctuation split off). As in TinyBERT, a word that is a
+//! single word piece draws its replacements from the teacher's masked-language-model predictions, from the
+//! sentence with that one word masked. TinyBERT replaces longer words by their GloVe nearest neighbours; we ship
+//! no GloVe, so a word of several pieces takes the `top_k` whole words of the vocabulary nearest to it (cosine)
+//! in the teacher's own embedding of a word: the encoder run on `[CLS] word [SEP]` alone, its pieces' last
+//! hidden states averaged (the mean pooling all-MiniLM-L6-v2 is trained for). The teacher's input embedding
+//! table was tried first: the mean of a word's piece vectors sits next to word fragments ("unbelievably" →
+//! "un", "und", "una"), not words.
 
 use std::collections::HashSet;
 use std::path::Path;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
 use student_arch::model::SeededRng;
@@ -116,6 +120,9 @@ fn candidates(
             })
         })
         .collect();
+    neighbours_of_multi_piece_words(
+        sentences, tokenizer, teacher, &usable, top_k, device, &mut out,
+    )?;
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
     bar.set_prefix("augment");
     for batch in jobs.chunks(64) {
@@ -157,6 +164,147 @@ fn candidates(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The word pieces of one word without `[CLS]`/`[SEP]`, when it splits into more than one known piece.
+fn pieces(tokenizer: &BertTokenizer, word: &str) -> Option<Vec<u32>> {
+    let ids = tokenizer.encode(word, 64).ok()?;
+    let inner = ids.get(1..ids.len().checked_sub(1)?)?.to_vec();
+    (inner.len() > 1 && !inner.contains(&tokenizer.unk_id)).then_some(inner)
+}
+
+/// The teacher's embedding of each word given as its pieces: `[CLS] pieces [SEP]` through the encoder, the
+/// pieces' last hidden states averaged, scaled to unit length. `[words, hidden]`.
+fn word_vectors(
+    words: &[Vec<u32>],
+    tokenizer: &BertTokenizer,
+    teacher: &BertModel,
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let mut parts = Vec::new();
+    for chunk in words.chunks(512) {
+        let seqs: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| [&[tokenizer.cls_id][..], p, &[tokenizer.sep_id]].concat())
+            .collect();
+        let seq_length = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        // 1 on each word's pieces, 0 on [CLS], [SEP] and padding.
+        let weights: Vec<f32> = chunk
+            .iter()
+            .flat_map(|p| {
+                (0..seq_length).map(move |i| {
+                    if (1..=p.len()).contains(&i) {
+                        1.0 / p.len() as f32
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let weights = Tensor::<3>::from_data(
+            TensorData::new(weights, [chunk.len(), seq_length, 1]),
+            device,
+        );
+        let input =
+            BertInput::from_token_ids(&seqs, tokenizer.pad_id, tokenizer.vocab_size(), device)?;
+        let hidden = teacher.forward(input).last_hidden_state();
+        let pooled = (hidden * weights).sum_dim(1).squeeze_dim::<2>(1);
+        let norm = pooled
+            .clone()
+            .powf_scalar(2.0)
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
+        parts.push(pooled / norm);
+    }
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// For every alphabetic word of several word pieces: the `top_k` usable whole words nearest to it (cosine of
+/// [`word_vectors`]), written into `out[s][w]`.
+fn neighbours_of_multi_piece_words(
+    sentences: &[Vec<String>],
+    tokenizer: &BertTokenizer,
+    teacher: &BertModel,
+    usable: &[bool],
+    top_k: usize,
+    device: &Device,
+    out: &mut [Vec<Vec<String>>],
+) -> Result<()> {
+    // Each distinct multi-piece word once, with where it occurs.
+    let mut words: Vec<(String, Vec<u32>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut places: Vec<(usize, usize, usize)> = Vec::new();
+    for (si, sentence) in sentences.iter().enumerate() {
+        for (wi, word) in sentence.iter().enumerate() {
+            let lower = word.to_lowercase();
+            if !word.chars().all(char::is_alphabetic) || tokenizer.token_to_id(&lower).is_some() {
+                continue;
+            }
+            let k = match index.get(&lower) {
+                Some(k) => *k,
+                None => match pieces(tokenizer, &lower) {
+                    Some(ids) => {
+                        index.insert(lower.clone(), words.len());
+                        words.push((lower, ids));
+                        words.len() - 1
+                    }
+                    None => continue,
+                },
+            };
+            places.push((si, wi, k));
+        }
+    }
+    if words.is_empty() || top_k == 0 {
+        return Ok(());
+    }
+    // The vocabulary's whole words, each on its own.
+    let candidates: Vec<u32> = (0..usable.len() as u32)
+        .filter(|id| usable[*id as usize])
+        .collect();
+    let vocabulary = word_vectors(
+        &candidates.iter().map(|id| vec![*id]).collect::<Vec<_>>(),
+        tokenizer,
+        teacher,
+        device,
+    )?;
+    let queries = word_vectors(
+        &words.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+        tokenizer,
+        teacher,
+        device,
+    )?;
+    let n = candidates.len();
+    let scores: Vec<f32> = queries
+        .matmul(vocabulary.transpose())
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| PipelineError::Config {
+            field: "augment",
+            message: format!("reading word similarities: {e:?}"),
+        })?;
+    let nearest: Vec<Vec<String>> = words
+        .iter()
+        .enumerate()
+        .map(|(q, (word, _))| {
+            let row = &scores[q * n..(q + 1) * n];
+            let mut order: Vec<usize> = (0..n).collect();
+            let k = top_k.min(n);
+            order.select_nth_unstable_by(k - 1, |&a, &c| row[c].total_cmp(&row[a]));
+            order.truncate(k);
+            order.sort_by(|&a, &c| row[c].total_cmp(&row[a]));
+            order
+                .into_iter()
+                .filter_map(|i| tokenizer.id_to_token(candidates[i]))
+                .filter(|t| t != word)
+                .collect()
+        })
+        .collect();
+    for (si, wi, k) in places {
+        out[si][wi] = nearest[k].clone();
+    }
+    Ok(())
 }
 
 /// The training examples followed by their variants (duplicates of a sentence or of an earlier variant are
@@ -246,5 +394,68 @@ mod tests {
             basic_tokens("A film's charm, (mostly) wasted!"),
             vec!["A", "film", "'", "s", "charm", ",", "(", "mostly", ")", "wasted", "!"]
         );
+    }
+}
+
+#[cfg(test)]
+mod neighbour_tests {
+    use super::*;
+
+    /// Words of several pieces get replacements now: whole words near them in the real teacher's embedding of
+    /// a word alone — for "unbelievably" (5 pieces) adverbs of the same meaning, checked against a hand-picked
+    /// set — never the word itself nor a fragment; single-piece words are left to the MLM.
+    #[test]
+    fn multi_piece_words_get_embedding_neighbours() {
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("BERT_COMPRESS_TEACHER")
+                .expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
+        );
+        let device = Device::flex();
+        let (teacher, _) = student_arch::load_pretrained(&dir, &device).unwrap();
+        let tokenizer = BertTokenizer::from_dir(&dir).unwrap();
+        let sentences: Vec<Vec<String>> = [["an", "unbelievably", "good", "film"]]
+            .iter()
+            .map(|s| s.iter().map(|w| w.to_string()).collect())
+            .collect();
+        let pieces_of = pieces(&tokenizer, "unbelievably").expect("several pieces");
+        let usable: Vec<bool> = (0..tokenizer.vocab_size() as u32)
+            .map(|id| {
+                tokenizer.id_to_token(id).is_some_and(|t| {
+                    !t.starts_with("##")
+                        && !t.starts_with('[')
+                        && t.chars().all(char::is_alphabetic)
+                })
+            })
+            .collect();
+        let mut out = vec![vec![Vec::new(); 4]];
+        neighbours_of_multi_piece_words(
+            &sentences, &tokenizer, &teacher, &usable, 8, &device, &mut out,
+        )
+        .unwrap();
+        let near = &out[0][1];
+        assert_eq!(near.len(), 8, "{near:?}");
+        let synonyms = [
+            "incredibly",
+            "unbelievable",
+            "remarkably",
+            "amazingly",
+            "astonishingly",
+            "extraordinarily",
+            "incredible",
+            "unbelievably",
+        ];
+        assert!(
+            near.iter().take(3).any(|w| synonyms.contains(&w.as_str())),
+            "{near:?}"
+        );
+        assert!(
+            near.iter()
+                .all(|w| w != "unbelievably" && !w.starts_with("##")),
+            "{near:?}"
+        );
+        for (w, got) in [0, 2, 3].iter().map(|w| (*w, &out[0][*w])) {
+            assert!(got.is_empty(), "word {w} is one piece: {got:?}");
+        }
+        eprintln!("unbelievably ({pieces_of:?}) → {near:?}");
     }
 }

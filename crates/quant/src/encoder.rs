@@ -105,12 +105,16 @@ impl LayerNorm {
     }
 }
 
+/// A layer's query, key and value matrices.
+enum Qkv {
+    /// As one GEMM (all three on [`IntLinear`] with row scales), with each matrix's kernel name.
+    Fused(IntLinear, [&'static str; 3]),
+    /// Query, key, value, each on its own kernel.
+    Separate(Box<[Linear; 3]>),
+}
+
 struct Layer {
-    /// Q, K and V as one GEMM, when all three run on [`IntLinear`] with row scales.
-    qkv: Option<IntLinear>,
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    qkv: Qkv,
     output: Linear,
     attention_norm: LayerNorm,
     intermediate: Linear,
@@ -221,15 +225,18 @@ impl QuantEncoder {
                 lin("attention.self.key")?,
                 lin("attention.self.value")?,
             );
-            let qkv = match (&query, &key, &value) {
+            let kinds = [query.kind(), key.kind(), value.kind()];
+            let fused = match (&query, &key, &value) {
                 (Linear::Int(q), Linear::Int(k), Linear::Int(v)) => IntLinear::stack(&[q, k, v]),
                 _ => None,
             };
+            // The fused GEMM replaces the three matrices; they are not kept beside it.
+            let qkv = match fused {
+                Some(gemm) => Qkv::Fused(gemm, kinds),
+                None => Qkv::Separate(Box::new([query, key, value])),
+            };
             layers.push(Layer {
                 qkv,
-                query,
-                key,
-                value,
                 output: lin("attention.output.dense")?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 intermediate: lin("intermediate.dense")?,
@@ -260,10 +267,14 @@ impl QuantEncoder {
         self.layers
             .iter()
             .map(|l| {
+                let [q, k, v] = match &l.qkv {
+                    Qkv::Fused(_, kinds) => *kinds,
+                    Qkv::Separate(m) => m.each_ref().map(Linear::kind),
+                };
                 [
-                    l.query.kind(),
-                    l.key.kind(),
-                    l.value.kind(),
+                    q,
+                    k,
+                    v,
                     l.output.kind(),
                     l.intermediate.kind(),
                     l.ffn_output.kind(),
@@ -333,16 +344,16 @@ impl QuantEncoder {
         for layer in &self.layers {
             // Q, K and V side by side in one [n, 3h] matrix (one GEMM) or as three [n, h] ones.
             let (qkv, stride, at) = match &layer.qkv {
-                Some(fused) => (
-                    vec![fused.forward(&x, n)?],
+                Qkv::Fused(gemm, _) => (
+                    vec![gemm.forward(&x, n)?],
                     3 * h,
                     [(0, 0), (0, h), (0, 2 * h)],
                 ),
-                None => (
+                Qkv::Separate(m) => (
                     vec![
-                        layer.query.forward(&x, n)?,
-                        layer.key.forward(&x, n)?,
-                        layer.value.forward(&x, n)?,
+                        m[0].forward(&x, n)?,
+                        m[1].forward(&x, n)?,
+                        m[2].forward(&x, n)?,
                     ],
                     h,
                     [(0, 0), (1, 0), (2, 0)],

@@ -154,6 +154,40 @@ fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// The chart of [`line_chart`] and [`point_chart`]: white, captioned, on `xs × ys` with a light grid and both
+/// axes described.
+type XyChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+fn xy_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    margin: u32,
+    (xs, ys): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+) -> std::result::Result<XyChart<'a, 'b>, String> {
+    root.fill(&WHITE).map_err(text)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 20))
+        .margin(margin)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xs, ys)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, 13))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(text)?;
+    Ok(chart)
+}
+
 /// Lines on shared axes with a legend, e.g. a training loss per step for each stage or each loss term.
 pub fn line_chart(title: &str, x_desc: &str, y_desc: &str, series: &[Series]) -> Result<Vec<u8>> {
     let all: Vec<(f64, f64)> = series
@@ -183,22 +217,7 @@ pub fn line_chart(title: &str, x_desc: &str, y_desc: &str, series: &[Series]) ->
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
     );
     render(title, 800, 480, |root| {
-        root.fill(&WHITE).map_err(text)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(xs, ys)
-            .map_err(text)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .label_style((FONT, 13))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(text)?;
+        let mut chart = xy_chart(root, title, 12, (xs, ys), (x_desc, y_desc))?;
         for (i, s) in series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             chart
@@ -340,22 +359,7 @@ pub fn point_chart(title: &str, x_desc: &str, y_desc: &str, points: &[Point]) ->
     };
     let (xs, ys) = (range(|p| p.x), range(|p| p.y));
     render(title, 800, 520, |root| {
-        root.fill(&WHITE).map_err(text)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 20))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(xs, ys)
-            .map_err(text)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .label_style((FONT, 13))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(text)?;
+        let mut chart = xy_chart(root, title, 14, (xs, ys), (x_desc, y_desc))?;
         let colour = PALETTE[0];
         chart
             .draw_series(points.iter().map(|p| {

@@ -40,6 +40,16 @@ pub enum Isa {
 impl Isa {
     /// Every ISA this CPU runs, fastest first.
     pub fn available() -> Vec<Isa> {
+        Isa::detected().to_vec()
+    }
+
+    /// [`Isa::available`], detected once (every GEMM call checks its ISA against it).
+    fn detected() -> &'static [Isa] {
+        static DETECTED: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+        DETECTED.get_or_init(Isa::detect)
+    }
+
+    fn detect() -> Vec<Isa> {
         let mut out = vec![];
         #[cfg(target_arch = "x86_64")]
         {
@@ -66,7 +76,7 @@ impl Isa {
     pub fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            let available = Isa::available();
+            let available = Isa::detected();
             let wanted = std::env::var("BERT_COMPRESS_ISA").ok();
             if let Some(isa) = wanted
                 .as_deref()
@@ -77,7 +87,8 @@ impl Isa {
             }
             let no_vnni = std::env::var_os("BERT_COMPRESS_NO_VNNI").is_some();
             available
-                .into_iter()
+                .iter()
+                .copied()
                 .find(|i| !(no_vnni && matches!(i, Isa::Avx512Vnni | Isa::AvxVnni)))
                 .unwrap_or(Isa::Scalar)
         })
@@ -437,7 +448,7 @@ impl IntLinear {
 
     /// [`IntLinear::forward`] on a given ISA; an ISA this CPU lacks is an error.
     pub fn forward_on(&self, isa: Isa, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        if !Isa::available().contains(&isa) {
+        if !Isa::detected().contains(&isa) {
             return Err(QuantError::Shape {
                 op: "IntLinear::forward_on",
                 message: format!("this CPU does not run {}", isa.name()),

@@ -112,16 +112,15 @@ fn candidates(
         }
     }
     let vocab = tokenizer.vocab_size();
-    let usable: Vec<bool> = (0..vocab as u32)
-        .map(|id| {
-            tokenizer.id_to_token(id).is_some_and(|t| {
-                let special = t.starts_with('[') && t.ends_with(']');
-                !t.starts_with("##") && !special && t.chars().all(char::is_alphabetic)
-            })
-        })
-        .collect();
+    let whole_words = whole_word_ids(tokenizer);
     neighbours_of_multi_piece_words(
-        sentences, tokenizer, teacher, &usable, top_k, device, &mut out,
+        sentences,
+        tokenizer,
+        teacher,
+        &whole_words,
+        top_k,
+        device,
+        &mut out,
     )?;
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
     bar.set_prefix("augment");
@@ -148,22 +147,56 @@ fn candidates(
         for (b, (si, wi, _, _)) in batch.iter().enumerate() {
             let row = &logits[b * vocab..(b + 1) * vocab];
             let original = sentences[*si][*wi].to_lowercase();
-            let mut order: Vec<usize> = (0..vocab).filter(|&id| usable[id]).collect();
-            let k = (top_k + 1).min(order.len());
-            order.select_nth_unstable_by(k.saturating_sub(1), |&a, &c| row[c].total_cmp(&row[a]));
-            order.truncate(k);
-            order.sort_by(|&a, &c| row[c].total_cmp(&row[a]));
-            out[*si][*wi] = order
-                .into_iter()
-                .filter_map(|id| tokenizer.id_to_token(id as u32))
-                .filter(|t| *t != original)
-                .take(top_k)
-                .collect();
+            out[*si][*wi] = best_tokens(
+                &whole_words,
+                |i| row[whole_words[i] as usize],
+                top_k,
+                tokenizer,
+                &original,
+            );
         }
         bar.inc(batch.len() as u64);
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The vocabulary's whole words: alphabetic pieces that are neither continuations (`##…`) nor special.
+fn whole_word_ids(tokenizer: &BertTokenizer) -> Vec<u32> {
+    (0..tokenizer.vocab_size() as u32)
+        .filter(|&id| {
+            tokenizer.id_to_token(id).is_some_and(|t| {
+                let special = t.starts_with('[') && t.ends_with(']');
+                !t.starts_with("##") && !special && t.chars().all(char::is_alphabetic)
+            })
+        })
+        .collect()
+}
+
+/// The `top_k` of `ids` with the highest `score(i)` (the score of `ids[i]`), best first, as tokens, with
+/// `exclude` (the word being replaced) left out.
+fn best_tokens(
+    ids: &[u32],
+    score: impl Fn(usize) -> f32,
+    top_k: usize,
+    tokenizer: &BertTokenizer,
+    exclude: &str,
+) -> Vec<String> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    // One more than needed, in case `exclude` is among them.
+    let k = (top_k + 1).min(order.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    order.select_nth_unstable_by(k - 1, |&a, &c| score(c).total_cmp(&score(a)));
+    order.truncate(k);
+    order.sort_by(|&a, &c| score(c).total_cmp(&score(a)));
+    order
+        .into_iter()
+        .filter_map(|i| tokenizer.id_to_token(ids[i]))
+        .filter(|t| t != exclude)
+        .take(top_k)
+        .collect()
 }
 
 /// The word pieces of one word without `[CLS]`/`[SEP]`, when it splits into more than one known piece.
@@ -226,7 +259,7 @@ fn neighbours_of_multi_piece_words(
     sentences: &[Vec<String>],
     tokenizer: &BertTokenizer,
     teacher: &BertModel,
-    usable: &[bool],
+    candidates: &[u32],
     top_k: usize,
     device: &Device,
     out: &mut [Vec<Vec<String>>],
@@ -259,9 +292,6 @@ fn neighbours_of_multi_piece_words(
         return Ok(());
     }
     // The vocabulary's whole words, each on its own.
-    let candidates: Vec<u32> = (0..usable.len() as u32)
-        .filter(|id| usable[*id as usize])
-        .collect();
     let vocabulary = word_vectors(
         &candidates.iter().map(|id| vec![*id]).collect::<Vec<_>>(),
         tokenizer,
@@ -289,16 +319,7 @@ fn neighbours_of_multi_piece_words(
         .enumerate()
         .map(|(q, (word, _))| {
             let row = &scores[q * n..(q + 1) * n];
-            let mut order: Vec<usize> = (0..n).collect();
-            let k = top_k.min(n);
-            order.select_nth_unstable_by(k - 1, |&a, &c| row[c].total_cmp(&row[a]));
-            order.truncate(k);
-            order.sort_by(|&a, &c| row[c].total_cmp(&row[a]));
-            order
-                .into_iter()
-                .filter_map(|i| tokenizer.id_to_token(candidates[i]))
-                .filter(|t| t != word)
-                .collect()
+            best_tokens(candidates, |i| row[i], top_k, tokenizer, word)
         })
         .collect();
     for (si, wi, k) in places {
@@ -418,18 +439,15 @@ mod neighbour_tests {
             .map(|s| s.iter().map(|w| w.to_string()).collect())
             .collect();
         let pieces_of = pieces(&tokenizer, "unbelievably").expect("several pieces");
-        let usable: Vec<bool> = (0..tokenizer.vocab_size() as u32)
-            .map(|id| {
-                tokenizer.id_to_token(id).is_some_and(|t| {
-                    !t.starts_with("##")
-                        && !t.starts_with('[')
-                        && t.chars().all(char::is_alphabetic)
-                })
-            })
-            .collect();
         let mut out = vec![vec![Vec::new(); 4]];
         neighbours_of_multi_piece_words(
-            &sentences, &tokenizer, &teacher, &usable, 8, &device, &mut out,
+            &sentences,
+            &tokenizer,
+            &teacher,
+            &whole_word_ids(&tokenizer),
+            8,
+            &device,
+            &mut out,
         )
         .unwrap();
         let near = &out[0][1];

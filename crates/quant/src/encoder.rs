@@ -10,7 +10,7 @@ use student_arch::{BertConfig, HiddenAct};
 use crate::encoder_ops as ops;
 use crate::error::{QuantError, Result};
 use crate::kernels::simd::Tier;
-use crate::kernels::{BlockQ4_0, BlockQ8_0, IntLinear, QuantLinear, QK};
+use crate::kernels::{BlockQ4_0, BlockQ8_0, IntLinear, Isa, QuantLinear, SharedOut, QK};
 use crate::model::QuantizedModel;
 
 /// One linear layer, on the fastest kernel its format allows.
@@ -76,6 +76,17 @@ impl Linear {
         }
     }
 
+    /// [`Linear::forward`] into `y`, reusing its buffer on the integer GEMM.
+    pub fn forward_into(&self, x: &[f32], n: usize, y: &mut Vec<f32>) -> Result<()> {
+        match self {
+            Self::Int(l) => l.forward_into(Isa::best(), x, n, y),
+            _ => {
+                *y = self.forward(x, n)?;
+                Ok(())
+            }
+        }
+    }
+
     /// The kernel's name.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -123,8 +134,19 @@ struct Layer {
 }
 
 thread_local! {
-    /// Each thread's attention buffers, reused across heads and calls.
-    static SCRATCH: std::cell::RefCell<ops::Scratch> = std::cell::RefCell::default();
+    /// Each thread's attention buffers and one head's output, reused across heads and calls.
+    static SCRATCH: std::cell::RefCell<(ops::Scratch, Vec<f32>)> = std::cell::RefCell::default();
+}
+
+/// The buffers of one forward pass, kept between calls: fresh multi-megabyte vectors on every call cost page
+/// faults worth about a tenth of a 32 × 64 pass.
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    qkv: [Vec<f32>; 3],
+    context: Vec<f32>,
+    attn: Vec<f32>,
+    inner: Vec<f32>,
 }
 
 /// The encoder on quantized kernels.
@@ -136,6 +158,8 @@ pub struct QuantEncoder {
     token_type: Option<Vec<f32>>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// Taken by a call and put back after it; concurrent calls find it empty and allocate their own.
+    workspace: std::sync::Mutex<Option<Workspace>>,
 }
 
 fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
@@ -259,6 +283,7 @@ impl QuantEncoder {
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
             config,
+            workspace: Default::default(),
         })
     }
 
@@ -323,7 +348,10 @@ impl QuantEncoder {
             })
             .collect();
         let n: usize = ids.iter().map(|s| s.len()).sum();
-        let mut x = vec![0.0f32; n * h];
+        let taken = self.workspace.lock().ok().and_then(|mut w| w.take());
+        let mut ws = taken.unwrap_or_default();
+        let x = &mut ws.x;
+        x.resize(n * h, 0.0);
         for (b, seq) in ids.iter().enumerate() {
             for (p, &t) in seq.iter().enumerate() {
                 let row = &mut x[(offsets[b] + p) * h..(offsets[b] + p + 1) * h];
@@ -335,73 +363,76 @@ impl QuantEncoder {
             }
         }
         let tier = Tier::best();
-        self.embedding_norm.apply(tier, &mut x, None);
+        self.embedding_norm.apply(tier, x, None);
         let scale = 1.0 / (d as f32).sqrt();
         // Each (sequence, head) pair is independent.
         let jobs: Vec<(usize, usize)> = (0..ids.len())
             .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
             .collect();
         for layer in &self.layers {
+            let Workspace {
+                x,
+                qkv,
+                context,
+                attn,
+                inner,
+            } = &mut ws;
             // Q, K and V side by side in one [n, 3h] matrix (one GEMM) or as three [n, h] ones.
-            let (qkv, stride, at) = match &layer.qkv {
-                Qkv::Fused(gemm, _) => (
-                    vec![gemm.forward(&x, n)?],
-                    3 * h,
-                    [(0, 0), (0, h), (0, 2 * h)],
-                ),
-                Qkv::Separate(m) => (
-                    vec![
-                        m[0].forward(&x, n)?,
-                        m[1].forward(&x, n)?,
-                        m[2].forward(&x, n)?,
-                    ],
-                    h,
-                    [(0, 0), (1, 0), (2, 0)],
-                ),
+            let (stride, at) = match &layer.qkv {
+                Qkv::Fused(gemm, _) => {
+                    gemm.forward_into(Isa::best(), x, n, &mut qkv[0])?;
+                    (3 * h, [(0, 0), (0, h), (0, 2 * h)])
+                }
+                Qkv::Separate(m) => {
+                    for (linear, y) in m.iter().zip(qkv.iter_mut()) {
+                        linear.forward_into(x, n, y)?;
+                    }
+                    (h, [(0, 0), (1, 0), (2, 0)])
+                }
             };
             let part = |which: usize, row: usize, hd: usize| {
                 let (m, col) = at[which];
                 &qkv[m][row * stride + col + hd * d..]
             };
-            let parts: Vec<Vec<f32>> = jobs
-                .par_iter()
-                .map(|&(b, hd)| {
-                    let (o, len) = (offsets[b], ids[b].len());
-                    let mut out = vec![0.0f32; len * d];
-                    let head = ops::Head {
-                        q: part(0, o, hd),
-                        k: part(1, o, hd),
-                        v: part(2, o, hd),
-                        stride,
-                        d,
-                        scale,
-                    };
-                    SCRATCH.with(|scratch| {
-                        ops::attend_head(tier, head, &mut scratch.borrow_mut(), &mut out)
-                    });
-                    out
-                })
-                .collect();
-            let mut context = vec![0.0f32; n * h];
-            for (&(b, hd), out) in jobs.iter().zip(parts) {
-                for i in 0..ids[b].len() {
-                    let row = (offsets[b] + i) * h + hd * d;
-                    context[row..row + d].copy_from_slice(&out[i * d..(i + 1) * d]);
-                }
-            }
-            let mut attn = layer.output.forward(&context, n)?;
-            layer.attention_norm.apply(tier, &mut attn, Some(&x));
-            let mut inner = layer.intermediate.forward(&attn, n)?;
-            activate(tier, self.activation, &mut inner);
-            let mut out = layer.ffn_output.forward(&inner, n)?;
-            layer.output_norm.apply(tier, &mut out, Some(&attn));
-            x = out;
+            context.resize(n * h, 0.0);
+            let shared = SharedOut::new(context);
+            jobs.par_iter().for_each(|&(b, hd)| {
+                let (o, len) = (offsets[b], ids[b].len());
+                let head = ops::Head {
+                    q: part(0, o, hd),
+                    k: part(1, o, hd),
+                    v: part(2, o, hd),
+                    stride,
+                    len,
+                    d,
+                    scale,
+                };
+                SCRATCH.with(|scratch| {
+                    let (scratch, out) = &mut *scratch.borrow_mut();
+                    out.resize(len * d, 0.0);
+                    ops::attend_head(tier, head, scratch, out);
+                    for (i, row) in out.chunks_exact(d).enumerate() {
+                        // SAFETY: this job alone writes columns hd·d..(hd + 1)·d of the sequence's rows.
+                        unsafe { shared.slice((o + i) * h + hd * d, d) }.copy_from_slice(row);
+                    }
+                });
+            });
+            layer.output.forward_into(context, n, attn)?;
+            layer.attention_norm.apply(tier, attn, Some(x));
+            layer.intermediate.forward_into(attn, n, inner)?;
+            activate(tier, self.activation, inner);
+            layer.ffn_output.forward_into(inner, n, x)?;
+            layer.output_norm.apply(tier, x, Some(attn));
         }
-        Ok(ids
+        let states = ids
             .iter()
             .enumerate()
-            .map(|(b, seq)| x[offsets[b] * h..(offsets[b] + seq.len()) * h].to_vec())
-            .collect())
+            .map(|(b, seq)| ws.x[offsets[b] * h..(offsets[b] + seq.len()) * h].to_vec())
+            .collect();
+        if let Ok(mut slot) = self.workspace.lock() {
+            *slot = Some(ws);
+        }
+        Ok(states)
     }
 
     /// Mean over tokens of each sequence's last hidden states (the classifier's pooling).

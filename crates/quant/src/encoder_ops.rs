@@ -63,8 +63,8 @@ pub fn gelu_all(tier: Tier, x: &mut [f32]) {
     x.par_chunks_mut(4096).for_each(|c| gelu_slice(tier, c));
 }
 
-/// One head of one sequence: `q`, `k`, `v` start at the head's first value and hold its rows of `d` values
-/// `stride` apart (the head's columns of `[len, width]` matrices).
+/// One head of one sequence: `q`, `k`, `v` start at the head's first value and hold its `len` rows of `d`
+/// values `stride` apart (the head's columns of `[len, width]` matrices).
 #[derive(Clone, Copy)]
 pub struct Head<'a> {
     /// Queries.
@@ -75,14 +75,16 @@ pub struct Head<'a> {
     pub v: &'a [f32],
     /// Distance between consecutive rows.
     pub stride: usize,
+    /// Tokens.
+    pub len: usize,
     /// Head width.
     pub d: usize,
     /// The scores' factor, `1 / sqrt(d)`.
     pub scale: f32,
 }
 
-/// Reused buffers of [`attend_head`]: the keys transposed (`[d, len]`), the values contiguous (`[len, d]`) and
-/// one query's scores (`[len]`).
+/// Reused buffers of [`attend_head`]: the keys transposed (`[d, len16]`) and the values contiguous
+/// (`[len16, d16]`), both padded with zeros to whole blocks of 16, and one block of queries' scores.
 #[derive(Default)]
 pub struct Scratch {
     kt: Vec<f32>,
@@ -90,108 +92,112 @@ pub struct Scratch {
     scores: Vec<f32>,
 }
 
+/// Queries per block: each key row and value row loaded serves this many queries.
+const QB: usize = 4;
+
+/// `acc[r] += w[r] · row` for the queries of a block, lane by lane (fixed sizes: unrolled into registers).
+#[inline(always)]
+fn fma4(acc: &mut [[f32; LANES]; QB], w: &[f32; QB], row: &[f32; LANES]) {
+    for r in 0..QB {
+        for l in 0..LANES {
+            acc[r][l] = w[r].mul_add(row[l], acc[r][l]);
+        }
+    }
+}
+
+/// `N` values of `s` from `at` on, as an array.
+#[inline(always)]
+fn block<const N: usize>(s: &[f32], at: usize) -> &[f32; N] {
+    s[at..at + N]
+        .try_into()
+        .expect("encoder_ops: a block inside its buffer")
+}
+
 multiversion! {
     /// One head of one sequence: writes `softmax(q kᵀ · scale) v` into `out: [len, d]`.
+    ///
+    /// Queries go in blocks of 4 against keys and value columns in blocks of 16, so each loaded row serves
+    /// four queries and eight independent chains of FMAs keep the units busy; every sum's order is fixed by
+    /// the code (lanes, even and odd halves), not by the vector width.
     fn attend_head(head: Head<'_>, scratch: &mut Scratch, out: &mut [f32]) {
-        let Head { q, k, v, stride, d, scale } = head;
-        let len = out.len() / d;
-        scratch.kt.resize(d * len, 0.0);
-        scratch.vh.resize(len * d, 0.0);
-        scratch.scores.resize(len, 0.0);
+        let Head { q, k, v, stride, len, d, scale } = head;
+        let (lp, dp) = (len.next_multiple_of(LANES), d.next_multiple_of(LANES));
+        scratch.kt.clear();
+        scratch.kt.resize(d * lp, 0.0);
+        scratch.vh.clear();
+        scratch.vh.resize(lp * dp, 0.0);
+        scratch.scores.resize(QB * lp, 0.0);
         let Scratch { kt, vh, scores } = scratch;
         // The head's values contiguous: rows `stride` apart map to few cache sets and evict each other.
-        for (j, row) in vh.chunks_exact_mut(d).enumerate() {
-            row.copy_from_slice(&v[j * stride..j * stride + d]);
+        for j in 0..len {
+            vh[j * dp..j * dp + d].copy_from_slice(&v[j * stride..j * stride + d]);
         }
-        let (v, stride_v) = (&*vh, d);
-        // Contiguous writes, strided reads: cheaper than the other way round.
-        for c in 0..d {
-            for j in 0..len {
-                kt[c * len + j] = k[j * stride + c];
+        // Each key row read once, contiguously: rows `stride` apart share few cache sets, so reading them all
+        // once per column (contiguous writes) missed the L1 cache on every read.
+        for j in 0..len {
+            for (c, x) in k[j * stride..j * stride + d].iter().enumerate() {
+                kt[c * lp + j] = *x;
             }
         }
-        for (i, out_i) in out.chunks_exact_mut(d).enumerate() {
-            let qi = &q[i * stride..i * stride + d];
-            // Scores 64 keys at a time in four registers (four independent chains of FMAs over the head's
-            // width), then 16 at a time, then one by one.
-            let mut j0 = 0;
-            while j0 + 4 * LANES <= len {
-                let mut acc = [[0.0f32; LANES]; 4];
-                for (c, qc) in qi.iter().enumerate() {
-                    let row = &kt[c * len + j0..c * len + j0 + 4 * LANES];
-                    for b in 0..4 {
-                        for l in 0..LANES {
-                            acc[b][l] = qc.mul_add(row[b * LANES + l], acc[b][l]);
-                        }
-                    }
+        // The block's queries transposed (`[d][QB]`, missing queries zero) and its weights likewise (`[lp][QB]`).
+        let (mut qt, mut pt) = (vec![0.0f32; d * QB], vec![0.0f32; lp * QB]);
+        for i0 in (0..len).step_by(QB) {
+            let rows = QB.min(len - i0);
+            qt.fill(0.0);
+            for r in 0..rows {
+                for c in 0..d {
+                    qt[c * QB + r] = q[(i0 + r) * stride + c];
                 }
-                for b in 0..4 {
-                    scores[j0 + b * LANES..j0 + (b + 1) * LANES].copy_from_slice(&acc[b]);
-                }
-                j0 += 4 * LANES;
             }
-            while j0 + LANES <= len {
-                let mut acc = [0.0f32; LANES];
-                for (c, qc) in qi.iter().enumerate() {
-                    let row = &kt[c * len + j0..c * len + j0 + LANES];
+            // Scores: 4 queries × 16 keys, even and odd input columns in separate accumulators.
+            for j0 in (0..lp).step_by(LANES) {
+                let (mut even, mut odd) = ([[0.0f32; LANES]; QB], [[0.0f32; LANES]; QB]);
+                for c in (0..d - d % 2).step_by(2) {
+                    fma4(&mut even, block(&qt, c * QB), block(kt, c * lp + j0));
+                    fma4(&mut odd, block(&qt, (c + 1) * QB), block(kt, (c + 1) * lp + j0));
+                }
+                if d % 2 == 1 {
+                    fma4(&mut even, block(&qt, (d - 1) * QB), block(kt, (d - 1) * lp + j0));
+                }
+                for r in 0..QB {
                     for l in 0..LANES {
-                        acc[l] = qc.mul_add(row[l], acc[l]);
+                        scores[r * lp + j0 + l] = (even[r][l] + odd[r][l]) * scale;
                     }
                 }
-                scores[j0..j0 + LANES].copy_from_slice(&acc);
-                j0 += LANES;
             }
-            for j in j0..len {
-                scores[j] = qi.iter().enumerate().fold(0.0, |a, (c, qc)| qc.mul_add(kt[c * len + j], a));
-            }
-            // Scaled, and their maximum in 16 lanes (one compare chain per lane, not one for all).
-            let mut lanes = [f32::NEG_INFINITY; LANES];
-            let mut blocks = scores.chunks_exact_mut(LANES);
-            for block in blocks.by_ref() {
-                for l in 0..LANES {
-                    block[l] *= scale;
-                    lanes[l] = if block[l] > lanes[l] { block[l] } else { lanes[l] };
+            // Softmax over the real keys of each query (the padding's weights are zero).
+            pt.fill(0.0);
+            for r in 0..rows {
+                let s = &mut scores[r * lp..(r + 1) * lp];
+                let mut lanes = [f32::NEG_INFINITY; LANES];
+                for (j, x) in s[..len].iter().enumerate() {
+                    let l = j % LANES;
+                    lanes[l] = if *x > lanes[l] { *x } else { lanes[l] };
+                }
+                let max = lanes.iter().fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
+                for x in s[..len].iter_mut() {
+                    *x = exp_neg(*x - max);
+                }
+                let inv = 1.0 / lane_sum(&s[..len], |x| x);
+                for j in 0..len {
+                    pt[j * QB + r] = s[j] * inv;
                 }
             }
-            for (l, s) in blocks.into_remainder().iter_mut().enumerate() {
-                *s *= scale;
-                lanes[l] = if *s > lanes[l] { *s } else { lanes[l] };
-            }
-            let max = lanes.iter().fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
-            for s in scores.iter_mut() {
-                *s = exp_neg(*s - max);
-            }
-            let inv = 1.0 / lane_sum(scores, |s| s);
-            // The weighted values 16 columns at a time, likewise in registers, with even and odd keys in two
-            // chains of FMAs.
-            let full = d / LANES * LANES;
-            for c0 in (0..full).step_by(LANES) {
-                let (mut even, mut odd) = ([0.0f32; LANES], [0.0f32; LANES]);
-                let mut pairs = scores.chunks_exact(2);
-                for (jj, pair) in pairs.by_ref().enumerate() {
-                    let (p0, p1) = (pair[0] * inv, pair[1] * inv);
-                    let j = 2 * jj;
-                    let r0 = &v[j * stride_v + c0..j * stride_v + c0 + LANES];
-                    let r1 = &v[(j + 1) * stride_v + c0..(j + 1) * stride_v + c0 + LANES];
-                    for l in 0..LANES {
-                        even[l] = p0.mul_add(r0[l], even[l]);
-                        odd[l] = p1.mul_add(r1[l], odd[l]);
-                    }
-                }
-                if let [last] = pairs.remainder() {
-                    let j = len - 1;
-                    let r = &v[j * stride_v + c0..j * stride_v + c0 + LANES];
-                    for l in 0..LANES {
-                        even[l] = (last * inv).mul_add(r[l], even[l]);
-                    }
+            // Weighted values: 4 queries × 16 columns, even and odd keys (lp is even) in separate accumulators.
+            for c0 in (0..dp).step_by(LANES) {
+                let (mut even, mut odd) = ([[0.0f32; LANES]; QB], [[0.0f32; LANES]; QB]);
+                for j in (0..lp).step_by(2) {
+                    fma4(&mut even, block(&pt, j * QB), block(vh, j * dp + c0));
+                    fma4(&mut odd, block(&pt, (j + 1) * QB), block(vh, (j + 1) * dp + c0));
                 }
                 let acc = [even, odd];
-                for l in 0..LANES {
-                    out_i[c0 + l] = acc[0][l] + acc[1][l];
+                let width = LANES.min(d - c0);
+                for r in 0..rows {
+                    let o = &mut out[(i0 + r) * d + c0..(i0 + r) * d + c0 + width];
+                    for l in 0..width {
+                        o[l] = acc[0][r][l] + acc[1][r][l];
+                    }
                 }
-            }
-            for c in full..d {
-                out_i[c] = scores.iter().enumerate().fold(0.0, |a, (j, s)| (s * inv).mul_add(v[j * stride_v + c], a));
             }
         }
     }
@@ -237,12 +243,22 @@ mod tests {
                 k: &k,
                 v: &v,
                 stride: d,
+                len,
                 d,
                 scale: 0.2,
             };
             // A scratch sized for another shape first, as the encoder's thread-local one is.
             let mut scratch = Scratch::default();
-            attend_head(tier, Head { d: 1, ..head }, &mut scratch, &mut [0.0; 3]);
+            attend_head(
+                tier,
+                Head {
+                    d: 1,
+                    len: 3,
+                    ..head
+                },
+                &mut scratch,
+                &mut [0.0; 3],
+            );
             attend_head(tier, head, &mut scratch, &mut out);
             let mut norm = x.clone();
             add_layer_norm(tier, &mut norm, Some(&x), &gamma, &beta, 1e-12);
@@ -304,6 +320,50 @@ mod tests {
                 (back - (x[j] * cs[j]) as f64).abs() <= *s as f64 * 0.5001,
                 "code {j}"
             );
+        }
+    }
+
+    /// Widths and lengths off the blocks of 16 and 4 (padding on both axes), against f64.
+    #[test]
+    fn attention_off_the_block_sizes() {
+        for (len, d) in [(1, 20), (6, 20), (17, 7), (33, 48)] {
+            let (q, k, v) = (
+                gaussian(len * 2 * d, 1),
+                gaussian(len * 2 * d, 2),
+                gaussian(len * 2 * d, 3),
+            );
+            let head = Head {
+                q: &q,
+                k: &k,
+                v: &v,
+                stride: 2 * d,
+                len,
+                d,
+                scale: 0.3,
+            };
+            let mut out = vec![0.0; len * d];
+            attend_head(Tier::best(), head, &mut Scratch::default(), &mut out);
+            for i in 0..len {
+                let sc: Vec<f64> = (0..len)
+                    .map(|j| {
+                        (0..d)
+                            .map(|c| q[i * 2 * d + c] as f64 * k[j * 2 * d + c] as f64)
+                            .sum::<f64>()
+                            * 0.3
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f64::MIN, f64::max);
+                let total: f64 = sc.iter().map(|s| (s - m).exp()).sum();
+                for c in 0..d {
+                    let want: f64 = (0..len)
+                        .map(|j| (sc[j] - m).exp() / total * v[j * 2 * d + c] as f64)
+                        .sum();
+                    assert!(
+                        (out[i * d + c] as f64 - want).abs() < 1e-4,
+                        "len {len} d {d}: {i},{c}"
+                    );
+                }
+            }
         }
     }
 

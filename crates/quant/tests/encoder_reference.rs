@@ -89,4 +89,12 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
         "{err}"
     );
     assert!(encoder.forward(&[vec![]]).is_err());
+    // The buffers kept between calls: a larger batch, then a smaller one, give what a fresh encoder gives.
+    let small = vec![vec![1, 5, 7], vec![2, 3]];
+    let large: Vec<Vec<u32>> = (0..9)
+        .map(|b| (0..20).map(|t| (b + t) % 50).collect())
+        .collect();
+    let fresh = QuantEncoder::new(&q).unwrap().forward(&small).unwrap();
+    encoder.forward(&large).unwrap();
+    assert_eq!(encoder.forward(&small).unwrap(), fresh);
 }

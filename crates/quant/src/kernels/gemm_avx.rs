@@ -26,7 +26,7 @@ macro_rules! by_shape {
 /// The token's 4 codes at input group `kk`, as one i32.
 #[inline(always)]
 unsafe fn codes4(tile: &Tile<'_>, t: usize, kk: usize) -> i32 {
-    (tile.x.as_ptr().add(t * tile.stride + kk * 4) as *const i32).read_unaligned()
+    (tile.x.as_ptr().add((kk * tile.group + t) * 4) as *const i32).read_unaligned()
 }
 
 /// # Safety

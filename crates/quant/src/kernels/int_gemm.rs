@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
 
+use super::shared::SharedOut;
 use super::simd::{multiversion, Tier, LANES};
 pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
 
@@ -155,17 +156,36 @@ fn run_tile(isa: Isa, tile: Tile<'_>, acc: &mut TileAcc) {
     }
 }
 
-/// Activations quantized per token: `x[t][k] · col_scale[k] ≈ scale[t] · (codes[t][k] − zero[t])`.
+/// Activations quantized per token: `x[t][k] · col_scale[k] ≈ scale[t] · (code(t, k) − zero[t])`.
 #[derive(Clone, Debug, Default)]
 pub struct TokenCodes {
-    /// `[n, stride]`, the columns past `cols` zero.
+    /// Groups of `group` tokens, each `[k4][group][4]` (the layout of [`Tile`]); the inputs past `cols` and the
+    /// tokens past `n` in the last group are zero.
     pub codes: Vec<u8>,
     /// `[n]`.
     pub scale: Vec<f32>,
     /// `[n]`, in `0..=255`.
     pub zero: Vec<i32>,
-    /// Bytes per token.
-    pub stride: usize,
+    /// Tokens per interleaved group.
+    pub group: usize,
+    /// Groups of 4 inputs.
+    pub k4: usize,
+    /// `(scale, zero)` per token, as the threads write them (kept for reuse).
+    params: Vec<(f32, i32)>,
+}
+
+impl TokenCodes {
+    /// Token `t`'s code for input `k`.
+    pub fn code(&self, t: usize, k: usize) -> u8 {
+        let (g, i) = (t / self.group, t % self.group);
+        self.codes[((g * self.k4 + k / 4) * self.group + i) * 4 + k % 4]
+    }
+
+    /// The group holding token `t` (which must be its group's first token, as tiles start).
+    fn group_of(&self, t: usize) -> &[u8] {
+        let len = self.k4 * self.group * 4;
+        &self.codes[t / self.group * len..][..len]
+    }
 }
 
 multiversion! {
@@ -221,6 +241,26 @@ multiversion! {
             }
         }
         (scale, zero as i32)
+    }
+}
+
+multiversion! {
+    /// One token's outputs from its integer sums: `y = (sum − zero · row_sum) · (scale · row_scale) + bias`.
+    #[allow(clippy::too_many_arguments)]
+    fn dequantize_sums(
+        sums: &[i32],
+        zero: i32,
+        scale: f32,
+        row_sums: &[i32],
+        row_scale: &[f32],
+        bias: &[f32],
+        out: &mut [f32]
+    ) {
+        let n = out.len();
+        let (sums, row_sums, row_scale, bias) = (&sums[..n], &row_sums[..n], &row_scale[..n], &bias[..n]);
+        for i in 0..n {
+            out[i] = (sums[i] - zero * row_sums[i]) as f32 * (scale * row_scale[i]) + bias[i];
+        }
     }
 }
 
@@ -395,47 +435,75 @@ impl IntLinear {
         self.packed.len()
     }
 
-    /// Quantizes `x: [n, cols]` per token (threaded over tokens).
-    pub fn quantize_input(&self, x: &[f32], n: usize) -> Result<TokenCodes> {
-        if x.len() != n * self.cols {
+    /// Quantizes `x: [n, cols]` per token into groups of `group` interleaved tokens (threaded over groups).
+    pub fn quantize_input(&self, x: &[f32], n: usize, group: usize) -> Result<TokenCodes> {
+        let mut acts = TokenCodes::default();
+        self.quantize_into(x, n, group, &mut acts)?;
+        Ok(acts)
+    }
+
+    /// [`IntLinear::quantize_input`] into `acts`, reusing its buffers.
+    fn quantize_into(
+        &self,
+        x: &[f32],
+        n: usize,
+        group: usize,
+        acts: &mut TokenCodes,
+    ) -> Result<()> {
+        if x.len() != n * self.cols || group == 0 {
             return Err(QuantError::Shape {
                 op: "IntLinear::forward",
                 message: format!(
-                    "input has {} values, expected [{n}, {}]",
+                    "input has {} values, expected [{n}, {}] (groups of {group} tokens)",
                     x.len(),
                     self.cols
                 ),
             });
         }
-        let stride = self.k4 * 4;
-        let mut codes = vec![0u8; n * stride];
-        let mut params = vec![(0.0f32, 0i32); n];
+        let (k4, cols) = (self.k4, self.cols);
+        let group_len = k4 * group * 4;
+        // Every byte is written below (padding included), so old contents may stay.
+        acts.codes.resize(n.div_ceil(group) * group_len, 0);
+        let mut params = std::mem::take(&mut acts.params);
+        params.resize(n, (0.0, 0));
         let cs = self.col_scale.as_deref();
         let tier = Tier::best();
-        type Job<'a> = ((&'a mut [u8], &'a mut (f32, i32)), &'a [f32]);
+        type Job<'a> = ((&'a mut [u8], &'a mut [(f32, i32)]), &'a [f32]);
         let quantize = |((out, p), xs): Job<'_>| {
-            *p = quantize_token(tier, xs, cs, out);
+            // One token row-major, then its 4-byte groups to their places in the interleaved group; the tokens
+            // missing from a last, partial group are zeros.
+            let mut row = vec![0u8; k4 * 4];
+            for t in 0..group {
+                match (p.get_mut(t), xs.chunks(cols).nth(t)) {
+                    (Some(p), Some(xs)) => *p = quantize_token(tier, xs, cs, &mut row),
+                    _ => row.fill(0),
+                }
+                for (kk, c) in row.chunks_exact(4).enumerate() {
+                    out[(kk * group + t) * 4..][..4].copy_from_slice(c);
+                }
+            }
         };
         if n >= 16 {
-            codes
-                .par_chunks_mut(stride)
-                .zip(params.par_iter_mut())
-                .zip(x.par_chunks(self.cols))
-                .with_min_len(8)
+            acts.codes
+                .par_chunks_mut(group_len)
+                .zip(params.par_chunks_mut(group))
+                .zip(x.par_chunks(group * cols))
                 .for_each(quantize);
         } else {
-            codes
-                .chunks_mut(stride)
-                .zip(params.iter_mut())
-                .zip(x.chunks(self.cols))
+            acts.codes
+                .chunks_mut(group_len)
+                .zip(params.chunks_mut(group))
+                .zip(x.chunks(group * cols))
                 .for_each(quantize);
         }
-        Ok(TokenCodes {
-            codes,
-            scale: params.iter().map(|p| p.0).collect(),
-            zero: params.iter().map(|p| p.1).collect(),
-            stride,
-        })
+        acts.scale.clear();
+        acts.scale.extend(params.iter().map(|p| p.0));
+        acts.zero.clear();
+        acts.zero.extend(params.iter().map(|p| p.1));
+        acts.params = params;
+        acts.group = group;
+        acts.k4 = k4;
+        Ok(())
     }
 
     /// `y = x Wᵀ + b` for `x: [n, in]` → `[n, out]` on the fastest kernel this CPU runs.
@@ -448,16 +516,43 @@ impl IntLinear {
 
     /// [`IntLinear::forward`] on a given ISA; an ISA this CPU lacks is an error.
     pub fn forward_on(&self, isa: Isa, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let mut y = vec![];
+        self.forward_into(isa, x, n, &mut y)?;
+        Ok(y)
+    }
+
+    /// [`IntLinear::forward_on`] into `y` (resized to `[n, rows]`; its old values are all overwritten), the
+    /// activation codes in a per-thread buffer: reusing buffers saves the page faults of fresh multi-megabyte
+    /// vectors on every call.
+    pub fn forward_into(&self, isa: Isa, x: &[f32], n: usize, y: &mut Vec<f32>) -> Result<()> {
         if !Isa::detected().contains(&isa) {
             return Err(QuantError::Shape {
                 op: "IntLinear::forward_on",
                 message: format!("this CPU does not run {}", isa.name()),
             });
         }
-        let acts = self.quantize_input(x, n)?;
-        let mut y = vec![0.0f32; n * self.rows];
+        thread_local! {
+            static ACTS: std::cell::RefCell<TokenCodes> = std::cell::RefCell::default();
+        }
+        ACTS.with(|acts| {
+            // A re-entrant call on this thread (none today) gets its own buffer instead of a borrow panic.
+            let mut own = TokenCodes::default();
+            let mut guard = acts.try_borrow_mut();
+            let acts = match guard.as_deref_mut() {
+                Ok(a) => a,
+                Err(_) => &mut own,
+            };
+            self.quantize_into(x, n, isa.tile().0, acts)?;
+            y.resize(n * self.rows, 0.0);
+            self.gemm(isa, acts, n, y);
+            Ok(())
+        })
+    }
+
+    /// The GEMM of quantized activations into `y: [n, rows]`, threaded over panels.
+    fn gemm(&self, isa: Isa, acts: &TokenCodes, n: usize, y: &mut [f32]) {
         if n == 0 {
-            return Ok(y);
+            return;
         }
         let panels = self.rows.div_ceil(PANEL);
         let (_, np) = isa.tile();
@@ -467,12 +562,12 @@ impl IntLinear {
             .min(n * self.rows * self.cols / MIN_MACS_PER_TASK)
             .clamp(1, panels.div_ceil(np));
         let per_task = panels.div_ceil(tasks).next_multiple_of(np);
-        let out = SharedOut(y.as_mut_ptr(), y.len());
+        let out = SharedOut::new(y);
         let run = |task: usize| {
             let p0 = task * per_task;
             let p1 = (p0 + per_task).min(panels);
             if p0 < p1 {
-                self.panels_into(isa, &acts, n, p0..p1, &out);
+                self.panels_into(isa, acts, n, p0..p1, &out);
             }
         };
         if tasks == 1 {
@@ -487,7 +582,6 @@ impl IntLinear {
                 run(0);
             });
         }
-        Ok(y)
     }
 
     /// Panels `panels` against every token, written into their columns of `out: [n, rows]`.
@@ -501,11 +595,13 @@ impl IntLinear {
     ) {
         let (mr, np) = isa.tile();
         let panel_len = self.k4 * 4 * PANEL;
-        // Token blocks of up to 128, so a block's activation codes stay in the L2 cache across its panels.
-        const TOKEN_BLOCK: usize = 128;
+        let tier = Tier::best();
+        // Token blocks of about 128 (whole groups), so a block's activation codes stay in the L2 cache across its
+        // panels.
+        let token_block = mr * (128 / mr).max(1);
         let mut acc: TileAcc = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
-        for t_block in (0..n).step_by(TOKEN_BLOCK) {
-            let t_end = (t_block + TOKEN_BLOCK).min(n);
+        for t_block in (0..n).step_by(token_block) {
+            let t_end = (t_block + token_block).min(n);
             let mut p = panels.start;
             while p < panels.end {
                 let tile_np = np.min(panels.end - p);
@@ -513,52 +609,36 @@ impl IntLinear {
                 while t0 < t_end {
                     let tile_mr = mr.min(t_end - t0);
                     let tile = Tile {
-                        x: &acts.codes[t0 * acts.stride..],
-                        stride: acts.stride,
+                        x: acts.group_of(t0),
+                        group: acts.group,
                         mr: tile_mr,
                         w: &self.packed[p * panel_len..(p + tile_np) * panel_len],
                         np: tile_np,
                         k4: self.k4,
                     };
                     run_tile(isa, tile, &mut acc);
+                    let r0 = p * PANEL;
+                    let r1 = ((p + tile_np) * PANEL).min(self.rows);
                     for t in 0..tile_mr {
                         let token = t0 + t;
-                        let (sx, zx) = (acts.scale[token], acts.zero[token]);
-                        let r0 = p * PANEL;
-                        let r1 = ((p + tile_np) * PANEL).min(self.rows);
                         // SAFETY: rows r0..r1 of token `token` belong to this task's panels alone.
                         let row = unsafe { out.slice(token * self.rows + r0, r1 - r0) };
-                        let sums = &acc[t][..r1 - r0];
-                        let (row_sums, row_scale) =
-                            (&self.row_sums[r0..r1], &self.row_scale[r0..r1]);
-                        for (i, y) in row.iter_mut().enumerate() {
-                            let sum = sums[i] - zx * row_sums[i];
-                            *y = sum as f32 * (sx * row_scale[i]) + self.bias[r0 + i];
-                        }
+                        dequantize_sums(
+                            tier,
+                            &acc[t][..r1 - r0],
+                            acts.zero[token],
+                            acts.scale[token],
+                            &self.row_sums[r0..r1],
+                            &self.row_scale[r0..r1],
+                            &self.bias[r0..r1],
+                            row,
+                        );
                     }
                     t0 += tile_mr;
                 }
                 p += tile_np;
             }
         }
-    }
-}
-
-/// The output matrix shared by the tasks of one [`IntLinear::forward_on`], each writing its own rows.
-struct SharedOut(*mut f32, usize);
-
-// SAFETY: tasks write disjoint ranges (their own panels' rows), and the owner waits for every task.
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// `len` values from `at` on, to write.
-    ///
-    /// # Safety
-    /// No other thread touches `at..at + len` while the slice lives.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
-        assert!(at + len <= self.1, "int_gemm: output write past its end");
-        std::slice::from_raw_parts_mut(self.0.add(at), len)
     }
 }
 
@@ -600,8 +680,8 @@ mod tests {
             (384, 2, 1),
             (5, 8, 1),
         ] {
-            let stride = k4 * 4 + 4;
-            let x: Vec<u8> = (0..mr * stride)
+            let group = mr + 1;
+            let x: Vec<u8> = (0..k4 * group * 4)
                 .map(|_| (rng.next_u64() % 256) as u8)
                 .collect();
             let w: Vec<i8> = (0..np * k4 * 64)
@@ -609,7 +689,7 @@ mod tests {
                 .collect();
             let tile = Tile {
                 x: &x,
-                stride,
+                group,
                 mr,
                 w: &w,
                 np,

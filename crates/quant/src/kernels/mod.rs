@@ -16,6 +16,7 @@ pub mod blocks;
 pub mod dispatch;
 pub mod int_gemm;
 pub mod linear;
+pub mod shared;
 pub mod simd;
 pub mod tile;
 
@@ -27,3 +28,4 @@ mod gemm_avx;
 pub use blocks::{quantize_row_q8, ActRows, BlockQ4_0, BlockQ8_0, QuantBlock, WeightRows, QK};
 pub use int_gemm::{IntLinear, Isa};
 pub use linear::QuantLinear;
+pub use shared::SharedOut;

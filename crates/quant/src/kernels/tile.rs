@@ -1,6 +1,11 @@
 //! The operands of one register tile of [`super::int_gemm`] — `mr` tokens of unsigned activation codes against
 //! `np` packed panels of 16 weight rows — and the plain reference every SIMD tile (`gemm_avx`) is tested
 //! against.
+//!
+//! Both operands are packed so that a tile reads two sequential streams: the weights as panels (4 inputs of
+//! each of 16 rows per 64 bytes) and the activations as groups of `group` tokens, interleaved by 4 inputs (the
+//! 4 codes of token 0, of token 1, …, then the next 4 inputs). Row-major activations made a 12-token tile read
+//! 12 streams 1,536 bytes apart on the FFN's second matrix, more than the L1 prefetcher follows.
 
 // The reference indexes tokens, panels and rows by the same `t`, `p` and `j`.
 #![allow(clippy::needless_range_loop)]
@@ -15,14 +20,15 @@ pub const MAX_PANELS: usize = 4;
 /// Integer accumulators of one tile: `[token][row within the tile's panels]`.
 pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
 
-/// One tile's operands: `mr` tokens of `stride` bytes (unsigned codes, padded to `4 · k4`) against `np`
-/// consecutive packed panels of `k4 · 64` bytes.
+/// One tile's operands: the first `mr` tokens of a group of `group` interleaved tokens (unsigned codes; token
+/// `t`'s inputs `4·kk .. 4·kk + 4` at bytes `(kk · group + t) · 4`) against `np` consecutive packed panels of
+/// `k4 · 64` bytes.
 #[derive(Clone, Copy)]
 pub struct Tile<'a> {
-    /// Activation codes from the tile's first token on.
+    /// Activation codes from the start of the tile's token group on.
     pub x: &'a [u8],
-    /// Bytes per token.
-    pub stride: usize,
+    /// Tokens interleaved in the group.
+    pub group: usize,
     /// Tokens in the tile.
     pub mr: usize,
     /// Packed weights from the tile's first panel on.
@@ -40,8 +46,8 @@ impl Tile<'_> {
             && self.np >= 1
             && self.mr <= MAX_TOKENS
             && self.np <= MAX_PANELS
-            && self.stride >= 4 * self.k4
-            && self.x.len() >= (self.mr - 1) * self.stride + 4 * self.k4
+            && self.mr <= self.group
+            && self.x.len() >= self.k4 * self.group * 4
             && self.w.len() >= self.np * self.k4 * 4 * PANEL
     }
 }
@@ -55,7 +61,7 @@ pub fn tile_scalar(tile: Tile<'_>, acc: &mut TileAcc) {
                 let mut s = 0i32;
                 for kk in 0..tile.k4 {
                     for i in 0..4 {
-                        let x = tile.x[t * tile.stride + kk * 4 + i] as i32;
+                        let x = tile.x[(kk * tile.group + t) * 4 + i] as i32;
                         let w = tile.w[p * panel_len + (kk * PANEL + j) * 4 + i] as i32;
                         s += x * w;
                     }

@@ -136,10 +136,12 @@ struct Layer {
 thread_local! {
     /// Each thread's attention buffers and one head's output, reused across heads and calls.
     static SCRATCH: std::cell::RefCell<(ops::Scratch, Vec<f32>)> = std::cell::RefCell::default();
+    /// Each thread's buffers of a forward pass, kept between calls.
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::default();
 }
 
-/// The buffers of one forward pass, kept between calls: fresh multi-megabyte vectors on every call cost page
-/// faults worth about a tenth of a 32 × 64 pass.
+/// The buffers of one forward pass, kept between calls (per thread): fresh multi-megabyte vectors on every call
+/// cost page faults worth about a tenth of a 32 × 64 pass.
 #[derive(Default)]
 struct Workspace {
     x: Vec<f32>,
@@ -158,9 +160,10 @@ pub struct QuantEncoder {
     token_type: Option<Vec<f32>>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
-    /// Taken by a call and put back after it; concurrent calls find it empty and allocate their own.
-    workspace: std::sync::Mutex<Option<Workspace>>,
 }
+
+/// Tokens per group of sequences when a large batch is split over threads (`QuantEncoder::forward`).
+const GROUP_TOKENS: usize = 128;
 
 fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
     match act {
@@ -283,7 +286,6 @@ impl QuantEncoder {
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
             config,
-            workspace: Default::default(),
         })
     }
 
@@ -314,9 +316,6 @@ impl QuantEncoder {
     /// # Shapes
     /// - returns `[batch][seq_length_b · hidden]`.
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let h = self.config.hidden_size;
-        let heads = self.config.num_attention_heads;
-        let d = h / heads;
         for (b, seq) in ids.iter().enumerate() {
             if seq.is_empty() || seq.len() > self.config.max_position_embeddings {
                 return Err(QuantError::Shape {
@@ -338,6 +337,42 @@ impl QuantEncoder {
                 });
             }
         }
+        let tokens: usize = ids.iter().map(|s| s.len()).sum();
+        let threads = rayon::current_num_threads();
+        // A large batch goes as groups of whole sequences, each group through every layer on one thread: its
+        // activations (the FFN's [tokens, 1536] included) stay in that core's L2 cache instead of going to
+        // memory between the layers' steps, and the threads never wait for each other. A small batch (or a call
+        // from inside a rayon task, whose caller already runs in parallel) is one group whose GEMMs and
+        // attention are threaded instead.
+        if threads > 1
+            && ids.len() > 1
+            && tokens >= threads * GROUP_TOKENS
+            && rayon::current_thread_index().is_none()
+        {
+            let mut groups: Vec<&[Vec<u32>]> = vec![];
+            let (mut start, mut count) = (0, 0);
+            for (b, seq) in ids.iter().enumerate() {
+                if count > 0 && count + seq.len() > GROUP_TOKENS {
+                    groups.push(&ids[start..b]);
+                    (start, count) = (b, 0);
+                }
+                count += seq.len();
+            }
+            groups.push(&ids[start..]);
+            let parts = groups
+                .par_iter()
+                .map(|g| self.forward_group(g))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(parts.into_iter().flatten().collect());
+        }
+        self.forward_group(ids)
+    }
+
+    /// [`QuantEncoder::forward`] of checked sequences as one matrix.
+    fn forward_group(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let h = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let d = h / heads;
         // All tokens of the batch as one [n, h] matrix, so each linear layer is one kernel call.
         let offsets: Vec<usize> = ids
             .iter()
@@ -348,8 +383,12 @@ impl QuantEncoder {
             })
             .collect();
         let n: usize = ids.iter().map(|s| s.len()).sum();
-        let taken = self.workspace.lock().ok().and_then(|mut w| w.take());
-        let mut ws = taken.unwrap_or_default();
+        // This thread's buffers (a re-entrant call, none today, gets fresh ones).
+        let mut ws = WORKSPACE.with(|w| {
+            w.try_borrow_mut()
+                .map(|mut w| std::mem::take(&mut *w))
+                .unwrap_or_default()
+        });
         let x = &mut ws.x;
         x.resize(n * h, 0.0);
         for (b, seq) in ids.iter().enumerate() {
@@ -429,9 +468,11 @@ impl QuantEncoder {
             .enumerate()
             .map(|(b, seq)| ws.x[offsets[b] * h..(offsets[b] + seq.len()) * h].to_vec())
             .collect();
-        if let Ok(mut slot) = self.workspace.lock() {
-            *slot = Some(ws);
-        }
+        WORKSPACE.with(|w| {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                *w = ws;
+            }
+        });
         Ok(states)
     }
 

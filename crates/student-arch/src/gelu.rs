@@ -50,11 +50,13 @@ pub mod kernels {
         p / q
     }
 
-    /// exp(x) for x ≤ 0 (x below -87 is taken as -87: e^-87 ≈ 1.6e-38): 2^n · e^r with |r| ≤ ln2/2 and a
-    /// degree-6 polynomial for e^r.
+    /// exp(x) for x ≤ 0 (x below -87 is taken as -87: e^-87 ≈ 1.6e-38; above 0, or NaN, as 0 and -87): 2^n · e^r
+    /// with |r| ≤ ln2/2 and a degree-6 polynomial for e^r.
     #[inline(always)]
     pub fn exp_neg(x: f32) -> f32 {
-        let x = x.max(-87.0);
+        // `max` first maps NaN to -87 (`clamp` would keep NaN); then x is finite in [-87, 0].
+        #[allow(clippy::manual_clamp)]
+        let x = x.max(-87.0).min(0.0);
         // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick (no call to `round`).
         let t = x * std::f32::consts::LOG2_E;
         let n = (t + 12_582_912.0) - 12_582_912.0;
@@ -67,7 +69,10 @@ pub mod kernels {
         p = p.mul_add(r, 0.5);
         p = p.mul_add(r, 1.0);
         p = p.mul_add(r, 1.0);
-        let scale = f32::from_bits(((n as i32 + 127).max(0) as u32) << 23);
+        // SAFETY: x ∈ [-87, 0], so n ∈ [-126, 0] is finite and within i32 (a saturating `as` would not
+        // vectorise); n + 127 ≥ 1 is a normal exponent.
+        let n = unsafe { n.to_int_unchecked::<i32>() };
+        let scale = f32::from_bits(((n + 127) as u32) << 23);
         p * scale
     }
 

@@ -556,9 +556,14 @@ impl IntLinear {
         }
         let panels = self.rows.div_ceil(PANEL);
         let (_, np) = isa.tile();
-        // Whole register tiles of panels per thread; one thread when the layer is small.
+        // Whole register tiles of panels per thread; one thread when the layer is small, or when the caller is
+        // itself a rayon task (the encoder's groups of sequences: already one per thread).
         const MIN_MACS_PER_TASK: usize = 1 << 20;
-        let tasks = rayon::current_num_threads()
+        let threads = match rayon::current_thread_index() {
+            Some(_) => 1,
+            None => rayon::current_num_threads(),
+        };
+        let tasks = threads
             .min(n * self.rows * self.cols / MIN_MACS_PER_TASK)
             .clamp(1, panels.div_ceil(np));
         let per_task = panels.div_ceil(tasks).next_multiple_of(np);

@@ -10,7 +10,7 @@
 use rayon::prelude::*;
 use student_arch::gelu::kernels::{exp_neg, gelu};
 
-use crate::kernels::simd::{lane_sum, multiversion, Tier, LANES};
+use crate::kernels::simd::{block, lane_sum, multiversion, Tier, LANES};
 
 multiversion! {
     /// LayerNorm of one row in place: `(x − mean) / sqrt(var + eps) · gamma + beta`.
@@ -103,14 +103,6 @@ fn fma4(acc: &mut [[f32; LANES]; QB], w: &[f32; QB], row: &[f32; LANES]) {
             acc[r][l] = w[r].mul_add(row[l], acc[r][l]);
         }
     }
-}
-
-/// `N` values of `s` from `at` on, as an array.
-#[inline(always)]
-fn block<const N: usize>(s: &[f32], at: usize) -> &[f32; N] {
-    s[at..at + N]
-        .try_into()
-        .expect("encoder_ops: a block inside its buffer")
 }
 
 multiversion! {

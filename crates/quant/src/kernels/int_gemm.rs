@@ -22,7 +22,7 @@ use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
 
 use super::shared::SharedOut;
-use super::simd::{multiversion, Tier, LANES};
+use super::simd::{block, multiversion, Tier, LANES};
 pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
 
 /// The instruction set a kernel runs on.
@@ -188,29 +188,54 @@ impl TokenCodes {
     }
 }
 
+/// 1.5 · 2²³: adding and subtracting it rounds to the nearest integer, ties to even.
+const ROUND: f32 = 12_582_912.0;
+
+/// Lane-wise `lo = min(lo, v)` and `hi = max(hi, v)` (`f32::min`/`max`: a NaN leaves both as they are). Plain functions, not
+/// closures, inside [`quantize_token`]: a closure is not compiled for the enclosing function's features.
+#[inline(always)]
+fn extremes(lo: &mut [f32; LANES], hi: &mut [f32; LANES], v: &[f32; LANES]) {
+    for l in 0..LANES {
+        lo[l] = lo[l].min(v[l]);
+        hi[l] = hi[l].max(v[l]);
+    }
+}
+
+/// The code of `v` with `1 / scale = inv` and zero point `zero`, in `0..=255`.
+#[inline(always)]
+fn code(v: f32, inv: f32, zero: f32) -> u8 {
+    // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion (`clamp`
+    // would keep NaN).
+    #[allow(clippy::manual_clamp)]
+    let q = ((((v * inv + zero) + ROUND) - ROUND).max(0.0)).min(255.0);
+    // SAFETY: q is finite and within i32's range (just clamped); a saturating `as u8` would not vectorise.
+    unsafe { q.to_int_unchecked::<i32>() as u8 }
+}
+
 multiversion! {
     /// One token's `x · col_scale` quantized to unsigned 8 bits into `out`; returns `(scale, zero)` with
     /// `x · col_scale ≈ scale · (code − zero)`, the range stretched to include 0. A token of zeros (or of a
     /// non-finite range) gets codes 0, scale 1, zero 0.
     fn quantize_token(x: &[f32], col_scale: Option<&[f32]>, out: &mut [u8]) -> (f32, i32) {
-        // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer, ties to even.
-        const ROUND: f32 = 12_582_912.0;
         let (mut lo, mut hi) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut extremes = |c: &[f32], cs: Option<&[f32]>| {
-            for l in 0..c.len() {
-                let v = match cs {
-                    Some(cs) => c[l] * cs[l],
-                    None => c[l],
-                };
-                lo[l] = if v < lo[l] { v } else { lo[l] };
-                hi[l] = if v > hi[l] { v } else { hi[l] };
+        let full = x.len() / LANES * LANES;
+        for i in (0..full).step_by(LANES) {
+            let mut v = *block::<LANES>(x, i);
+            if let Some(cs) = col_scale {
+                let c = block::<LANES>(cs, i);
+                for l in 0..LANES {
+                    v[l] *= c[l];
+                }
             }
-        };
-        for (i, c) in x.chunks(LANES).enumerate() {
-            extremes(c, col_scale.map(|cs| &cs[i * LANES..i * LANES + c.len()]));
+            extremes(&mut lo, &mut hi, &v);
         }
-        let lo = lo.iter().fold(0.0f32, |m, v| if *v < m { *v } else { m });
-        let hi = hi.iter().fold(0.0f32, |m, v| if *v > m { *v } else { m });
+        for i in full..x.len() {
+            let v = x[i] * col_scale.map_or(1.0, |cs| cs[i]);
+            let l = i - full;
+            (lo[l], hi[l]) = (lo[l].min(v), hi[l].max(v));
+        }
+        let lo = lo.iter().fold(0.0f32, |m, v| m.min(*v));
+        let hi = hi.iter().fold(0.0f32, |m, v| m.max(*v));
         let range = hi - lo;
         if range <= 0.0 || !range.is_finite() {
             out[..x.len()].fill(0);
@@ -219,24 +244,15 @@ multiversion! {
         let scale = range / 255.0;
         let inv = 1.0 / scale;
         let zero = (((-lo * inv) + ROUND) - ROUND).clamp(0.0, 255.0);
-        let code = |v: f32| {
-            // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion
-            // (`clamp` would keep NaN).
-            #[allow(clippy::manual_clamp)]
-            let q = ((((v * inv + zero) + ROUND) - ROUND).max(0.0)).min(255.0);
-            // SAFETY: q is finite and within i32's range (just clamped); a saturating `as u8` would not
-            // vectorise.
-            unsafe { q.to_int_unchecked::<i32>() as u8 }
-        };
         match col_scale {
             Some(cs) => {
                 for ((o, v), s) in out.iter_mut().zip(x).zip(cs) {
-                    *o = code(v * s);
+                    *o = code(v * s, inv, zero);
                 }
             }
             None => {
                 for (o, v) in out.iter_mut().zip(x) {
-                    *o = code(*v);
+                    *o = code(*v, inv, zero);
                 }
             }
         }

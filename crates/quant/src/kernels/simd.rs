@@ -84,4 +84,12 @@ pub fn lane_sum(x: &[f32], mut f: impl FnMut(f32) -> f32) -> f32 {
     acc.iter().sum()
 }
 
+/// `N` values of `s` from `at` on, as an array (fixed sizes let loops over it unroll into registers).
+#[inline(always)]
+pub fn block<const N: usize>(s: &[f32], at: usize) -> &[f32; N] {
+    s[at..at + N]
+        .try_into()
+        .expect("simd::block: a block inside its buffer")
+}
+
 pub(crate) use multiversion_impl as multiversion;

@@ -66,9 +66,15 @@ unsafe fn tile_loop(x: *const u8, w: *const i8, k4: usize) {
     macro_rules! token {
         ($off:literal, $a:literal, $b:literal) => {
             concat!(
-                "vpbroadcastd zmm26, dword ptr [{x} + ", $off, "]\n",
-                "vpdpbusd zmm", $a, ", zmm26, zmm24\n",
-                "vpdpbusd zmm", $b, ", zmm26, zmm25\n"
+                "vpbroadcastd zmm26, dword ptr [{x} + ",
+                $off,
+                "]\n",
+                "vpdpbusd zmm",
+                $a,
+                ", zmm26, zmm24\n",
+                "vpdpbusd zmm",
+                $b,
+                ", zmm26, zmm25\n"
             )
         };
     }

@@ -84,12 +84,15 @@ pub struct Head<'a> {
 }
 
 /// Reused buffers of [`attend_head`]: the keys transposed (`[d, len16]`) and the values contiguous
-/// (`[len16, d16]`), both padded with zeros to whole blocks of 16, and one block of queries' scores.
+/// (`[len16, d16]`), both padded with zeros to whole blocks of 16; one block of queries' scores, the block's
+/// queries transposed (`[d, 4]`) and its attention weights transposed (`[len16, 4]`).
 #[derive(Default)]
 pub struct Scratch {
     kt: Vec<f32>,
     vh: Vec<f32>,
     scores: Vec<f32>,
+    qt: Vec<f32>,
+    pt: Vec<f32>,
 }
 
 /// Queries per block: each key row and value row loaded serves this many queries.
@@ -119,7 +122,9 @@ multiversion! {
         scratch.vh.clear();
         scratch.vh.resize(lp * dp, 0.0);
         scratch.scores.resize(QB * lp, 0.0);
-        let Scratch { kt, vh, scores } = scratch;
+        scratch.qt.resize(d * QB, 0.0);
+        scratch.pt.resize(lp * QB, 0.0);
+        let Scratch { kt, vh, scores, qt, pt } = scratch;
         // The head's values contiguous: rows `stride` apart map to few cache sets and evict each other.
         for j in 0..len {
             vh[j * dp..j * dp + d].copy_from_slice(&v[j * stride..j * stride + d]);
@@ -131,8 +136,6 @@ multiversion! {
                 kt[c * lp + j] = *x;
             }
         }
-        // The block's queries transposed (`[d][QB]`, missing queries zero) and its weights likewise (`[lp][QB]`).
-        let (mut qt, mut pt) = (vec![0.0f32; d * QB], vec![0.0f32; lp * QB]);
         for i0 in (0..len).step_by(QB) {
             let rows = QB.min(len - i0);
             qt.fill(0.0);
@@ -145,11 +148,11 @@ multiversion! {
             for j0 in (0..lp).step_by(LANES) {
                 let (mut even, mut odd) = ([[0.0f32; LANES]; QB], [[0.0f32; LANES]; QB]);
                 for c in (0..d - d % 2).step_by(2) {
-                    fma4(&mut even, block(&qt, c * QB), block(kt, c * lp + j0));
-                    fma4(&mut odd, block(&qt, (c + 1) * QB), block(kt, (c + 1) * lp + j0));
+                    fma4(&mut even, block(qt, c * QB), block(kt, c * lp + j0));
+                    fma4(&mut odd, block(qt, (c + 1) * QB), block(kt, (c + 1) * lp + j0));
                 }
                 if d % 2 == 1 {
-                    fma4(&mut even, block(&qt, (d - 1) * QB), block(kt, (d - 1) * lp + j0));
+                    fma4(&mut even, block(qt, (d - 1) * QB), block(kt, (d - 1) * lp + j0));
                 }
                 for r in 0..QB {
                     for l in 0..LANES {
@@ -179,8 +182,8 @@ multiversion! {
             for c0 in (0..dp).step_by(LANES) {
                 let (mut even, mut odd) = ([[0.0f32; LANES]; QB], [[0.0f32; LANES]; QB]);
                 for j in (0..lp).step_by(2) {
-                    fma4(&mut even, block(&pt, j * QB), block(vh, j * dp + c0));
-                    fma4(&mut odd, block(&pt, (j + 1) * QB), block(vh, (j + 1) * dp + c0));
+                    fma4(&mut even, block(pt, j * QB), block(vh, j * dp + c0));
+                    fma4(&mut odd, block(pt, (j + 1) * QB), block(vh, (j + 1) * dp + c0));
                 }
                 let acc = [even, odd];
                 let width = LANES.min(d - c0);

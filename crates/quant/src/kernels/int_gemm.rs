@@ -21,8 +21,9 @@ use rayon::prelude::*;
 use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
 
+pub use super::activations::{quantize_token, TokenCodes};
 use super::shared::SharedOut;
-use super::simd::{block, multiversion, Tier, LANES};
+use super::simd::{multiversion, Tier};
 pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
 
 /// The instruction set a kernel runs on.
@@ -153,110 +154,6 @@ fn run_tile(isa: Isa, tile: Tile<'_>, acc: &mut TileAcc) {
         // SAFETY: as above.
         Isa::Avx2 => unsafe { super::gemm_avx::tile_avx2(tile, acc) },
         _ => tile_scalar(tile, acc),
-    }
-}
-
-/// Activations quantized per token: `x[t][k] · col_scale[k] ≈ scale[t] · (code(t, k) − zero[t])`.
-#[derive(Clone, Debug, Default)]
-pub struct TokenCodes {
-    /// Groups of `group` tokens, each `[k4][group][4]` (the layout of [`Tile`]); the inputs past `cols` and the
-    /// tokens past `n` in the last group are zero.
-    pub codes: Vec<u8>,
-    /// `[n]`.
-    pub scale: Vec<f32>,
-    /// `[n]`, in `0..=255`.
-    pub zero: Vec<i32>,
-    /// Tokens per interleaved group.
-    pub group: usize,
-    /// Groups of 4 inputs.
-    pub k4: usize,
-    /// `(scale, zero)` per token, as the threads write them (kept for reuse).
-    params: Vec<(f32, i32)>,
-}
-
-impl TokenCodes {
-    /// Token `t`'s code for input `k`.
-    pub fn code(&self, t: usize, k: usize) -> u8 {
-        let (g, i) = (t / self.group, t % self.group);
-        self.codes[((g * self.k4 + k / 4) * self.group + i) * 4 + k % 4]
-    }
-
-    /// The group holding token `t` (which must be its group's first token, as tiles start).
-    fn group_of(&self, t: usize) -> &[u8] {
-        let len = self.k4 * self.group * 4;
-        &self.codes[t / self.group * len..][..len]
-    }
-}
-
-/// 1.5 · 2²³: adding and subtracting it rounds to the nearest integer, ties to even.
-const ROUND: f32 = 12_582_912.0;
-
-/// Lane-wise `lo = min(lo, v)` and `hi = max(hi, v)` (`f32::min`/`max`: a NaN leaves both as they are). Plain functions, not
-/// closures, inside [`quantize_token`]: a closure is not compiled for the enclosing function's features.
-#[inline(always)]
-fn extremes(lo: &mut [f32; LANES], hi: &mut [f32; LANES], v: &[f32; LANES]) {
-    for l in 0..LANES {
-        lo[l] = lo[l].min(v[l]);
-        hi[l] = hi[l].max(v[l]);
-    }
-}
-
-/// The code of `v` with `1 / scale = inv` and zero point `zero`, in `0..=255`.
-#[inline(always)]
-fn code(v: f32, inv: f32, zero: f32) -> u8 {
-    // `max` first: it maps NaN to 0, so the value is finite and in 0..=255 before the conversion (`clamp`
-    // would keep NaN).
-    #[allow(clippy::manual_clamp)]
-    let q = ((((v * inv + zero) + ROUND) - ROUND).max(0.0)).min(255.0);
-    // SAFETY: q is finite and within i32's range (just clamped); a saturating `as u8` would not vectorise.
-    unsafe { q.to_int_unchecked::<i32>() as u8 }
-}
-
-multiversion! {
-    /// One token's `x · col_scale` quantized to unsigned 8 bits into `out`; returns `(scale, zero)` with
-    /// `x · col_scale ≈ scale · (code − zero)`, the range stretched to include 0. A token of zeros (or of a
-    /// non-finite range) gets codes 0, scale 1, zero 0.
-    fn quantize_token(x: &[f32], col_scale: Option<&[f32]>, out: &mut [u8]) -> (f32, i32) {
-        let (mut lo, mut hi) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let full = x.len() / LANES * LANES;
-        for i in (0..full).step_by(LANES) {
-            let mut v = *block::<LANES>(x, i);
-            if let Some(cs) = col_scale {
-                let c = block::<LANES>(cs, i);
-                for l in 0..LANES {
-                    v[l] *= c[l];
-                }
-            }
-            extremes(&mut lo, &mut hi, &v);
-        }
-        for i in full..x.len() {
-            let v = x[i] * col_scale.map_or(1.0, |cs| cs[i]);
-            let l = i - full;
-            (lo[l], hi[l]) = (lo[l].min(v), hi[l].max(v));
-        }
-        let lo = lo.iter().fold(0.0f32, |m, v| m.min(*v));
-        let hi = hi.iter().fold(0.0f32, |m, v| m.max(*v));
-        let range = hi - lo;
-        if range <= 0.0 || !range.is_finite() {
-            out[..x.len()].fill(0);
-            return (1.0, 0);
-        }
-        let scale = range / 255.0;
-        let inv = 1.0 / scale;
-        let zero = (((-lo * inv) + ROUND) - ROUND).clamp(0.0, 255.0);
-        match col_scale {
-            Some(cs) => {
-                for ((o, v), s) in out.iter_mut().zip(x).zip(cs) {
-                    *o = code(v * s, inv, zero);
-                }
-            }
-            None => {
-                for (o, v) in out.iter_mut().zip(x) {
-                    *o = code(*v, inv, zero);
-                }
-            }
-        }
-        (scale, zero as i32)
     }
 }
 

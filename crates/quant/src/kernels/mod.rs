@@ -12,6 +12,7 @@
 //! Split as candle splits its quantized kernels: the formats and reference loops ([`blocks`]), the x86-64
 //! kernels (`avx`), run-time dispatch ([`dispatch`]) and the linear layer ([`linear`]).
 
+pub mod activations;
 pub mod blocks;
 pub mod dispatch;
 pub mod int_gemm;

@@ -9,8 +9,8 @@ use super::simd::{block, multiversion, Tier, LANES};
 /// Activations quantized per token: `x[t][k] · col_scale[k] ≈ scale[t] · (code(t, k) − zero[t])`.
 #[derive(Clone, Debug, Default)]
 pub struct TokenCodes {
-    /// Groups of `group` tokens, each `[k4][group][4]` (the layout of [`super::tile::Tile`]); the inputs past `cols` and the
-    /// tokens past `n` in the last group are zero.
+    /// Groups of `group` tokens, each `[k4][group][4]` (the layout of [`super::tile::Tile`]); the inputs past
+    /// `cols` and the tokens past `n` in the last group are zero.
     pub codes: Vec<u8>,
     /// `[n]`.
     pub scale: Vec<f32>,
@@ -41,8 +41,9 @@ impl TokenCodes {
 /// 1.5 · 2²³: adding and subtracting it rounds to the nearest integer, ties to even.
 const ROUND: f32 = 12_582_912.0;
 
-/// Lane-wise `lo = min(lo, v)` and `hi = max(hi, v)` (`f32::min`/`max`: a NaN leaves both as they are). Plain functions, not
-/// closures, inside [`quantize_token`]: a closure is not compiled for the enclosing function's features.
+/// Lane-wise `lo = min(lo, v)` and `hi = max(hi, v)` (`f32::min`/`max`: a NaN leaves both as they are).
+/// Plain functions, not closures, inside [`quantize_token`]: a closure is not compiled for the enclosing
+/// function's features.
 #[inline(always)]
 fn extremes(lo: &mut [f32; LANES], hi: &mut [f32; LANES], v: &[f32; LANES]) {
     for l in 0..LANES {

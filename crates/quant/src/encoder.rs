@@ -10,7 +10,7 @@ use student_arch::{BertConfig, HiddenAct};
 use crate::encoder_ops as ops;
 use crate::error::{QuantError, Result};
 use crate::kernels::simd::Tier;
-use crate::kernels::{BlockQ4_0, BlockQ8_0, IntLinear, Isa, QuantLinear, SharedOut, QK};
+use crate::kernels::{self, BlockQ4_0, BlockQ8_0, IntLinear, Isa, QuantLinear, SharedOut, QK};
 use crate::model::QuantizedModel;
 
 /// One linear layer, on the fastest kernel its format allows.
@@ -341,9 +341,9 @@ impl QuantEncoder {
         let threads = rayon::current_num_threads();
         // A large batch goes as groups of whole sequences, each group through every layer on one thread: its
         // activations (the FFN's [tokens, 1536] included) stay in that core's L2 cache instead of going to
-        // memory between the layers' steps, and the threads never wait for each other. A small batch (or a call
-        // from inside a rayon task, whose caller already runs in parallel) is one group whose GEMMs and
-        // attention are threaded instead.
+        // memory between the layers' steps, and the threads never wait for each other (each group's GEMMs stay on
+        // its thread: `kernels::serial`). A small batch (or a call from inside a rayon task, whose caller already
+        // runs in parallel) is one group whose GEMMs and attention are threaded instead.
         if threads > 1
             && ids.len() > 1
             && tokens >= threads * GROUP_TOKENS
@@ -361,7 +361,7 @@ impl QuantEncoder {
             groups.push(&ids[start..]);
             let parts = groups
                 .par_iter()
-                .map(|g| self.forward_group(g))
+                .map(|g| kernels::serial(|| self.forward_group(g)))
                 .collect::<Result<Vec<_>>>()?;
             return Ok(parts.into_iter().flatten().collect());
         }

@@ -26,6 +26,20 @@ use super::shared::SharedOut;
 use super::simd::{multiversion, Tier};
 pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
 
+thread_local! {
+    /// Set while this thread runs [`serial`].
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`IntLinear`] GEMM it calls on this thread kept on this thread (for callers that are
+/// already one task per thread, like the encoder's groups of sequences).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.replace(true);
+    let out = f();
+    SERIAL.set(before);
+    out
+}
+
 /// The instruction set a kernel runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -469,12 +483,12 @@ impl IntLinear {
         }
         let panels = self.rows.div_ceil(PANEL);
         let (_, np) = isa.tile();
-        // Whole register tiles of panels per thread; one thread when the layer is small, or when the caller is
-        // itself a rayon task (the encoder's groups of sequences: already one per thread).
+        // Whole register tiles of panels per thread; one thread when the layer is small, or inside `serial`
+        // (the encoder's groups of sequences: already one per thread).
         const MIN_MACS_PER_TASK: usize = 1 << 20;
-        let threads = match rayon::current_thread_index() {
-            Some(_) => 1,
-            None => rayon::current_num_threads(),
+        let threads = match SERIAL.get() {
+            true => 1,
+            false => rayon::current_num_threads(),
         };
         let tasks = threads
             .min(n * self.rows * self.cols / MIN_MACS_PER_TASK)

@@ -242,13 +242,7 @@ fn word_vectors(
             BertInput::from_token_ids(&seqs, tokenizer.pad_id, tokenizer.vocab_size(), device)?;
         let hidden = teacher.forward(input).last_hidden_state();
         let pooled = (hidden * weights).sum_dim(1).squeeze_dim::<2>(1);
-        let norm = pooled
-            .clone()
-            .powf_scalar(2.0)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        parts.push(pooled / norm);
+        parts.push(student_arch::pooling::l2_normalize(pooled));
     }
     Ok(Tensor::cat(parts, 0))
 }

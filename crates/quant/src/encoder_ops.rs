@@ -185,12 +185,11 @@ multiversion! {
                     fma4(&mut even, block(pt, j * QB), block(vh, j * dp + c0));
                     fma4(&mut odd, block(pt, (j + 1) * QB), block(vh, (j + 1) * dp + c0));
                 }
-                let acc = [even, odd];
                 let width = LANES.min(d - c0);
                 for r in 0..rows {
                     let o = &mut out[(i0 + r) * d + c0..(i0 + r) * d + c0 + width];
                     for l in 0..width {
-                        o[l] = acc[0][r][l] + acc[1][r][l];
+                        o[l] = even[r][l] + odd[r][l];
                     }
                 }
             }

@@ -20,17 +20,9 @@ pub struct TokenCodes {
     pub group: usize,
     /// Groups of 4 inputs.
     pub k4: usize,
-    /// `(scale, zero)` per token, as the threads write them (kept for reuse).
-    pub(crate) params: Vec<(f32, i32)>,
 }
 
 impl TokenCodes {
-    /// Token `t`'s code for input `k`.
-    pub fn code(&self, t: usize, k: usize) -> u8 {
-        let (g, i) = (t / self.group, t % self.group);
-        self.codes[((g * self.k4 + k / 4) * self.group + i) * 4 + k % 4]
-    }
-
     /// The group holding token `t` (which must be its group's first token, as tiles start).
     pub(crate) fn group_of(&self, t: usize) -> &[u8] {
         let len = self.k4 * self.group * 4;

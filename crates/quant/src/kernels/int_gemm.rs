@@ -132,7 +132,6 @@ impl Isa {
     }
 
     /// `(tokens, panels)` of its register tile.
-    #[allow(clippy::needless_return)]
     fn tile(self) -> (usize, usize) {
         match self {
             Isa::Avx512Vnni => *AVX512_TILE.get_or_init(|| {
@@ -391,19 +390,19 @@ impl IntLinear {
         let group_len = k4 * group * 4;
         // Every byte is written below (padding included), so old contents may stay.
         acts.codes.resize(n.div_ceil(group) * group_len, 0);
-        let mut params = std::mem::take(&mut acts.params);
-        params.resize(n, (0.0, 0));
+        acts.scale.resize(n, 0.0);
+        acts.zero.resize(n, 0);
         let cs = self.col_scale.as_deref();
         let tier = Tier::best();
-        type Job<'a> = ((&'a mut [u8], &'a mut [(f32, i32)]), &'a [f32]);
-        let quantize = |((out, p), xs): Job<'_>| {
+        type Job<'a> = (((&'a mut [u8], &'a mut [f32]), &'a mut [i32]), &'a [f32]);
+        let quantize = |(((out, scale), zero), xs): Job<'_>| {
             // One token row-major, then its 4-byte groups to their places in the interleaved group; the tokens
             // missing from a last, partial group are zeros.
             let mut row = vec![0u8; k4 * 4];
             for t in 0..group {
-                match (p.get_mut(t), xs.chunks(cols).nth(t)) {
-                    (Some(p), Some(xs)) => *p = quantize_token(tier, xs, cs, &mut row),
-                    _ => row.fill(0),
+                match xs.chunks(cols).nth(t) {
+                    Some(xs) => (scale[t], zero[t]) = quantize_token(tier, xs, cs, &mut row),
+                    None => row.fill(0),
                 }
                 for (kk, c) in row.chunks_exact(4).enumerate() {
                     out[(kk * group + t) * 4..][..4].copy_from_slice(c);
@@ -413,21 +412,18 @@ impl IntLinear {
         if n >= 16 {
             acts.codes
                 .par_chunks_mut(group_len)
-                .zip(params.par_chunks_mut(group))
+                .zip(acts.scale.par_chunks_mut(group))
+                .zip(acts.zero.par_chunks_mut(group))
                 .zip(x.par_chunks(group * cols))
                 .for_each(quantize);
         } else {
             acts.codes
                 .chunks_mut(group_len)
-                .zip(params.chunks_mut(group))
+                .zip(acts.scale.chunks_mut(group))
+                .zip(acts.zero.chunks_mut(group))
                 .zip(x.chunks(group * cols))
                 .for_each(quantize);
         }
-        acts.scale.clear();
-        acts.scale.extend(params.iter().map(|p| p.0));
-        acts.zero.clear();
-        acts.zero.extend(params.iter().map(|p| p.1));
-        acts.params = params;
         acts.group = group;
         acts.k4 = k4;
         Ok(())

@@ -263,20 +263,17 @@ pub fn bar_chart(title: &str, value_desc: &str, bars: &[Bar]) -> Result<Vec<u8>>
     }
     let n = bars.len();
     let height = (90 + 30 * n).min(4000) as u32;
-    let label_width = bars
-        .iter()
-        .map(|b| b.label.chars().count())
-        .max()
-        .unwrap_or(4) as u32
-        * 8
-        + 16;
-    let note_width = bars
-        .iter()
-        .map(|b| b.note.chars().count())
-        .max()
-        .unwrap_or(0) as u32
-        * 8
-        + 16;
+    // Pixels for the longest of the bars' texts (8 per character and a margin); `empty` characters without bars.
+    let text_width = |text: fn(&Bar) -> &str, empty: usize| {
+        bars.iter()
+            .map(|b| text(b).chars().count())
+            .max()
+            .unwrap_or(empty) as u32
+            * 8
+            + 16
+    };
+    let label_width = text_width(|b| &b.label, 4);
+    let note_width = text_width(|b| &b.note, 0);
     let xs = padded(lo, hi);
     let width = 560 + label_width + note_width;
     render(title, width, height, |root| {

@@ -91,7 +91,12 @@ impl flags::Ablate {
         }
         self.general.apply(&mut c)?;
         let options = run_options(&self.out, &self.device.device, self.resume, None)?;
-        let report = pipeline::ablate(&c, self.method, &options)?;
+        let seeds = if self.seeds.is_empty() {
+            vec![c.seed]
+        } else {
+            self.seeds
+        };
+        let report = pipeline::ablate(&c, self.method, &seeds, &options)?;
         println!("{}", pipeline::ablation_markdown(&report));
         println!("{}", self.out.join("ablation.md").display());
         Ok(())

@@ -230,6 +230,10 @@ pub struct Ablate {
     /// A teacher already fine-tuned on the dataset (e.g. a run's teacher/), shared by every row.
     #[arg(long)]
     pub teacher: Option<PathBuf>,
+    /// Run every row once per seed (comma-separated, e.g. 42,43,44) on the config's split; the table gives
+    /// mean ± std and marks differences beyond twice the pooled std. Default: the config's seed.
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
     #[command(flatten)]
     pub general: GeneralFlags,
 }

@@ -188,36 +188,59 @@ fn tinybert_general_stage_alone_then_the_ablation_table() {
         .to_string();
     assert!(err.contains("general_only"), "{err}");
 
-    // The ablation: five rows, each a whole run, sharing the first row's teacher and head.
+    // The ablation: five rows, each a whole run, sharing the first row's teacher and head; two seeds on one split.
     let ablation_out = dir.join("ablate");
+    let seeds = [config.seed, config.seed + 1];
     let table = ablate(
         &config,
         Method::Tinybert,
+        &seeds,
         &options(ablation_out.clone(), &dir),
     )
     .unwrap();
+    assert_eq!(table.seeds, seeds);
     let rows: Vec<&str> = table.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(rows, ["full", "no-emb", "no-pred", "no-trm", "no-general"]);
-    assert!(table
-        .rows
-        .iter()
-        .all(|r| (0.0..=1.0).contains(&r.dev) && (0.0..=1.0).contains(&r.test)));
+    assert!(table.rows.iter().all(|r| r.test_runs.len() == 2
+        && r.dev_runs
+            .iter()
+            .chain(&r.test_runs)
+            .all(|a| (0.0..=1.0).contains(a))
+        && (r.test - (r.test_runs[0] + r.test_runs[1]) / 2.0).abs() < 1e-12));
     let md = std::fs::read_to_string(ablation_out.join("ablation.md")).unwrap();
     assert!(
-        md.contains("| no-general |") && md.contains("Δ dev"),
+        md.contains("| no-general |")
+            && md.contains("Δ dev")
+            && md.contains(" ± ")
+            && md.contains("in the paper"),
         "{md}"
     );
-    // Rows after the first reuse the first row's fine-tuned teacher instead of fine-tuning again.
-    let second: pipeline::Report = serde_json::from_str(
-        &std::fs::read_to_string(ablation_out.join("no-emb/report.json")).unwrap(),
+    let read = |path: &str| -> pipeline::Report {
+        serde_json::from_str(&std::fs::read_to_string(ablation_out.join(path)).unwrap()).unwrap()
+    };
+    // Every run after the first reuses the first run's fine-tuned teacher and MLM head, the second seed's full
+    // row included, and all of them test on the first seed's split.
+    for path in [
+        format!("seed-{}/no-emb/report.json", seeds[0]),
+        format!("seed-{}/full/report.json", seeds[1]),
+    ] {
+        let run = read(&path);
+        assert!(
+            run.stages.iter().all(|s| s.name != "teacher-finetune"),
+            "{path}"
+        );
+        assert!(
+            run.general.as_ref().is_some_and(|g| !g.head_fitted),
+            "{path}"
+        );
+    }
+    let second: DistillConfig = serde_json::from_str(
+        &std::fs::read_to_string(ablation_out.join(format!("seed-{}/full/config.json", seeds[1])))
+            .unwrap(),
     )
     .unwrap();
-    assert!(second.stages.iter().all(|s| s.name != "teacher-finetune"));
-    assert!(second.general.as_ref().is_some_and(|g| !g.head_fitted));
-    let no_general: pipeline::Report = serde_json::from_str(
-        &std::fs::read_to_string(ablation_out.join("no-general/report.json")).unwrap(),
-    )
-    .unwrap();
+    assert_eq!((second.seed, second.split_seed()), (seeds[1], seeds[0]));
+    let no_general = read(&format!("seed-{}/no-general/report.json", seeds[1]));
     assert!(no_general.general.is_none());
     assert_eq!(no_general.student.layers, 2);
     std::fs::remove_dir_all(&dir).ok();

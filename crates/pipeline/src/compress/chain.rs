@@ -187,7 +187,7 @@ fn score_rows(
             path,
             &d.dataset,
             &d.columns,
-            d.seed,
+            d.split_seed(),
             EvalSplit::Test,
             None,
             &options.cache,

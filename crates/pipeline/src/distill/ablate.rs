@@ -9,7 +9,7 @@
 //! every row sees the same teacher and data. Writes `ablation.json` and `ablation.md`; with resume, rows with a
 //! report are not run again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
@@ -21,19 +21,37 @@ use crate::distill::run::distill;
 use crate::error::{io_err, Result};
 use crate::train::RunOptions;
 
-/// One row of an ablation table.
+/// One row of an ablation table: the mean over the seeds and each seed's figure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AblationRow {
     /// Short name, also the row's directory.
     pub name: String,
     /// What differs from the full method.
     pub change: String,
-    /// Best dev accuracy of the student (the checkpoint kept).
+    /// Best dev accuracy of the student (the checkpoint kept), mean over the seeds run.
     pub dev: f64,
-    /// Test accuracy of the student.
+    /// Test accuracy of the student, mean over the seeds run.
     pub test: f64,
-    /// Wall seconds of the row (in the process that ran it).
+    /// Dev accuracy per seed, in the order of the report's `seeds` (fewer while a run is partial).
+    #[serde(default)]
+    pub dev_runs: Vec<f64>,
+    /// Test accuracy per seed, in the order of the report's `seeds`.
+    #[serde(default)]
+    pub test_runs: Vec<f64>,
+    /// Wall seconds of the row, summed over its runs (each in the process that ran it).
     pub seconds: f64,
+}
+
+impl AblationRow {
+    /// Sample standard deviation of the dev accuracies (0 with fewer than two runs).
+    pub fn dev_std(&self) -> f64 {
+        sample_std(&self.dev_runs)
+    }
+
+    /// Sample standard deviation of the test accuracies (0 with fewer than two runs).
+    pub fn test_std(&self) -> f64 {
+        sample_std(&self.test_runs)
+    }
 }
 
 /// An ablation: `ablation.json`.
@@ -45,8 +63,36 @@ pub struct AblationReport {
     pub dataset: String,
     /// The fine-tuned teacher's test accuracy.
     pub teacher_test: f64,
+    /// The seeds of the runs (initialisation, data order, masking, dropout); one split for all of them.
+    #[serde(default)]
+    pub seeds: Vec<u64>,
     /// Rows, the full method first.
     pub rows: Vec<AblationRow>,
+}
+
+/// Mean of `xs` (NaN when empty).
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Sample standard deviation (n − 1) of `xs`; 0 with fewer than two values.
+pub fn sample_std(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+/// Whether the difference between the means of `a` and `b` exceeds twice their pooled standard deviation
+/// √((s_a² + s_b²) / 2). False unless both have at least two runs: one run says nothing about its noise.
+pub fn exceeds_noise(a: &[f64], b: &[f64]) -> bool {
+    if a.len() < 2 || b.len() < 2 {
+        return false;
+    }
+    let (sa, sb) = (sample_std(a), sample_std(b));
+    let pooled = ((sa * sa + sb * sb) / 2.0).sqrt();
+    (mean(a) - mean(b)).abs() > 2.0 * pooled
 }
 
 /// The rows of `method`'s ablation as (name, change, config).
@@ -148,123 +194,301 @@ fn dev_of(report: &Report) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Runs every row of `method`'s ablation under `options.out_dir/{row}` and writes the table.
+/// Where `seed`'s runs go: `out` itself for a single seed (the layout of one-seed tables), else
+/// `out/seed-{seed}`.
+fn seed_dir(out: &Path, seeds: &[u64], seed: u64) -> PathBuf {
+    if seeds.len() == 1 {
+        out.to_path_buf()
+    } else {
+        out.join(format!("seed-{seed}"))
+    }
+}
+
+/// One run of an ablation: `config` under `dir`, reusing the donor run's (the first seed's full row)
+/// fine-tuned teacher, fitted MLM head and augmented training set. Returns the run's report (read back when
+/// resuming a finished run).
+fn run_row(
+    mut config: DistillConfig,
+    dir: &Path,
+    donor: Option<&Path>,
+    options: &RunOptions,
+    label: &str,
+) -> Result<Report> {
+    let report_path = dir.join("report.json");
+    let mut row_options = RunOptions {
+        out_dir: dir.to_path_buf(),
+        ..options.clone()
+    };
+    if let Some(first_dir) = donor {
+        config.teacher = Some(first_dir.join("teacher"));
+        let head_dir = first_dir.join("teacher-mlm");
+        if head_dir.exists() {
+            config.general.teacher = Some(head_dir);
+        }
+        let augmented = first_dir.join("augmented.jsonl");
+        if config.augment.is_some() && augmented.exists() && !dir.join("augmented.jsonl").exists() {
+            student_arch::io::claim_output_dir(dir, "distill", &["report.json", "checkpoints"])?;
+            std::fs::copy(&augmented, dir.join("augmented.jsonl"))
+                .map_err(io_err("copying", &augmented))?;
+        }
+        // A fresh row directory holds no checkpoints, so resuming only picks up the copied data.
+        row_options.resume = true;
+    }
+    if options.resume && report_path.exists() {
+        let text =
+            std::fs::read_to_string(&report_path).map_err(io_err("reading", &report_path))?;
+        return serde_json::from_str(&text).map_err(|e| crate::error::PipelineError::Checkpoint {
+            path: report_path.clone(),
+            message: format!("{e}; delete it to run the row again"),
+        });
+    }
+    eprintln!("ablation: {label}");
+    distill(&config, &row_options)
+}
+
+/// Runs every row of `method`'s ablation once per seed — under `options.out_dir/{row}` for one seed,
+/// `options.out_dir/seed-{s}/{row}` for several — and writes the table (`ablation.json`, `ablation.md`) after
+/// every run. Every run uses the split of `base` (its `split_seed`, else its `seed`) and the first run's
+/// teacher, MLM head and augmented data; the seeds vary initialisation, data order, masking and dropout.
 pub fn ablate(
     base: &DistillConfig,
     method: Method,
+    seeds: &[u64],
     options: &RunOptions,
 ) -> Result<AblationReport> {
+    if seeds.is_empty() {
+        return Err(crate::error::PipelineError::Config {
+            field: "seeds",
+            message: "an ablation needs at least one seed (e.g. --seeds 42,43,44)".into(),
+        });
+    }
     let out = options.out_dir.clone();
     student_arch::io::claim_output_dir(&out, "ablate", &["ablation.json", "ablation.md"])?;
-    let mut rows = Vec::new();
-    let mut teacher_test = f64::NAN;
-    let mut first: Option<PathBuf> = None;
-    for (name, change, mut config) in ablation_configs(base, method) {
-        let dir = out.join(&name);
-        let report_path = dir.join("report.json");
-        let mut row_options = RunOptions {
-            out_dir: dir.clone(),
-            ..options.clone()
-        };
-        if let Some(first_dir) = &first {
-            // The first row's teacher (fine-tuned), MLM head and augmented data.
-            config.teacher = Some(first_dir.join("teacher"));
-            let head_dir = first_dir.join("teacher-mlm");
-            if head_dir.exists() {
-                config.general.teacher = Some(head_dir);
-            }
-            let augmented = first_dir.join("augmented.jsonl");
-            if config.augment.is_some()
-                && augmented.exists()
-                && !dir.join("augmented.jsonl").exists()
-            {
-                student_arch::io::claim_output_dir(
-                    &dir,
-                    "distill",
-                    &["report.json", "checkpoints"],
-                )?;
-                std::fs::copy(&augmented, dir.join("augmented.jsonl"))
-                    .map_err(io_err("copying", &augmented))?;
-            }
-            // A fresh row directory holds no checkpoints, so resuming only picks up the copied data.
-            row_options.resume = true;
-        }
-        let done = options.resume && report_path.exists();
-        let (report, seconds) = if done {
-            let report: Report = serde_json::from_str(
-                &std::fs::read_to_string(&report_path).map_err(io_err("reading", &report_path))?,
-            )
-            .map_err(|e| crate::error::PipelineError::Checkpoint {
-                path: report_path.clone(),
-                message: format!("{e}; delete it to run the row again"),
-            })?;
-            let seconds = report.seconds;
-            (report, seconds)
-        } else {
-            eprintln!("ablation {method:?}: row {name} ({change})");
-            let report = distill(&config, &row_options)?;
-            let seconds = report.seconds;
-            (report, seconds)
-        };
-        if first.is_none() {
-            teacher_test = report.teacher.accuracy;
-            first = Some(dir.clone());
-        }
-        rows.push(AblationRow {
-            name,
-            change,
-            dev: dev_of(&report),
-            test: report.student.accuracy,
-            seconds,
-        });
-        let partial = AblationReport {
-            method,
-            dataset: base.dataset.clone(),
-            teacher_test,
-            rows: rows.clone(),
-        };
-        write_atomic(
-            &out.join("ablation.json"),
-            serde_json::to_string_pretty(&partial)
-                .expect("report serialises")
-                .as_bytes(),
-        )?;
-        write_atomic(
-            &out.join("ablation.md"),
-            ablation_markdown(&partial).as_bytes(),
-        )?;
-    }
-    Ok(AblationReport {
+    let configs = ablation_configs(base, method);
+    let mut report = AblationReport {
         method,
         dataset: base.dataset.clone(),
-        teacher_test,
-        rows,
-    })
+        teacher_test: f64::NAN,
+        seeds: seeds.to_vec(),
+        rows: configs
+            .iter()
+            .map(|(name, change, _)| AblationRow {
+                name: name.clone(),
+                change: change.clone(),
+                dev: f64::NAN,
+                test: f64::NAN,
+                dev_runs: Vec::new(),
+                test_runs: Vec::new(),
+                seconds: 0.0,
+            })
+            .collect(),
+    };
+    let mut donor: Option<PathBuf> = None;
+    for &seed in seeds {
+        let root = seed_dir(&out, seeds, seed);
+        for (i, (name, change, config)) in configs.iter().enumerate() {
+            let config = DistillConfig {
+                seed,
+                split_seed: Some(base.split_seed()),
+                ..config.clone()
+            };
+            let dir = root.join(name);
+            let label = format!("{method:?} seed {seed}, row {name} ({change})");
+            let run = run_row(config, &dir, donor.as_deref(), options, &label)?;
+            if donor.is_none() {
+                report.teacher_test = run.teacher.accuracy;
+                donor = Some(dir.clone());
+            }
+            let row = &mut report.rows[i];
+            row.dev_runs.push(dev_of(&run));
+            row.test_runs.push(run.student.accuracy);
+            row.dev = mean(&row.dev_runs);
+            row.test = mean(&row.test_runs);
+            row.seconds += run.seconds;
+            write_atomic(
+                &out.join("ablation.json"),
+                serde_json::to_string_pretty(&report)
+                    .expect("report serialises")
+                    .as_bytes(),
+            )?;
+            write_atomic(
+                &out.join("ablation.md"),
+                ablation_markdown(&report).as_bytes(),
+            )?;
+        }
+    }
+    Ok(report)
 }
 
-/// The table: each row's dev and test accuracy and its difference from the full method, in points.
-pub fn ablation_markdown(r: &AblationReport) -> String {
-    let mut s = format!(
-        "# Ablation: {:?} on {}\n\nFine-tuned teacher, test accuracy: {:.4}. Δ is in accuracy points against the first row.\n\n",
-        r.method, r.dataset, r.teacher_test
-    );
-    s += "| row | change | dev acc | Δ dev | test acc | Δ test | seconds |\n|---|---|---|---|---|---|---|\n";
-    let (full_dev, full_test) = r
+/// The paper's figure for a row, as text: DistilBERT's Table 4 (change of the GLUE macro-score against the
+/// triple loss with copied layers) and TinyBERT's ablation of its distillation objectives (average score of
+/// TinyBERT4 on MNLI-m, MNLI-mm, MRPC and CoLA dev). `None` where the paper has no such row.
+pub fn paper_figure(method: Method, row: &str) -> Option<f64> {
+    match (method, row) {
+        (Method::Distilbert, "full") => Some(0.0),
+        (Method::Distilbert, "no-hinton") => Some(-2.96),
+        (Method::Distilbert, "no-cosine") => Some(-1.46),
+        (Method::Distilbert, "no-mlm") => Some(-0.31),
+        (Method::Distilbert, "random-init") => Some(-3.69),
+        (Method::Tinybert, "full") => Some(75.6),
+        (Method::Tinybert, "no-emb") => Some(74.1),
+        (Method::Tinybert, "no-pred") => Some(73.5),
+        (Method::Tinybert, "no-trm") => Some(56.3),
+        _ => None,
+    }
+}
+
+/// The rows with a paper figure, most harmful removal first, by our mean test change and by the paper's.
+pub fn orderings(r: &AblationReport) -> (Vec<String>, Vec<String>) {
+    let rows: Vec<(&AblationRow, f64)> = r
         .rows
-        .first()
-        .map(|f| (f.dev, f.test))
-        .unwrap_or((0.0, 0.0));
+        .iter()
+        .skip(1)
+        .filter_map(|row| paper_figure(r.method, &row.name).map(|p| (row, p)))
+        .filter(|(row, _)| !row.test_runs.is_empty())
+        .collect();
+    let order = |key: &dyn Fn(&(&AblationRow, f64)) -> f64| {
+        let mut v = rows.clone();
+        v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        v.iter()
+            .map(|(row, _)| row.name.clone())
+            .collect::<Vec<_>>()
+    };
+    (order(&|(row, _)| row.test), order(&|(_, p)| *p))
+}
+
+/// The table: each row's dev and test accuracy (mean ± std over the seeds) and its difference from the full
+/// method in points, marked `*` where it exceeds twice the pooled std; the paper's figure beside it; and
+/// whether the order of the removals' costs agrees with the paper's.
+pub fn ablation_markdown(r: &AblationReport) -> String {
+    let n = r.rows.first().map_or(0, |f| f.test_runs.len());
+    let paper_head = match r.method {
+        Method::Distilbert => "paper: Δ GLUE (Table 4)",
+        Method::Tinybert => "paper: avg score",
+    };
+    let mut s = format!(
+        "# Ablation: {:?} on {}\n\nFine-tuned teacher, test accuracy: {:.4}. Seeds: {:?} ({n} run(s) per row so far), \
+         one split. Δ is in accuracy points against the first row; `*` marks a difference of the means larger than \
+         twice the pooled std √((s_row² + s_full²)/2) (needs two or more seeds).\n\n",
+        r.method, r.dataset, r.teacher_test, r.seeds
+    );
+    s += &format!(
+        "| row | change | dev acc | Δ dev | test acc | Δ test | {paper_head} | seconds |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    let full = r.rows.first();
+    let acc = |m: f64, sd: f64, runs: usize| {
+        if runs > 1 {
+            format!("{m:.4} ± {sd:.4}")
+        } else {
+            format!("{m:.4}")
+        }
+    };
+    let delta = |row: f64, full: f64, a: &[f64], b: &[f64]| {
+        let mark = if exceeds_noise(a, b) { " *" } else { "" };
+        format!("{:+.1}{mark}", 100.0 * (row - full))
+    };
     for row in &r.rows {
+        let (fd, ft, fdr, ftr) = full.map_or((f64::NAN, f64::NAN, &[][..], &[][..]), |f| {
+            (f.dev, f.test, &f.dev_runs[..], &f.test_runs[..])
+        });
+        let paper =
+            paper_figure(r.method, &row.name).map_or("—".to_string(), |p| match r.method {
+                Method::Distilbert => format!("{p:+.2}"),
+                Method::Tinybert => format!("{p:.1}"),
+            });
         s += &format!(
-            "| {} | {} | {:.4} | {:+.1} | {:.4} | {:+.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
             row.name,
             row.change,
-            row.dev,
-            100.0 * (row.dev - full_dev),
-            row.test,
-            100.0 * (row.test - full_test),
+            acc(row.dev, row.dev_std(), row.dev_runs.len()),
+            delta(row.dev, fd, &row.dev_runs, fdr),
+            acc(row.test, row.test_std(), row.test_runs.len()),
+            delta(row.test, ft, &row.test_runs, ftr),
+            paper,
             row.seconds
         );
     }
+    let (ours, paper) = orderings(r);
+    if ours.len() > 1 {
+        s +=
+            &format!(
+            "\nCost of each removal, largest first — here (mean test): {}; in the paper: {}. {}\n",
+            ours.join(" > "),
+            paper.join(" > "),
+            if ours == paper { "The orders agree." } else { "The orders differ." }
+        );
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, test_runs: &[f64]) -> AblationRow {
+        AblationRow {
+            name: name.into(),
+            change: String::new(),
+            dev: mean(test_runs),
+            test: mean(test_runs),
+            dev_runs: test_runs.to_vec(),
+            test_runs: test_runs.to_vec(),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn noise_test_by_hand() {
+        // a: mean 0.70, sample std 0.01; b: mean 0.67, sample std 0.01 → pooled 0.01, |Δ| 0.03 > 0.02.
+        let a = [0.69, 0.70, 0.71];
+        assert!((sample_std(&a) - 0.01).abs() < 1e-12);
+        assert!(exceeds_noise(&a, &[0.66, 0.67, 0.68]));
+        // Δ 0.015 < 0.02: within the noise.
+        assert!(!exceeds_noise(&a, &[0.675, 0.685, 0.695]));
+        // Pooled over unequal spreads: stds 0.01 and 0.03 → √((1e-4 + 9e-4)/2) ≈ 0.02236; Δ 0.04 < 0.0447.
+        assert!(!exceeds_noise(&a, &[0.63, 0.66, 0.69]));
+        // One run says nothing about noise.
+        assert!(!exceeds_noise(&[0.7], &[0.1]));
+        assert_eq!(sample_std(&[0.5]), 0.0);
+    }
+
+    #[test]
+    fn table_marks_differences_and_orders_against_the_paper() {
+        let r = AblationReport {
+            method: Method::Tinybert,
+            dataset: "d".into(),
+            teacher_test: 0.8,
+            seeds: vec![1, 2, 3],
+            rows: vec![
+                row("full", &[0.69, 0.70, 0.71]),
+                row("no-emb", &[0.68, 0.69, 0.70]),
+                row("no-pred", &[0.66, 0.67, 0.68]),
+                row("no-trm", &[0.55, 0.56, 0.57]),
+                row("no-general", &[0.60, 0.61, 0.62]),
+            ],
+        };
+        let md = ablation_markdown(&r);
+        assert!(
+            md.contains("| no-emb |  | 0.6900 ± 0.0100 | -1.0 | 0.6900 ± 0.0100 | -1.0 | 74.1 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| -3.0 * | 0.6700 ± 0.0100 | -3.0 * | 73.5 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| no-general |") && md.contains("| — |"),
+            "{md}"
+        );
+        assert!(md.contains("no-trm > no-pred > no-emb; in the paper: no-trm > no-pred > no-emb. The orders agree."), "{md}");
+        let mut swapped = r.clone();
+        swapped.rows[1] = row("no-emb", &[0.64, 0.65, 0.66]);
+        assert!(ablation_markdown(&swapped).contains("The orders differ."));
+        // An old one-seed report (no per-seed figures) still reads and prints without a ± or a mark.
+        let old: AblationReport = serde_json::from_str(
+            r#"{"method":"distilbert","dataset":"d","teacher_test":0.8,"rows":[{"name":"full","change":"c","dev":0.7,"test":0.6,"seconds":3.0}]}"#,
+        )
+        .unwrap();
+        assert!(old.seeds.is_empty() && !ablation_markdown(&old).contains('±'));
+    }
 }

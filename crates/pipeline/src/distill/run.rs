@@ -66,7 +66,9 @@ fn held_out_texts(splits: &Splits) -> Vec<String> {
 /// The task's splits, as [`distill`] makes them.
 fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, Splits)> {
     let dataset: Dataset = load_dataset(&config.dataset, &config.columns, None, cache)?;
-    let mut splits = config.splits().split(&dataset.examples, config.seed)?;
+    let mut splits = config
+        .splits()
+        .split(&dataset.examples, config.split_seed())?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);
     }

@@ -103,6 +103,43 @@ impl flags::Ablate {
     }
 }
 
+impl flags::FitMlm {
+    pub fn run(self) -> Result<()> {
+        let mut c = base_config(self.config.as_deref(), "default")?;
+        let g = &mut c.general;
+        if self.teacher.is_some() {
+            g.teacher = self.teacher;
+        }
+        if !self.corpus.is_empty() {
+            g.corpus = self.corpus;
+        }
+        if self.max_passages.is_some() {
+            g.max_passages = self.max_passages;
+        }
+        if let Some(n) = self.passages {
+            g.mlm_head_passages = n;
+        }
+        if let Some(n) = self.unfreeze_last {
+            g.mlm_unfreeze_last = n;
+        }
+        if let Some(e) = self.head_epochs {
+            g.mlm_head.epochs = e;
+        }
+        if let Some(e) = self.encoder_epochs {
+            g.mlm_encoder.epochs = e;
+        }
+        if let Some(n) = self.eval_every {
+            g.mlm_head.eval_every = n;
+            g.mlm_encoder.eval_every = n;
+        }
+        let options = run_options(&self.out, &self.device.device, self.resume, None)?;
+        let report = pipeline::fit_mlm(&c, &options)?;
+        println!("{}", pipeline::mlm_fit_markdown(&report));
+        println!("{}", report.fitted.display());
+        Ok(())
+    }
+}
+
 impl flags::GeneralFlags {
     /// Puts the flags that were given into `c`.
     fn apply(self, c: &mut pipeline::DistillConfig) -> Result<()> {

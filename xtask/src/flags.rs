@@ -30,6 +30,10 @@ pub enum Cmd {
     Compress(Compress),
     /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
     Ablate(Ablate),
+    /// Fit an MLM head on the pre-trained teacher (and, with --unfreeze-last, its last layers) on the general
+    /// corpus; writes teacher-mlm/ (use it with --general-teacher) and mlm_report.json/.md with the
+    /// held-out masked-token accuracy at every evaluation.
+    FitMlm(FitMlm),
     /// Print the test accuracy of a saved classifier on a dataset as JSON (a quantized directory on its integer
     /// kernels, with the dequantized figure beside it).
     Eval(Eval),
@@ -236,6 +240,45 @@ pub struct Ablate {
     pub seeds: Vec<u64>,
     #[command(flatten)]
     pub general: GeneralFlags,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FitMlm {
+    /// A TOML or JSON config file (its `general` table is used; fields as in a run's config.json).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Output directory (teacher-mlm/, mlm_report.json, checkpoints).
+    #[arg(long, default_value = "runs/mlm-teacher")]
+    pub out: PathBuf,
+    /// The pre-trained teacher (default: the fetched MiniLM).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Corpus: english, sotu, brown, or text files/directories (repeatable).
+    #[arg(long)]
+    pub corpus: Vec<String>,
+    /// Use at most this many corpus passages.
+    #[arg(long)]
+    pub max_passages: Option<usize>,
+    /// Passages to fit on (of those).
+    #[arg(long)]
+    pub passages: Option<usize>,
+    /// After the head, train the encoder's last N layers with it (0: keep the teacher frozen).
+    #[arg(long)]
+    pub unfreeze_last: Option<usize>,
+    /// Epochs of the head's fit on the frozen teacher.
+    #[arg(long)]
+    pub head_epochs: Option<usize>,
+    /// Epochs of the fit with the last layers.
+    #[arg(long)]
+    pub encoder_epochs: Option<usize>,
+    /// Evaluate on the held-out passages every N steps (0: at the end of each epoch).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+    /// Continue an interrupted fit.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Flags of general distillation and augmentation, shared by `distill` and `ablate`.

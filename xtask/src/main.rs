@@ -40,6 +40,7 @@ fn main() -> Result<()> {
         Cmd::Distill(args) => args.run()?,
         Cmd::Compress(args) => args.run()?,
         Cmd::Ablate(args) => args.run()?,
+        Cmd::FitMlm(args) => args.run()?,
         Cmd::Eval(args) => args.run()?,
         Cmd::Predict(args) => args.run()?,
         Cmd::Quantize(args) => args.run()?,

@@ -11,6 +11,7 @@
 //! | `fetch` | [`fetch_teacher`] | [`cache_dir`] | the directory |
 //! | `distill` | [`distill`], [`general_only`] | [`DistillConfig`], [`RunOptions`] | [`Report`], [`GeneralReport`] |
 //! | `ablate` | [`ablate`] | [`DistillConfig`], [`Method`] | [`AblationReport`] |
+//! | `fit-mlm` | [`fit_mlm`] | [`DistillConfig`] (its `general`), [`RunOptions`] | [`MlmFitReport`] |
 //! | `eval` | [`evaluate_dir`], [`evaluate_saved`] | [`Columns`], [`EvalSplit`], [`Engine`] | [`EvalResult`] |
 //! | `predict` | [`Predictor::predict`] | [`Engine`] | [`Prediction`] |
 //! | `sensitivity` | [`measure_sensitivity`] | [`SensitivityOptions`], [`MeasureControl`] | `hessian::SensitivityReport` |
@@ -59,6 +60,7 @@ pub use data::labelled::{stream_texts, Columns, BUILT_IN};
 pub use data::masking::MaskingConfig;
 pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
 pub use distill::general::GeneralReport;
+pub use distill::mlm_fit::{fit_mlm, mlm_fit_markdown, CurvePoint, MlmFitReport};
 pub use distill::report::{distill_markdown, ModelReport, Report};
 pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};

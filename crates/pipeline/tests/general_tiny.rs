@@ -245,3 +245,71 @@ fn tinybert_general_stage_alone_then_the_ablation_table() {
     assert_eq!(no_general.student.layers, 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn fit_mlm_trains_the_head_then_only_the_last_layers() {
+    let dir = scratch("fit-mlm");
+    let mut config = tiny_config(&dir, Method::Distilbert);
+    let g = &mut config.general;
+    g.mlm_unfreeze_last = 1;
+    g.mlm_encoder.batch_size = 8;
+    g.mlm_encoder.epochs = 2;
+    g.mlm_encoder.learning_rate = 3e-4;
+    let out = dir.join("fit");
+    let report = pipeline::fit_mlm(&config, &options(out.clone(), &dir)).unwrap();
+    let names: Vec<&str> = report.stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["mlm-head", "mlm-encoder"]);
+    assert!(
+        report.stages.iter().all(|s| s.last_loss < s.first_loss),
+        "{:?}",
+        report.stages
+    );
+    // One evaluation per epoch of each stage, in order, and the result scored on the held-out passages.
+    let curve: Vec<&str> = report.curve.iter().map(|c| c.stage.as_str()).collect();
+    assert_eq!(
+        curve,
+        ["mlm-head", "mlm-head", "mlm-encoder", "mlm-encoder"]
+    );
+    assert!(
+        (0.0..=1.0).contains(&report.accuracy)
+            && report.passages == [24.min(report.passages[0]), 4]
+    );
+    assert_eq!(report.fitted, out.join("teacher-mlm"));
+    assert!(MlmHead::file_has_head(&report.fitted.join(WEIGHTS_FILE)));
+    // The embeddings and every layer but the last are the teacher's, bit for bit; the last one moved.
+    let flex = burn::tensor::Device::flex();
+    let (before, _) = student_arch::load_pretrained(&teacher(), &flex).unwrap();
+    let (after, _) = student_arch::load_pretrained(&report.fitted, &flex).unwrap();
+    let (before, after) = (
+        student_arch::weights::named_tensors(&before).unwrap(),
+        student_arch::weights::named_tensors(&after).unwrap(),
+    );
+    let last = format!("encoder.layer.{}.", 5);
+    for (name, (_, values)) in &before {
+        if name.starts_with(&last) {
+            continue;
+        }
+        assert!(after[name].1 == *values, "{name} changed");
+    }
+    let moved = before
+        .iter()
+        .filter(|(name, (_, v))| name.starts_with(&last) && after[*name].1 != *v)
+        .count();
+    assert!(moved > 10, "only {moved} tensors of the last layer changed");
+    // Resuming a finished fit runs nothing and gives the same teacher.
+    let mut resumed = options(out.clone(), &dir);
+    resumed.resume = true;
+    let again = pipeline::fit_mlm(&config, &resumed).unwrap();
+    assert!(again.stages.is_empty());
+    assert_eq!(again.accuracy, report.accuracy);
+    // More layers than the teacher has: an error naming the field.
+    config.general.mlm_unfreeze_last = 7;
+    let err = pipeline::fit_mlm(&config, &options(dir.join("fit-bad"), &dir))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mlm_unfreeze_last") && err.contains("at most 6"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -76,8 +76,19 @@ student_arch::config_defaults! {
             warmup_fraction: 0.05,
             ..Default::default()
         },
-        /// Passages used to fit the head.
+        /// Passages used to fit the head (and the encoder's last layers with it).
         pub mlm_head_passages: usize = 4000,
+        /// After the head's fit on the frozen teacher, train the encoder's last N layers with the head
+        /// (`mlm_encoder`); 0 keeps the teacher frozen. MiniLM's layers were never trained to predict tokens,
+        /// so a head on the frozen teacher stays near 11% masked-token accuracy.
+        pub mlm_unfreeze_last: usize = 0,
+        /// The second fit: the head with the encoder's last `mlm_unfreeze_last` layers (embeddings stay frozen).
+        pub mlm_encoder: StageConfig = StageConfig {
+            epochs: 1,
+            learning_rate: 1e-4,
+            warmup_fraction: 0.05,
+            ..Default::default()
+        },
         /// The distillation itself.
         pub distill: StageConfig = StageConfig {
             epochs: 1,
@@ -144,6 +155,7 @@ impl GeneralConfig {
         self.tinybert_student.validate("general.tinybert_student")?;
         self.masking.validate()?;
         self.mlm_head.validate("general.mlm_head")?;
+        self.mlm_encoder.validate("general.mlm_encoder")?;
         self.distill.validate("general.distill")
     }
 }

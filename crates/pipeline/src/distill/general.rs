@@ -86,18 +86,18 @@ pub fn general_student_dir(out: &Path) -> PathBuf {
 }
 
 /// The corpus of general distillation, tokenised.
-struct Prepared {
-    teacher_dir: PathBuf,
-    tokenizer: BertTokenizer,
-    vocab: Vocabulary,
-    train: Vec<Encoded>,
-    held: Vec<Encoded>,
-    sources: Vec<(String, usize)>,
-    excluded: usize,
-    words: usize,
+pub(crate) struct Prepared {
+    pub(crate) teacher_dir: PathBuf,
+    pub(crate) tokenizer: BertTokenizer,
+    pub(crate) vocab: Vocabulary,
+    pub(crate) train: Vec<Encoded>,
+    pub(crate) held: Vec<Encoded>,
+    pub(crate) sources: Vec<(String, usize)>,
+    pub(crate) excluded: usize,
+    pub(crate) words: usize,
 }
 
-fn prepare(
+pub(crate) fn prepare(
     config: &DistillConfig,
     held_out_texts: &[String],
     options: &RunOptions,
@@ -115,7 +115,8 @@ fn prepare(
         held_out_texts,
         g.words_per_passage,
         g.max_passages,
-        config.seed,
+        // The corpus is data: every seed of an ablation samples the same passages.
+        config.split_seed(),
         &options.cache,
     )?;
     let (sources, excluded, words) = (corpus.sources.clone(), corpus.excluded_lines, corpus.words);
@@ -151,7 +152,7 @@ pub fn mlm_teacher(
     config: &DistillConfig,
     held_out_texts: &[String],
     options: &RunOptions,
-) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+) -> Result<(BertModel, MlmHead, Vec<StageOutcome>)> {
     let p = prepare(config, held_out_texts, options)?;
     teacher_with_head(
         &p.teacher_dir,
@@ -211,7 +212,7 @@ pub fn general_distill(
         pad,
         &plain,
     )?;
-    let mut stages: Vec<StageOutcome> = fit.into_iter().collect();
+    let mut stages: Vec<StageOutcome> = fit;
 
     let ad = plain.clone().autodiff();
     let (spec, name) = general_student_spec(config, teacher.num_layers());

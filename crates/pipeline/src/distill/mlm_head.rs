@@ -1,5 +1,6 @@
 //! The teacher's masked-language-model head: fitting one on the frozen teacher (for teachers that ship none, like
-//! MiniLM), and scoring masked-token accuracy. Used by general distillation and by augmentation.
+//! MiniLM), then optionally the encoder's last layers with it, and scoring masked-token accuracy. Used by general
+//! distillation and by augmentation.
 
 use std::path::Path;
 
@@ -105,6 +106,18 @@ pub fn masked_accuracy(
     Ok(right as f64 / total.max(1) as f64)
 }
 
+/// Log frequency of each id in `train` (add-one smoothed; special tokens counted once).
+fn log_unigram(train: &[Encoded], vocab: &Vocabulary, vocab_size: usize) -> Vec<f32> {
+    let mut counts = vec![1.0f64; vocab_size];
+    for &id in train.iter().flat_map(|e| &e.ids) {
+        if (id as usize) < vocab_size && !vocab.special.contains(&id) {
+            counts[id as usize] += 1.0;
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    counts.iter().map(|c| (c / total).ln() as f32).collect()
+}
+
 /// The teacher encoder (on `device`, without autodiff) and its MLM head: the one in its weights file, or one
 /// fitted here on the frozen teacher and saved with it under `out/teacher-mlm`. Returns the outcome of the fit.
 #[allow(clippy::too_many_arguments)]
@@ -117,36 +130,40 @@ pub fn teacher_with_head(
     pad_id: u32,
     seed: u64,
     options: &RunOptions,
-) -> Result<(BertModel, MlmHead, Option<StageOutcome>)> {
+) -> Result<(BertModel, MlmHead, Vec<StageOutcome>)> {
     let plain = options.device.clone();
     let (teacher, _) = load_pretrained(teacher_dir, &plain)?;
     let weights = teacher_dir.join(student_arch::weights::WEIGHTS_FILE);
     if MlmHead::file_has_head(&weights) {
         let head = MlmHead::load(teacher_dir, &teacher.config, &plain)?;
-        return Ok((teacher, head, None));
+        return Ok((teacher, head, Vec::new()));
     }
     let fitted_dir = options.out_dir.join("teacher-mlm");
     if options.resume
         && MlmHead::file_has_head(&fitted_dir.join(student_arch::weights::WEIGHTS_FILE))
     {
+        // The fitted directory holds the encoder too (changed when its last layers were trained).
+        let (teacher, _) = load_pretrained(&fitted_dir, &plain)?;
         let head = MlmHead::load(&fitted_dir, &teacher.config, &plain)?;
-        return Ok((teacher, head, None));
+        return Ok((teacher, head, Vec::new()));
+    }
+    if config.mlm_unfreeze_last > teacher.num_layers() {
+        return Err(PipelineError::Config {
+            field: "general.mlm_unfreeze_last",
+            message: format!(
+                "{} is more than the teacher's {} layers; use at most {}",
+                config.mlm_unfreeze_last,
+                teacher.num_layers(),
+                teacher.num_layers()
+            ),
+        });
     }
     let ad = plain.clone().autodiff();
     let mut head = MlmHead::init(&teacher.config, seed, &plain)?;
     // Start the bias at the corpus's log unigram frequencies, so that the head begins as the unigram model and
     // its steps go to what the hidden states add.
     let vocab_size = teacher.config.vocab_size;
-    let mut counts = vec![1.0f64; vocab_size];
-    for e in train {
-        for &id in &e.ids {
-            if (id as usize) < vocab_size && !vocab.special.contains(&id) {
-                counts[id as usize] += 1.0;
-            }
-        }
-    }
-    let total: f64 = counts.iter().sum();
-    let log_freq: Vec<f32> = counts.iter().map(|c| (c / total).ln() as f32).collect();
+    let log_freq = log_unigram(train, vocab, vocab_size);
     head.bias = burn::module::Param::from_tensor(Tensor::from_data(
         TensorData::new(log_freq, [vocab_size]),
         &plain,
@@ -196,8 +213,114 @@ pub fn teacher_with_head(
         },
     )?;
     let head = head.valid();
+    let mut stages = vec![outcome];
+    let (teacher, head) = if config.mlm_unfreeze_last > 0 {
+        let fit = LastLayersFit {
+            train: &train[..n],
+            held_out,
+            config,
+            vocab,
+            pad_id,
+            seed,
+        };
+        let (teacher, head, outcome) = fit.run(teacher, head, options)?;
+        stages.push(outcome);
+        (teacher, head)
+    } else {
+        (teacher, head)
+    };
     std::fs::create_dir_all(&fitted_dir).map_err(io_err("creating", &fitted_dir))?;
     head.save_with_encoder(&teacher, &fitted_dir)?;
     copy_tokenizer_files(teacher_dir, &fitted_dir)?;
-    Ok((teacher, head, Some(outcome)))
+    Ok((teacher, head, stages))
+}
+
+/// The teacher's encoder and its MLM head, trained together by [`LastLayersFit`].
+#[derive(Module, Debug)]
+pub struct MlmTeacher {
+    /// The encoder; all but its last `mlm_unfreeze_last` layers (and the embeddings) without gradients.
+    pub encoder: BertModel,
+    /// The head, tied to the encoder's (frozen) word embeddings.
+    pub head: MlmHead,
+}
+
+/// The second fit of an MLM head: the head with the encoder's last `config.mlm_unfreeze_last` layers, on the same
+/// passages, at `config.mlm_encoder`'s learning rate (lower than the head's own), evaluated on the held-out
+/// passages (the best checkpoint kept).
+struct LastLayersFit<'a> {
+    train: &'a [Encoded],
+    held_out: &'a [Encoded],
+    config: &'a GeneralConfig,
+    vocab: &'a Vocabulary,
+    pad_id: u32,
+    seed: u64,
+}
+
+impl LastLayersFit<'_> {
+    fn run(
+        &self,
+        teacher: BertModel,
+        head: MlmHead,
+        options: &RunOptions,
+    ) -> Result<(BertModel, MlmHead, StageOutcome)> {
+        let plain = options.device.clone();
+        let ad = plain.clone().autodiff();
+        let layers = teacher.num_layers();
+        let frozen = layers - self.config.mlm_unfreeze_last.min(layers);
+        let vocab_size = teacher.config.vocab_size;
+        let mut encoder = teacher.fork(&ad).train();
+        encoder.embeddings = encoder.embeddings.no_grad();
+        encoder.pooler = encoder.pooler.map(|p| p.no_grad());
+        encoder.layers = encoder
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, layer)| if i < frozen { layer.no_grad() } else { layer })
+            .collect();
+        let model = MlmTeacher {
+            encoder,
+            head: head.fork(&ad).train(),
+        };
+        // Other masks than the head's fit saw on the same passages.
+        let mask_seed = self.seed.wrapping_add(0x6D6C6D);
+        let ctx = options.stage("mlm-encoder", self.seed, self.pad_id, vocab_size, &ad);
+        let (model, outcome) = run_stage(
+            &ctx,
+            model,
+            self.train,
+            &self.config.mlm_encoder,
+            |m: &MlmTeacher, input, _, _| {
+                let seqs = sequences_of(&input)?;
+                let mb = mask_batch(
+                    &seqs,
+                    self.vocab,
+                    &self.config.masking,
+                    batch_seed(mask_seed, &seqs),
+                )?;
+                let masked =
+                    BertInput::from_token_ids(&mb.input_ids, self.pad_id, vocab_size, &ad)?;
+                let hidden = m.encoder.forward(masked).last_hidden_state();
+                let logits = mlm_logits(&m.encoder, &m.head, hidden, &mb.positions)?;
+                let loss = mlm_cross_entropy(logits, labels_tensor(&mb.labels, &ad))?;
+                Ok(LossTerms::mlm_only(loss))
+            },
+            |m: &MlmTeacher| {
+                if self.held_out.is_empty() {
+                    return Ok(None);
+                }
+                let m = m.valid();
+                Ok(Some(masked_accuracy(
+                    &m.encoder,
+                    &m.head,
+                    self.held_out,
+                    self.vocab,
+                    &self.config.masking,
+                    self.pad_id,
+                    &plain,
+                )?))
+            },
+        )?;
+        let model = model.valid();
+        Ok((model.encoder, model.head, outcome))
+    }
 }

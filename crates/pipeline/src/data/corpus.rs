@@ -140,19 +140,33 @@ fn built_in(name: &str, cache: &Path) -> Result<Vec<Document>> {
     }
 }
 
+/// The `.txt` files under `dir` and its subdirectories (not following links), in path order.
+fn txt_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<(PathBuf, bool)> = std::fs::read_dir(dir)
+        .map_err(io_err("listing", dir))?
+        .filter_map(|e| e.ok())
+        .map(|e| (e.path(), e.file_type().is_ok_and(|t| t.is_dir())))
+        .collect();
+    entries.sort();
+    for (path, is_dir) in entries {
+        if is_dir {
+            txt_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "txt") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 fn user_files(path: &Path) -> Result<Vec<Document>> {
     let files = if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(io_err("listing", path))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
-        files.sort();
+        let mut files = Vec::new();
+        txt_files(path, &mut files)?;
         if files.is_empty() {
             return Err(PipelineError::Data {
                 path: path.to_path_buf(),
                 line: None,
-                message: "the directory holds no .txt files".into(),
+                message: "the directory and its subdirectories hold no .txt files".into(),
             });
         }
         files
@@ -309,6 +323,40 @@ mod tests {
             .to_string();
         assert!(
             err.contains("/no/such/corpus.txt") && err.contains("english"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_directory_of_directories_is_read_whole() {
+        // As the bbc-news articles come: one folder per category.
+        let dir = std::env::temp_dir().join(format!("corpus-tree-{}", std::process::id()));
+        for (sub, words) in [
+            ("business", "markets rose again today"),
+            ("sport/extra", "the home team won"),
+        ] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::write(dir.join(sub).join("001.txt"), format!("{words}\n")).unwrap();
+        }
+        std::fs::write(dir.join("sport/notes.md"), "not text").unwrap();
+        let c = Corpus::load(&[dir.display().to_string()], &[], 4, None, 1, &dir).unwrap();
+        let mut passages = c.passages.clone();
+        passages.sort();
+        assert_eq!(passages, ["markets rose again today", "the home team won"]);
+        std::fs::create_dir_all(dir.join("empty/inner")).unwrap();
+        let err = Corpus::load(
+            &[dir.join("empty").display().to_string()],
+            &[],
+            4,
+            None,
+            1,
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("empty") && err.contains("subdirectories hold no .txt"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).ok();

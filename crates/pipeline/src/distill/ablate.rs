@@ -388,6 +388,13 @@ pub fn ablation_markdown(r: &AblationReport) -> String {
         format!("{:+.1}{mark}", 100.0 * (row - full))
     };
     for row in &r.rows {
+        if row.test_runs.is_empty() && row.test.is_nan() {
+            s += &format!(
+                "| {} | {} | not run yet | | | | | |\n",
+                row.name, row.change
+            );
+            continue;
+        }
         let (fd, ft, fdr, ftr) = full.map_or((f64::NAN, f64::NAN, &[][..], &[][..]), |f| {
             (f.dev, f.test, &f.dev_runs[..], &f.test_runs[..])
         });
@@ -490,5 +497,20 @@ mod tests {
         )
         .unwrap();
         assert!(old.seeds.is_empty() && !ablation_markdown(&old).contains('±'));
+        // A partial table says which rows have not run yet instead of printing NaN.
+        let mut partial = r.clone();
+        partial.rows[4] = AblationRow {
+            dev: f64::NAN,
+            test: f64::NAN,
+            dev_runs: vec![],
+            test_runs: vec![],
+            seconds: 0.0,
+            ..row("no-general", &[])
+        };
+        let md = ablation_markdown(&partial);
+        assert!(
+            md.contains("| no-general |  | not run yet |") && !md.contains("NaN"),
+            "{md}"
+        );
     }
 }

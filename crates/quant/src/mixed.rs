@@ -84,7 +84,7 @@ pub struct Unit {
     pub name: String,
     /// Hugging Face tensor names.
     pub tensors: Vec<String>,
-    /// Mean + std of the top eigenvalue (the ranking key).
+    /// The ranking key: the report's own statistic (Q-BERT's |mean| + std of the top eigenvalue by default).
     pub score: f64,
     /// Mean of the top eigenvalue.
     pub mean: f64,

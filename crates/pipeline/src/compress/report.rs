@@ -155,7 +155,8 @@ pub fn quantize_markdown(r: &QuantizeReport) -> String {
         );
     }
     if !r.units.is_empty() {
-        s += "\n## Units (most sensitive first in the report)\n\n| unit | mean + std | bits |\n|---|---|---|\n";
+        s += "\n## Units (most sensitive first in the report)\n\nScore: the sensitivity report's ranking statistic (Q-BERT's |mean| + std of λ_max unless its header names \
+              another).\n\n| unit | score | bits |\n|---|---|---|\n";
         for (u, b) in r.units.iter().zip(&r.variants[0].bits) {
             s += &format!("| {} | {:.4e} | {b} |\n", u.name, u.score);
         }

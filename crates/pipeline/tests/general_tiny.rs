@@ -199,6 +199,19 @@ fn tinybert_general_stage_alone_then_the_ablation_table() {
     )
     .unwrap();
     assert_eq!(table.seeds, seeds);
+    let twice = ablate(
+        &config,
+        Method::Tinybert,
+        &[1, 2, 1],
+        &options(dir.join("ablate-twice"), &dir),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(twice.contains("seed 1 is given twice"), "{twice}");
+    assert!(
+        !dir.join("ablate-twice").exists(),
+        "nothing written for a bad seed list"
+    );
     let rows: Vec<&str> = table.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(rows, ["full", "no-emb", "no-pred", "no-trm", "no-general"]);
     assert!(table.rows.iter().all(|r| r.test_runs.len() == 2

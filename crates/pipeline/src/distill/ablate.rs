@@ -262,6 +262,15 @@ pub fn ablate(
             message: "an ablation needs at least one seed (e.g. --seeds 42,43,44)".into(),
         });
     }
+    if let Some(seed) = seeds
+        .iter()
+        .find(|s| seeds.iter().filter(|t| t == s).count() > 1)
+    {
+        return Err(crate::error::PipelineError::Config {
+            field: "seeds",
+            message: format!("seed {seed} is given twice; each seed is one run of every row"),
+        });
+    }
     let out = options.out_dir.clone();
     student_arch::io::claim_output_dir(&out, "ablate", &["ablation.json", "ablation.md"])?;
     let configs = ablation_configs(base, method);

@@ -16,7 +16,8 @@ pub enum Tier {
 }
 
 impl Tier {
-    /// The widest tier this CPU runs; `BERT_COMPRESS_ISA=avx2` or `scalar` caps it as it caps the GEMM.
+    /// The widest tier this CPU runs; `BERT_COMPRESS_ISA=avx2` or `scalar` caps it as it caps the GEMM (in any
+    /// case, as [`crate::kernels::int_gemm::Isa::parse`] reads it).
     pub fn best() -> Tier {
         static BEST: std::sync::OnceLock<Tier> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
@@ -24,19 +25,26 @@ impl Tier {
             #[cfg(target_arch = "x86_64")]
             {
                 let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-                if avx2
-                    && is_x86_feature_detected!("avx512f")
-                    && !matches!(cap.as_str(), "avx2" | "avxvnni" | "scalar")
-                {
-                    return Tier::Avx512;
-                }
-                if avx2 && cap != "scalar" {
-                    return Tier::Avx2;
-                }
+                Tier::capped(&cap, avx2, avx2 && is_x86_feature_detected!("avx512f"))
             }
-            let _ = cap;
-            Tier::Plain
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                Tier::capped(&cap, false, false)
+            }
         })
+    }
+
+    /// The widest tier of a CPU with (or without) AVX2 + FMA and AVX-512F, under the cap `BERT_COMPRESS_ISA`
+    /// names (case-insensitive; an unknown or empty name caps nothing).
+    fn capped(cap: &str, avx2: bool, avx512: bool) -> Tier {
+        let cap = cap.to_ascii_lowercase();
+        if avx2 && avx512 && !matches!(cap.as_str(), "avx2" | "avxvnni" | "scalar") {
+            Tier::Avx512
+        } else if avx2 && cap != "scalar" {
+            Tier::Avx2
+        } else {
+            Tier::Plain
+        }
     }
 }
 
@@ -93,3 +101,20 @@ pub fn block<const N: usize>(s: &[f32], at: usize) -> &[f32; N] {
 }
 
 pub(crate) use multiversion_impl as multiversion;
+
+#[cfg(test)]
+mod tier_tests {
+    use super::Tier;
+
+    #[test]
+    fn the_cap_is_read_in_any_case_as_the_gemm_reads_it() {
+        assert_eq!(Tier::capped("", true, true), Tier::Avx512);
+        assert_eq!(Tier::capped("avx512vnni", true, true), Tier::Avx512);
+        assert_eq!(Tier::capped("AVX2", true, true), Tier::Avx2);
+        assert_eq!(Tier::capped("AvxVnni", true, true), Tier::Avx2);
+        assert_eq!(Tier::capped("Scalar", true, true), Tier::Plain);
+        assert_eq!(Tier::capped("avx512vnni", true, false), Tier::Avx2);
+        assert_eq!(Tier::capped("", false, false), Tier::Plain);
+        assert_eq!(Tier::capped("nonsense", true, true), Tier::Avx512);
+    }
+}

@@ -329,7 +329,7 @@ pub fn ablate(
     Ok(report)
 }
 
-/// The paper's figure for a row, as text: DistilBERT's Table 4 (change of the GLUE macro-score against the
+/// The paper's figure for a row: DistilBERT's Table 4 (change of the GLUE macro-score against the
 /// triple loss with copied layers) and TinyBERT's ablation of its distillation objectives (average score of
 /// TinyBERT4 on MNLI-m, MNLI-mm, MRPC and CoLA dev). `None` where the paper has no such row.
 pub fn paper_figure(method: Method, row: &str) -> Option<f64> {

@@ -212,7 +212,7 @@ pub fn general_distill(
         pad,
         &plain,
     )?;
-    let mut stages: Vec<StageOutcome> = fit;
+    let mut stages = fit;
 
     let ad = plain.clone().autodiff();
     let (spec, name) = general_student_spec(config, teacher.num_layers());

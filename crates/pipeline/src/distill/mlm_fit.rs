@@ -12,7 +12,7 @@ use student_arch::io::write_atomic;
 
 use crate::config::DistillConfig;
 use crate::distill::general::prepare;
-use crate::distill::mlm_head::{masked_accuracy, teacher_with_head};
+use crate::distill::mlm_head::{fit_passages, masked_accuracy, teacher_with_head};
 use crate::error::Result;
 use crate::train::{RunOptions, StageOutcome};
 
@@ -114,7 +114,7 @@ pub fn fit_mlm(config: &DistillConfig, options: &RunOptions) -> Result<MlmFitRep
         },
         teacher_had_head: had_head,
         corpus_sources: p.sources.clone(),
-        passages: [g.mlm_head_passages.min(p.train.len()), p.held.len()],
+        passages: [fit_passages(g, p.train.len()), p.held.len()],
         unfreeze_last: if had_head { 0 } else { g.mlm_unfreeze_last },
         accuracy,
         curve: curve_of(out)?,

@@ -106,6 +106,11 @@ pub fn masked_accuracy(
     Ok(right as f64 / total.max(1) as f64)
 }
 
+/// How many of `available` training passages the fit uses: `mlm_head_passages`, at least one.
+pub(crate) fn fit_passages(config: &GeneralConfig, available: usize) -> usize {
+    config.mlm_head_passages.min(available).max(1)
+}
+
 /// Log frequency of each id in `train` (add-one smoothed; special tokens counted once).
 fn log_unigram(train: &[Encoded], vocab: &Vocabulary, vocab_size: usize) -> Vec<f32> {
     let mut counts = vec![1.0f64; vocab_size];
@@ -118,8 +123,10 @@ fn log_unigram(train: &[Encoded], vocab: &Vocabulary, vocab_size: usize) -> Vec<
     counts.iter().map(|c| (c / total).ln() as f32).collect()
 }
 
-/// The teacher encoder (on `device`, without autodiff) and its MLM head: the one in its weights file, or one
-/// fitted here on the frozen teacher and saved with it under `out/teacher-mlm`. Returns the outcome of the fit.
+/// The teacher encoder (on `device`, without autodiff) and its MLM head: the one in its weights file, the one an
+/// earlier run saved under `out/teacher-mlm` (with resume; its encoder too), or one fitted here — on the frozen
+/// teacher, then with the encoder's last `config.mlm_unfreeze_last` layers — and saved with the encoder under
+/// `out/teacher-mlm`. Returns the stages run here (none when nothing was fitted).
 #[allow(clippy::too_many_arguments)]
 pub fn teacher_with_head(
     teacher_dir: &Path,
@@ -174,7 +181,7 @@ pub fn teacher_with_head(
         &ad,
     );
     let ctx = options.stage("mlm-head", seed, pad_id, teacher.config.vocab_size, &ad);
-    let n = config.mlm_head_passages.min(train.len()).max(1);
+    let n = fit_passages(config, train.len());
     let (head, outcome) = run_stage(
         &ctx,
         head,

@@ -3,7 +3,8 @@
 //!   term; without the cosine term; random initialisation instead of copied layers.
 //! - TinyBERT (general, then task distillation, with augmentation when configured): all terms; without the
 //!   embedding term; without the prediction term; without the transformer (attention + hidden) terms; without
-//!   general distillation (task distillation of a randomly initialised student of the same shape).
+//!   general distillation (task distillation of a randomly initialised student of the same shape); and, when
+//!   the recipe augments, without data augmentation.
 //!
 //! Rows after the first reuse its fine-tuned teacher, its fitted MLM head and its augmented training set, so
 //! every row sees the same teacher and data. Writes `ablation.json` and `ablation.md`; with resume, rows with a
@@ -151,37 +152,50 @@ pub fn ablation_configs(
                 ),
             ]
         }
-        Method::Tinybert => vec![
-            row(
-                "full",
-                "all terms, general then task distillation",
-                full.clone(),
-            ),
-            row(
-                "no-emb",
-                "without the embedding term",
-                drop(&[LossTerm::Emb]),
-            ),
-            row(
-                "no-pred",
-                "without the prediction term (hard labels instead)",
-                drop(&[LossTerm::Pred]),
-            ),
-            row(
-                "no-trm",
-                "without the transformer terms (attention + hidden)",
-                drop(&[LossTerm::Att, LossTerm::Hidden]),
-            ),
-            row(
-                "no-general",
-                "without general distillation (task distillation from random init)",
-                DistillConfig {
-                    stage: Stage::Task,
-                    narrow_student: Some(full.general.tinybert_student.clone()),
-                    ..full.clone()
-                },
-            ),
-        ],
+        Method::Tinybert => {
+            let mut rows = vec![
+                row(
+                    "full",
+                    "all terms, general then task distillation",
+                    full.clone(),
+                ),
+                row(
+                    "no-emb",
+                    "without the embedding term",
+                    drop(&[LossTerm::Emb]),
+                ),
+                row(
+                    "no-pred",
+                    "without the prediction term (hard labels instead)",
+                    drop(&[LossTerm::Pred]),
+                ),
+                row(
+                    "no-trm",
+                    "without the transformer terms (attention + hidden)",
+                    drop(&[LossTerm::Att, LossTerm::Hidden]),
+                ),
+                row(
+                    "no-general",
+                    "without general distillation (task distillation from random init)",
+                    DistillConfig {
+                        stage: Stage::Task,
+                        narrow_student: Some(full.general.tinybert_student.clone()),
+                        ..full.clone()
+                    },
+                ),
+            ];
+            if full.augment.is_some() {
+                rows.push(row(
+                    "no-augment",
+                    "without data augmentation (task distillation on the original examples)",
+                    DistillConfig {
+                        augment: None,
+                        ..full.clone()
+                    },
+                ));
+            }
+            rows
+        }
     }
 }
 
@@ -330,8 +344,9 @@ pub fn ablate(
 }
 
 /// The paper's figure for a row: DistilBERT's Table 4 (change of the GLUE macro-score against the
-/// triple loss with copied layers) and TinyBERT's ablation of its distillation objectives (average score of
-/// TinyBERT4 on MNLI-m, MNLI-mm, MRPC and CoLA dev). `None` where the paper has no such row.
+/// triple loss with copied layers) and TinyBERT's ablations of its distillation objectives (Table 7) and of its
+/// procedures (Table 6: without general distillation, without data augmentation), both the average score of
+/// TinyBERT4 on MNLI-m, MNLI-mm, MRPC and CoLA dev. `None` where the paper has no such row.
 pub fn paper_figure(method: Method, row: &str) -> Option<f64> {
     match (method, row) {
         (Method::Distilbert, "full") => Some(0.0),
@@ -343,6 +358,8 @@ pub fn paper_figure(method: Method, row: &str) -> Option<f64> {
         (Method::Tinybert, "no-emb") => Some(74.1),
         (Method::Tinybert, "no-pred") => Some(73.5),
         (Method::Tinybert, "no-trm") => Some(56.3),
+        (Method::Tinybert, "no-general") => Some(72.5),
+        (Method::Tinybert, "no-augment") => Some(68.4),
         _ => None,
     }
 }
@@ -454,6 +471,34 @@ mod tests {
     }
 
     #[test]
+    fn tinybert_rows_drop_augmentation_only_when_the_recipe_augments() {
+        let plain = DistillConfig::default();
+        assert_eq!(
+            names_of(&plain, Method::Tinybert),
+            ["full", "no-emb", "no-pred", "no-trm", "no-general"]
+        );
+        let augmented = DistillConfig {
+            augment: Some(crate::data::augment::AugmentConfig::default()),
+            ..plain
+        };
+        let rows = ablation_configs(&augmented, Method::Tinybert);
+        assert_eq!(rows.len(), 6);
+        let (name, _, last) = &rows[5];
+        assert_eq!(name, "no-augment");
+        assert!(last.augment.is_none() && last.stage == Stage::Both && last.drop_terms.is_empty());
+        assert!(rows[..5].iter().all(|(_, _, c)| c.augment.is_some()));
+        // DistilBERT's recipe never augments, so it has no such row.
+        assert!(!names_of(&augmented, Method::Distilbert).contains(&"no-augment".to_string()));
+    }
+
+    fn names_of(c: &DistillConfig, method: Method) -> Vec<String> {
+        ablation_configs(c, method)
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect()
+    }
+
+    #[test]
     fn noise_test_by_hand() {
         // a: mean 0.70, sample std 0.01; b: mean 0.67, sample std 0.01 → pooled 0.01, |Δ| 0.03 > 0.02.
         let a = [0.69, 0.70, 0.71];
@@ -481,6 +526,8 @@ mod tests {
                 row("no-pred", &[0.66, 0.67, 0.68]),
                 row("no-trm", &[0.55, 0.56, 0.57]),
                 row("no-general", &[0.60, 0.61, 0.62]),
+                row("no-augment", &[0.58, 0.59, 0.60]),
+                row("unknown-row", &[0.69, 0.70, 0.71]),
             ],
         };
         let md = ablation_markdown(&r);
@@ -492,11 +539,18 @@ mod tests {
             md.contains("| -3.0 * | 0.6700 ± 0.0100 | -3.0 * | 73.5 |"),
             "{md}"
         );
+        // Table 6 of TinyBERT (procedures) beside Table 7 (objectives); a row the paper lacks gets a dash and
+        // stays out of the order.
+        assert!(md.contains("| -9.0 * | 72.5 |"), "{md}");
+        assert!(md.contains("| -11.0 * | 68.4 |"), "{md}");
+        assert!(md.contains("| +0.0 | — |"), "{md}");
         assert!(
-            md.contains("| no-general |") && md.contains("| — |"),
+            md.contains(
+                "no-trm > no-augment > no-general > no-pred > no-emb; \
+                 in the paper: no-trm > no-augment > no-general > no-pred > no-emb. The orders agree."
+            ),
             "{md}"
         );
-        assert!(md.contains("no-trm > no-pred > no-emb; in the paper: no-trm > no-pred > no-emb. The orders agree."), "{md}");
         let mut swapped = r.clone();
         swapped.rows[1] = row("no-emb", &[0.64, 0.65, 0.66]);
         assert!(ablation_markdown(&swapped).contains("The orders differ."));

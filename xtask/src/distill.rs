@@ -42,6 +42,12 @@ impl flags::RecipeFlags {
         if let Some(t) = self.attention_target {
             c.attention_target = t;
         }
+        if let Some(seed) = self.seed {
+            c.seed = seed;
+        }
+        if self.split_seed.is_some() {
+            c.split_seed = self.split_seed;
+        }
         self.general.apply(&mut c)?;
         Ok(c)
     }

@@ -154,6 +154,13 @@ pub struct RecipeFlags {
     /// What TinyBERT's attention loss compares: scores (pre-softmax, as the paper; the default) or probs.
     #[arg(long)]
     pub attention_target: Option<kd_losses::AttentionTarget>,
+    /// Seed of initialisation, data order, masking and dropout (default: the config's, else 42).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seed of the train/dev/test split and the general corpus sample (default: --seed). Give several runs the
+    /// same split seed to compare their seeds on one split, as `ablate --seeds` does.
+    #[arg(long)]
+    pub split_seed: Option<u64>,
     /// A TOML or JSON config file (fields as in the output's config.json); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -626,5 +633,28 @@ mod tests {
         assert_eq!(d.recipe.general.stage, Some(pipeline::Stage::Both));
         assert_eq!(d.recipe.data.columns().text, "t");
         assert_eq!(d.recipe.data.columns().label, "label");
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "distill",
+            "--preset",
+            "small",
+            "--seed",
+            "43",
+            "--split-seed",
+            "42",
+        ])
+        .unwrap();
+        let Cmd::Distill(d) = cli.command else {
+            panic!("parsed as another command")
+        };
+        let c = d.recipe.config().unwrap();
+        assert_eq!((c.seed, c.split_seed()), (43, 42));
+        let cli =
+            Cli::try_parse_from(["xtask", "distill", "--preset", "small", "--seed", "7"]).unwrap();
+        let Cmd::Distill(d) = cli.command else {
+            panic!("parsed as another command")
+        };
+        let c = d.recipe.config().unwrap();
+        assert_eq!((c.seed, c.split_seed()), (7, 7));
     }
 }

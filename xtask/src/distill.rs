@@ -122,6 +122,9 @@ impl flags::FitMlm {
         if self.max_passages.is_some() {
             g.max_passages = self.max_passages;
         }
+        if let Some(n) = self.skip_passages {
+            g.skip_passages = n;
+        }
         if let Some(n) = self.passages {
             g.mlm_head_passages = n;
         }

@@ -266,6 +266,10 @@ pub struct FitMlm {
     /// Use at most this many corpus passages.
     #[arg(long)]
     pub max_passages: Option<usize>,
+    /// Pass over the first N passages of the seeded sample first (e.g. 8000: a distillation run with
+    /// --max-passages up to 8000 and the same seed then never shares a passage with the fit).
+    #[arg(long)]
+    pub skip_passages: Option<usize>,
     /// Passages to fit on (of those).
     #[arg(long)]
     pub passages: Option<usize>,

@@ -63,6 +63,10 @@ student_arch::config_defaults! {
         pub words_per_passage: usize = 40,
         /// Use at most this many passages (a seeded sample).
         pub max_passages: Option<usize> = Some(20_000),
+        /// Passages of the seeded sample to pass over before taking `max_passages`: with the same split seed,
+        /// a run with `max_passages` ≤ this never sees a passage of this one (e.g. an MLM fit kept apart from
+        /// the text that general distillation trains and is evaluated on).
+        pub skip_passages: usize = 0,
         /// Passages held out to report masked-token accuracy.
         pub held_out_passages: usize = 256,
         /// Longest passage in tokens.

@@ -269,6 +269,29 @@ impl Corpus {
         Ok(corpus)
     }
 
+    /// Drops the first `n` passages of the sample (`general.skip_passages`); an error when none would be left.
+    pub fn skip_first(mut self, n: usize) -> Result<Self> {
+        if n == 0 {
+            return Ok(self);
+        }
+        if n >= self.passages.len() {
+            return Err(PipelineError::Config {
+                field: "general.skip_passages",
+                message: format!(
+                    "{n} skipped of the corpus's {} passages leaves none; lower it or add text",
+                    self.passages.len()
+                ),
+            });
+        }
+        self.passages.drain(..n);
+        self.words = self
+            .passages
+            .iter()
+            .map(|p| p.split_whitespace().count())
+            .sum();
+        Ok(self)
+    }
+
     /// Splits off the last `n` passages (at most half) as held-out text.
     pub fn split_held_out(mut self, n: usize) -> (Self, Vec<String>) {
         let n = n.min(self.passages.len() / 2);
@@ -318,6 +341,21 @@ mod tests {
         assert!(!c.passages.iter().any(|p| p.contains("Test")));
         let (rest, held) = c.clone().split_held_out(3);
         assert_eq!((rest.passages.len(), held.len()), (12, 3));
+        // Skipping the first passages of the same sample leaves exactly the rest, in order.
+        let all = Corpus::load(&[dir.display().to_string()], &[], 10, None, 1, &dir).unwrap();
+        let rest = all.clone().skip_first(5).unwrap();
+        assert_eq!(rest.passages, all.passages[5..]);
+        let words: usize = rest
+            .passages
+            .iter()
+            .map(|p| p.split_whitespace().count())
+            .sum();
+        assert_eq!((rest.words, all.passages.len()), (words, 16));
+        let err = all.skip_first(16).unwrap_err().to_string();
+        assert!(
+            err.contains("general.skip_passages") && err.contains("16"),
+            "{err}"
+        );
         let err = Corpus::load(&["/no/such/corpus.txt".into()], &[], 10, None, 1, &dir)
             .unwrap_err()
             .to_string();

@@ -40,6 +40,9 @@ pub struct MlmFitReport {
     pub corpus_sources: Vec<(String, usize)>,
     /// Training and held-out passages.
     pub passages: [usize; 2],
+    /// Passages of the seeded sample passed over before these (`general.skip_passages`).
+    #[serde(default)]
+    pub skipped_passages: usize,
     /// Encoder layers trained with the head after its own fit.
     pub unfreeze_last: usize,
     /// Masked-token accuracy of the result on the held-out passages.
@@ -115,6 +118,7 @@ pub fn fit_mlm(config: &DistillConfig, options: &RunOptions) -> Result<MlmFitRep
         teacher_had_head: had_head,
         corpus_sources: p.sources.clone(),
         passages: [fit_passages(g, p.train.len()), p.held.len()],
+        skipped_passages: g.skip_passages,
         unfreeze_last: if had_head { 0 } else { g.mlm_unfreeze_last },
         accuracy,
         curve: curve_of(out)?,
@@ -148,6 +152,13 @@ pub fn mlm_fit_markdown(r: &MlmFitReport) -> String {
             format!("head fitted on {} passages, encoder frozen", r.passages[0])
         }
     );
+    if r.skipped_passages > 0 {
+        s += &format!(
+            "The fit's passages come after the first {} of the seeded sample (`general.skip_passages`): a \
+             distillation run with the same seed and at most that many passages shares none of them.\n\n",
+            r.skipped_passages
+        );
+    }
     s += &format!("Teacher with the head: `{}`.\n\n", r.fitted.display());
     if !r.curve.is_empty() {
         s += "| stage | step | masked-token accuracy |\n|---|---|---|\n";
@@ -202,6 +213,7 @@ mod tests {
             teacher_had_head: false,
             corpus_sources: vec![],
             passages: [100, 8],
+            skipped_passages: 8000,
             unfreeze_last: 2,
             accuracy: 0.21,
             curve,
@@ -213,6 +225,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| mlm-encoder | 20 | 21.0% |"), "{md}");
+        assert!(
+            md.contains("after the first 8000 of the seeded sample"),
+            "{md}"
+        );
         assert!(curve_of(&dir.join("absent")).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).ok();
     }

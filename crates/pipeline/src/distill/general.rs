@@ -114,7 +114,7 @@ pub(crate) fn prepare(
         &g.corpus,
         held_out_texts,
         g.words_per_passage,
-        g.max_passages.map(|n| n + g.skip_passages),
+        g.max_passages.map(|n| n.saturating_add(g.skip_passages)),
         // The corpus is data: every seed of an ablation samples the same passages.
         config.split_seed(),
         &options.cache,

@@ -194,12 +194,14 @@ fn user_files(path: &Path) -> Result<Vec<Document>> {
 impl Corpus {
     /// Loads `sources` (built-in names or paths), drops lines equal (ignoring case, spaces and punctuation) to a
     /// text in `held_out`, cuts each document's words into passages of `words_per_passage`, shuffles them with
-    /// `seed`, and keeps at most `max_passages`.
+    /// `seed`, passes over the first `skip_passages` of them (`general.skip_passages`; an error when none would
+    /// be left) and keeps at most `max_passages` of the rest.
     pub fn load(
         sources: &[String],
         held_out: &[String],
         words_per_passage: usize,
         max_passages: Option<usize>,
+        skip_passages: usize,
         seed: u64,
         cache: &Path,
     ) -> Result<Self> {
@@ -258,8 +260,20 @@ impl Corpus {
             });
         }
         shuffle(&mut corpus.passages, seed ^ 0xC0_8905);
-        if let Some(n) = max_passages {
-            corpus.passages.truncate(n.max(1));
+        if skip_passages >= corpus.passages.len() {
+            return Err(PipelineError::Config {
+                field: "general.skip_passages",
+                message: format!(
+                    "{skip_passages} skipped of the corpus's {} passages leaves none; lower it or add text",
+                    corpus.passages.len()
+                ),
+            });
+        }
+        if skip_passages > 0 || max_passages.is_some() {
+            corpus.passages.drain(..skip_passages);
+            if let Some(n) = max_passages {
+                corpus.passages.truncate(n.max(1));
+            }
             corpus.words = corpus
                 .passages
                 .iter()
@@ -267,29 +281,6 @@ impl Corpus {
                 .sum();
         }
         Ok(corpus)
-    }
-
-    /// Drops the first `n` passages of the sample (`general.skip_passages`); an error when none would be left.
-    pub fn skip_first(mut self, n: usize) -> Result<Self> {
-        if n == 0 {
-            return Ok(self);
-        }
-        if n >= self.passages.len() {
-            return Err(PipelineError::Config {
-                field: "general.skip_passages",
-                message: format!(
-                    "{n} skipped of the corpus's {} passages leaves none; lower it or add text",
-                    self.passages.len()
-                ),
-            });
-        }
-        self.passages.drain(..n);
-        self.words = self
-            .passages
-            .iter()
-            .map(|p| p.split_whitespace().count())
-            .sum();
-        Ok(self)
     }
 
     /// Splits off the last `n` passages (at most half) as held-out text.
@@ -327,6 +318,7 @@ mod tests {
             &["a test sentence here".into()],
             10,
             None,
+            0,
             1,
             &dir,
         )
@@ -342,21 +334,24 @@ mod tests {
         let (rest, held) = c.clone().split_held_out(3);
         assert_eq!((rest.passages.len(), held.len()), (12, 3));
         // Skipping the first passages of the same sample leaves exactly the rest, in order.
-        let all = Corpus::load(&[dir.display().to_string()], &[], 10, None, 1, &dir).unwrap();
-        let rest = all.clone().skip_first(5).unwrap();
+        let load =
+            |max, skip| Corpus::load(&[dir.display().to_string()], &[], 10, max, skip, 1, &dir);
+        let all = load(None, 0).unwrap();
+        let rest = load(None, 5).unwrap();
         assert_eq!(rest.passages, all.passages[5..]);
+        assert_eq!(load(Some(4), 5).unwrap().passages, all.passages[5..9]);
         let words: usize = rest
             .passages
             .iter()
             .map(|p| p.split_whitespace().count())
             .sum();
         assert_eq!((rest.words, all.passages.len()), (words, 16));
-        let err = all.skip_first(16).unwrap_err().to_string();
+        let err = load(Some(3), 16).unwrap_err().to_string();
         assert!(
             err.contains("general.skip_passages") && err.contains("16"),
             "{err}"
         );
-        let err = Corpus::load(&["/no/such/corpus.txt".into()], &[], 10, None, 1, &dir)
+        let err = Corpus::load(&["/no/such/corpus.txt".into()], &[], 10, None, 0, 1, &dir)
             .unwrap_err()
             .to_string();
         assert!(
@@ -378,7 +373,7 @@ mod tests {
             std::fs::write(dir.join(sub).join("001.txt"), format!("{words}\n")).unwrap();
         }
         std::fs::write(dir.join("sport/notes.md"), "not text").unwrap();
-        let c = Corpus::load(&[dir.display().to_string()], &[], 4, None, 1, &dir).unwrap();
+        let c = Corpus::load(&[dir.display().to_string()], &[], 4, None, 0, 1, &dir).unwrap();
         let mut passages = c.passages.clone();
         passages.sort();
         assert_eq!(passages, ["markets rose again today", "the home team won"]);
@@ -388,6 +383,7 @@ mod tests {
             &[],
             4,
             None,
+            0,
             1,
             &dir,
         )

@@ -114,12 +114,12 @@ pub(crate) fn prepare(
         &g.corpus,
         held_out_texts,
         g.words_per_passage,
-        g.max_passages.map(|n| n.saturating_add(g.skip_passages)),
+        g.max_passages,
+        g.skip_passages,
         // The corpus is data: every seed of an ablation samples the same passages.
         config.split_seed(),
         &options.cache,
-    )?
-    .skip_first(g.skip_passages)?;
+    )?;
     let (sources, excluded, words) = (corpus.sources.clone(), corpus.excluded_lines, corpus.words);
     let (corpus, held) = corpus.split_held_out(g.held_out_passages);
     let encode = |texts: &[String]| -> Result<Vec<Encoded>> {

@@ -1,4 +1,4 @@
-//! `cargo xtask ci`: what CI runs. The feature and layout checks, the teacher fetched once, then `cargo test` on
+//! `cargo xtask ci`: what CI runs. The feature and layout checks, the record tables (`results --check`), the teacher fetched once, then `cargo test` on
 //! the whole workspace with the teacher's directory in `BERT_COMPRESS_TEACHER`.
 
 use std::process::Command;
@@ -14,6 +14,8 @@ impl flags::Ci {
         }
         features::check()?;
         layout::check(&workspace_root())?;
+        // Every table rendered from docs/records must match its committed rendering.
+        flags::Results { check: true }.run()?;
         let teacher = fetch::fetch()?;
         eprintln!("teacher: {}", teacher.display());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

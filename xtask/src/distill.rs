@@ -190,7 +190,7 @@ impl flags::GeneralFlags {
 }
 
 /// The config file when given, else the preset.
-fn base_config(config: Option<&std::path::Path>, preset: &str) -> Result<pipeline::DistillConfig> {
+pub fn base_config(config: Option<&std::path::Path>, preset: &str) -> Result<pipeline::DistillConfig> {
     Ok(match config {
         Some(path) => pipeline::DistillConfig::from_file(path)?,
         None => pipeline::DistillConfig::preset(preset)?,
@@ -198,7 +198,7 @@ fn base_config(config: Option<&std::path::Path>, preset: &str) -> Result<pipelin
 }
 
 /// The run options of `distill` and `ablate`.
-fn run_options(
+pub fn run_options(
     out: &std::path::Path,
     device: &str,
     resume: bool,

@@ -30,6 +30,12 @@ pub enum Cmd {
     Compress(Compress),
     /// Run a paper's ablation (each row a whole distillation run) and write ablation.md/ablation.json.
     Ablate(Ablate),
+    /// Run one recipe on five real tasks of different kinds with several seeds (one fine-tuned teacher per
+    /// task): teacher, student and retention per task, the suite mean and the worst task (suite.json/.md).
+    Suite(Suite),
+    /// Render every table of README.md and docs/ from the committed records in docs/records/ (--check: fail
+    /// when a committed table differs from its rendering).
+    Results(Results),
     /// Fit an MLM head on the pre-trained teacher (and, with --unfreeze-last, its last layers) on the general
     /// corpus; writes teacher-mlm/ (use it with --general-teacher) and mlm_report.json/.md with the
     /// held-out masked-token accuracy at every evaluation.
@@ -247,6 +253,51 @@ pub struct Ablate {
     pub seeds: Vec<u64>,
     #[command(flatten)]
     pub general: GeneralFlags,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Suite {
+    /// Tasks, comma-separated: rotten-tomatoes, bbc-news, convention-party, debates-2016, spam-assassin, or
+    /// labelled files (default: the five built-in tasks).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Seeds of every task's runs; the first also seeds the split (default: 42,43,44; with --quick: 42).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<u64>,
+    /// Screening: every task capped at 1,200 training and 400 dev/test examples.
+    #[arg(long)]
+    pub quick: bool,
+    /// A TOML or JSON recipe (fields as in a run's config.json; its dataset is replaced by each task).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A preset recipe when no --config: default, short, full or small.
+    #[arg(long, default_value = "default")]
+    pub preset: String,
+    /// What TinyBERT's attention loss compares: scores or probs (overrides the recipe).
+    #[arg(long)]
+    pub attention_target: Option<kd_losses::AttentionTarget>,
+    /// tinybert or distilbert (overrides the recipe).
+    #[arg(long)]
+    pub method: Option<pipeline::Method>,
+    /// The recipe's name in the record (default: the config file's stem, else the preset).
+    #[arg(long)]
+    pub recipe_name: Option<String>,
+    /// Other suites' output directories whose fine-tuned teachers to reuse (same task, split and teacher
+    /// recipe), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub teachers_from: Vec<PathBuf>,
+    /// Output directory (one subdirectory per task and seed); rerun to continue.
+    #[arg(long, default_value = "runs/suite")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Results {
+    /// Compare instead of writing: fail naming every table that differs from its record's rendering.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(clap::Args, Debug)]

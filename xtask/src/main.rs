@@ -16,6 +16,8 @@ mod fetch;
 mod flags;
 mod fuzz;
 mod layout;
+mod results;
+mod suite;
 
 use flags::{Cli, Cmd};
 
@@ -40,6 +42,8 @@ fn main() -> Result<()> {
         Cmd::Distill(args) => args.run()?,
         Cmd::Compress(args) => args.run()?,
         Cmd::Ablate(args) => args.run()?,
+        Cmd::Suite(args) => args.run()?,
+        Cmd::Results(args) => args.run()?,
         Cmd::FitMlm(args) => args.run()?,
         Cmd::Eval(args) => args.run()?,
         Cmd::Predict(args) => args.run()?,

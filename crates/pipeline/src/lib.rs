@@ -18,9 +18,10 @@
 //! | `quantize` | [`quantize`] | [`QuantizeOptions`], [`QatConfig`] | [`QuantizeReport`] |
 //! | `prune-vocab` | [`prune_vocab`] | [`PruneOptions`] | [`PruneReport`] |
 //! | `compress` | [`compress_all`] | [`CompressConfig`], [`RunOptions`] | [`CompressReport`] |
+//! | `suite` | [`run_suite`] | [`DistillConfig`], [`SuiteOptions`], [`Provenance`] | [`SuiteReport`] |
 //!
 //! Inside, data flows one way: `error`, `fetch`, `checkpoint` → `data` → `train` → `config` → `classifier` →
-//! `predict` → `eval` → `distill`, `compress` (and `fuzz`, which exercises the readers). Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
+//! `predict` → `eval` → `distill`, `compress` → `suite` (and `fuzz`, which exercises the readers). Stage modules never import an orchestrator (`distill::run`, `distill::ablate`), and
 //! `cargo xtask check-layout` fails on any import cycle.
 //!
 //! Architecture invariant: `pipeline` is the only crate that depends on all the others; none of them depends on
@@ -39,6 +40,8 @@ mod fetch;
 mod figures;
 mod fuzz;
 mod predict;
+mod record;
+mod suite;
 mod train;
 
 pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
@@ -69,6 +72,9 @@ pub use fetch::{cache_dir, fetch_teacher, FetchError};
 pub use fuzz::{fuzz_readers, FuzzConfig, FuzzReport, READERS};
 pub use predict::{Engine, Prediction, Predictor};
 pub use quant::mixed::Allocator;
+pub use record::{cpu_description, Provenance};
+pub use suite::table::{suite_comparison_markdown, suite_markdown, SuiteReport, SuiteRow};
+pub use suite::{run_suite, SuiteOptions, QUICK_EVAL, QUICK_TRAIN, SUITE_TASKS};
 pub use train::{RunOptions, StageConfig, StageOutcome};
 
 /// One training step of task distillation, as [`distill`] runs it: what `cargo xtask bench` times.

@@ -62,7 +62,13 @@ pub const BBC_NEWS: PackageAsset = PackageAsset {
 };
 
 /// The names `--dataset` accepts besides a path.
-pub const BUILT_IN: [&str; 2] = ["rotten-tomatoes", "bbc-news"];
+pub const BUILT_IN: [&str; 5] = [
+    "rotten-tomatoes",
+    "bbc-news",
+    "convention-party",
+    "debates-2016",
+    "spam-assassin",
+];
 
 student_arch::config_defaults! {
     /// Column names for reading a file.
@@ -76,7 +82,7 @@ student_arch::config_defaults! {
     }
 }
 
-fn data_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> PipelineError {
+pub(crate) fn data_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> PipelineError {
     PipelineError::Data {
         path: path.to_path_buf(),
         line,
@@ -96,6 +102,9 @@ pub fn load_dataset(
     let mut dataset = match name_or_path {
         "rotten-tomatoes" => rotten_tomatoes(cache)?,
         "bbc-news" => bbc_news(cache)?,
+        "convention-party" => crate::data::tasks::convention_party(cache)?,
+        "debates-2016" => crate::data::tasks::debates_2016(cache)?,
+        "spam-assassin" => crate::data::tasks::spam_assassin(cache)?,
         path => read_labelled_file(Path::new(path), columns)?,
     };
     match known_labels {
@@ -138,7 +147,7 @@ fn relabel(dataset: &mut Dataset, known: &[String], path: &Path) -> Result<()> {
 }
 
 /// Collects `(text, label)` rows into a dataset with sorted label names.
-fn from_rows(name: String, rows: Vec<(String, String)>) -> Dataset {
+pub(crate) fn from_rows(name: String, rows: Vec<(String, String)>) -> Dataset {
     let mut label_names: Vec<String> = rows.iter().map(|(_, l)| l.clone()).collect();
     label_names.sort();
     label_names.dedup();

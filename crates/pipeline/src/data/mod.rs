@@ -5,3 +5,4 @@ pub mod augment;
 pub mod corpus;
 pub mod labelled;
 pub mod masking;
+pub mod tasks;

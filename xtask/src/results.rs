@@ -1,0 +1,130 @@
+//! `cargo xtask results`: every table of README.md and docs/*.md that stands between
+//! `<!-- record: NAME [NAME …] -->` and `<!-- /record -->` is rendered from the committed records
+//! `docs/records/NAME.json` (one name: that run's table; several: a comparison of their runs side by side).
+//! With `--check` nothing is written and every table that differs from its rendering is named, which is how
+//! `cargo xtask ci` keeps hand-typed figures out of the docs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{flags, workspace_root};
+
+const OPEN: &str = "<!-- record:";
+const CLOSE: &str = "<!-- /record -->";
+
+impl flags::Results {
+    pub fn run(self) -> Result<()> {
+        let root = workspace_root();
+        let mut drifted = Vec::new();
+        let mut tables = 0;
+        for doc in documents(&root)? {
+            let text = std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
+            let (rendered, n) = render_document(&text, &root.join("docs").join("records"))
+                .with_context(|| format!("rendering the record tables of {}", doc.display()))?;
+            tables += n;
+            if rendered != text {
+                if self.check {
+                    drifted.push(doc.display().to_string());
+                } else {
+                    let tmp = doc.with_extension("md.tmp-results");
+                    std::fs::write(&tmp, &rendered).with_context(|| format!("writing {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &doc).with_context(|| format!("renaming into {}", doc.display()))?;
+                    eprintln!("results: rewrote {}", doc.display());
+                }
+            }
+        }
+        if !drifted.is_empty() {
+            bail!(
+                "{} differ(s) from the tables rendered from docs/records: {}; run `cargo xtask results` and commit",
+                drifted.len(),
+                drifted.join(", ")
+            );
+        }
+        eprintln!("results: {tables} table(s) rendered from docs/records, all current");
+        Ok(())
+    }
+}
+
+/// README.md and every Markdown file directly under docs/.
+fn documents(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut docs = vec![root.join("README.md")];
+    let dir = root.join("docs");
+    let mut more: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    more.sort();
+    docs.extend(more);
+    Ok(docs)
+}
+
+/// `text` with every record block re-rendered, and the number of blocks.
+pub fn render_document(text: &str, records: &Path) -> Result<(String, usize)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut n = 0;
+    while let Some(start) = rest.find(OPEN) {
+        let line_end = rest[start..]
+            .find("-->")
+            .map(|i| start + i + 3)
+            .context("a `<!-- record:` marker is not closed by `-->` on its line")?;
+        let names: Vec<&str> = rest[start + OPEN.len()..line_end - 3].split_whitespace().collect();
+        if names.is_empty() {
+            bail!("a `<!-- record: -->` marker names no record");
+        }
+        let close = rest[line_end..]
+            .find(CLOSE)
+            .map(|i| line_end + i)
+            .with_context(|| format!("the block of record {names:?} has no `{CLOSE}`"))?;
+        out += &rest[..line_end];
+        out += "\n";
+        out += &render(&names, records)?;
+        out += CLOSE;
+        rest = &rest[close + CLOSE.len()..];
+        n += 1;
+    }
+    out += rest;
+    Ok((out, n))
+}
+
+fn load_suite(records: &Path, name: &str) -> Result<pipeline::SuiteReport> {
+    let path = records.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the record {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a suite record", path.display()))
+}
+
+/// The Markdown of the records `names` (ends with a newline).
+fn render(names: &[&str], records: &Path) -> Result<String> {
+    let suites = names
+        .iter()
+        .map(|n| load_suite(records, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(match suites.as_slice() {
+        [one] => format!("{}\nRecord: `docs/records/{}.json`.\n", pipeline::suite_markdown(one), names[0]),
+        many => {
+            let named: Vec<(String, &pipeline::SuiteReport)> =
+                names.iter().map(|n| n.to_string()).zip(many.iter()).collect();
+            pipeline::suite_comparison_markdown(&named)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_replaced_and_text_around_them_kept() {
+        let dir = std::env::temp_dir().join(format!("results-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = render_document("a\n<!-- record: nope -->\nold\n<!-- /record -->\nb\n", &dir).unwrap_err();
+        assert!(format!("{err:#}").contains("nope.json"), "{err:#}");
+        let err = render_document("<!-- record: x -->\nno close\n", &dir).unwrap_err();
+        assert!(format!("{err:#}").contains("has no"), "{err:#}");
+        let (same, n) = render_document("no blocks here\n", &dir).unwrap();
+        assert_eq!((same.as_str(), n), ("no blocks here\n", 0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

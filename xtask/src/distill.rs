@@ -190,7 +190,10 @@ impl flags::GeneralFlags {
 }
 
 /// The config file when given, else the preset.
-pub fn base_config(config: Option<&std::path::Path>, preset: &str) -> Result<pipeline::DistillConfig> {
+pub fn base_config(
+    config: Option<&std::path::Path>,
+    preset: &str,
+) -> Result<pipeline::DistillConfig> {
     Ok(match config {
         Some(path) => pipeline::DistillConfig::from_file(path)?,
         None => pipeline::DistillConfig::preset(preset)?,

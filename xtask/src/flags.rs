@@ -157,7 +157,7 @@ pub struct RecipeFlags {
     /// Evaluate on at most this many dev/test examples.
     #[arg(long)]
     pub max_eval: Option<usize>,
-    /// What TinyBERT's attention loss compares: scores (pre-softmax, as the paper; the default) or probs.
+    /// What TinyBERT's attention loss compares: probs (softmax probabilities, the default, chosen by measurement) or scores (pre-softmax, as the paper).
     #[arg(long)]
     pub attention_target: Option<kd_losses::AttentionTarget>,
     /// Seed of initialisation, data order, masking and dropout (default: the config's, else 42).

@@ -19,7 +19,8 @@ impl flags::Results {
         let mut drifted = Vec::new();
         let mut tables = 0;
         for doc in documents(&root)? {
-            let text = std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
+            let text = std::fs::read_to_string(&doc)
+                .with_context(|| format!("reading {}", doc.display()))?;
             let (rendered, n) = render_document(&text, &root.join("docs").join("records"))
                 .with_context(|| format!("rendering the record tables of {}", doc.display()))?;
             tables += n;
@@ -28,8 +29,10 @@ impl flags::Results {
                     drifted.push(doc.display().to_string());
                 } else {
                     let tmp = doc.with_extension("md.tmp-results");
-                    std::fs::write(&tmp, &rendered).with_context(|| format!("writing {}", tmp.display()))?;
-                    std::fs::rename(&tmp, &doc).with_context(|| format!("renaming into {}", doc.display()))?;
+                    std::fs::write(&tmp, &rendered)
+                        .with_context(|| format!("writing {}", tmp.display()))?;
+                    std::fs::rename(&tmp, &doc)
+                        .with_context(|| format!("renaming into {}", doc.display()))?;
                     eprintln!("results: rewrote {}", doc.display());
                 }
             }
@@ -70,7 +73,9 @@ pub fn render_document(text: &str, records: &Path) -> Result<(String, usize)> {
             .find("-->")
             .map(|i| start + i + 3)
             .context("a `<!-- record:` marker is not closed by `-->` on its line")?;
-        let names: Vec<&str> = rest[start + OPEN.len()..line_end - 3].split_whitespace().collect();
+        let names: Vec<&str> = rest[start + OPEN.len()..line_end - 3]
+            .split_whitespace()
+            .collect();
         if names.is_empty() {
             bail!("a `<!-- record: -->` marker names no record");
         }
@@ -91,7 +96,8 @@ pub fn render_document(text: &str, records: &Path) -> Result<(String, usize)> {
 
 fn load_suite(records: &Path, name: &str) -> Result<pipeline::SuiteReport> {
     let path = records.join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the record {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the record {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a suite record", path.display()))
 }
 
@@ -102,10 +108,17 @@ fn render(names: &[&str], records: &Path) -> Result<String> {
         .map(|n| load_suite(records, n))
         .collect::<Result<Vec<_>>>()?;
     Ok(match suites.as_slice() {
-        [one] => format!("{}\nRecord: `docs/records/{}.json`.\n", pipeline::suite_markdown(one), names[0]),
+        [one] => format!(
+            "{}\nRecord: `docs/records/{}.json`.\n",
+            pipeline::suite_markdown(one),
+            names[0]
+        ),
         many => {
-            let named: Vec<(String, &pipeline::SuiteReport)> =
-                names.iter().map(|n| n.to_string()).zip(many.iter()).collect();
+            let named: Vec<(String, &pipeline::SuiteReport)> = names
+                .iter()
+                .map(|n| n.to_string())
+                .zip(many.iter())
+                .collect();
             pipeline::suite_comparison_markdown(&named)
         }
     })
@@ -119,7 +132,8 @@ mod tests {
     fn blocks_are_replaced_and_text_around_them_kept() {
         let dir = std::env::temp_dir().join(format!("results-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = render_document("a\n<!-- record: nope -->\nold\n<!-- /record -->\nb\n", &dir).unwrap_err();
+        let err = render_document("a\n<!-- record: nope -->\nold\n<!-- /record -->\nb\n", &dir)
+            .unwrap_err();
         assert!(format!("{err:#}").contains("nope.json"), "{err:#}");
         let err = render_document("<!-- record: x -->\nno close\n", &dir).unwrap_err();
         assert!(format!("{err:#}").contains("has no"), "{err:#}");

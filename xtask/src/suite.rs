@@ -16,12 +16,15 @@ impl flags::Suite {
         if let Some(m) = self.method {
             c.method = m;
         }
-        let recipe = self.recipe_name.clone().unwrap_or_else(|| match &self.config {
-            Some(p) => p
-                .file_stem()
-                .map_or("config".into(), |s| s.to_string_lossy().into_owned()),
-            None => self.preset.clone(),
-        });
+        let recipe = self
+            .recipe_name
+            .clone()
+            .unwrap_or_else(|| match &self.config {
+                Some(p) => p
+                    .file_stem()
+                    .map_or("config".into(), |s| s.to_string_lossy().into_owned()),
+                None => self.preset.clone(),
+            });
         let seeds = match (self.seeds.is_empty(), self.quick) {
             (false, _) => self.seeds,
             (true, true) => vec![42],

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pipeline::{run_suite, DistillConfig, Provenance, Report, RunOptions, SuiteOptions, SuiteReport};
+use pipeline::{
+    run_suite, DistillConfig, Provenance, Report, RunOptions, SuiteOptions, SuiteReport,
+};
 
 fn write_csv(dir: &Path, name: &str, classes: &[(&str, [&str; 4])]) -> PathBuf {
     let mut text = String::from("text,label\n");
@@ -26,17 +28,57 @@ fn tasks(dir: &Path) -> Vec<String> {
         dir,
         "reviews.csv",
         &[
-            ("fresh", ["a wonderful, moving film", "great acting", "I loved it", "a delight"]),
-            ("rotten", ["a dull mess", "boring and long", "I hated it", "a tedious waste"]),
+            (
+                "fresh",
+                [
+                    "a wonderful, moving film",
+                    "great acting",
+                    "I loved it",
+                    "a delight",
+                ],
+            ),
+            (
+                "rotten",
+                [
+                    "a dull mess",
+                    "boring and long",
+                    "I hated it",
+                    "a tedious waste",
+                ],
+            ),
         ],
     );
     let topics = write_csv(
         dir,
         "topics.csv",
         &[
-            ("sport", ["the team won the match", "a late goal", "the striker scored", "the final whistle"]),
-            ("food", ["the soup was salty", "fresh bread and butter", "a sweet dessert", "grilled fish"]),
-            ("tech", ["the phone battery died", "a new laptop chip", "software update", "the server crashed"]),
+            (
+                "sport",
+                [
+                    "the team won the match",
+                    "a late goal",
+                    "the striker scored",
+                    "the final whistle",
+                ],
+            ),
+            (
+                "food",
+                [
+                    "the soup was salty",
+                    "fresh bread and butter",
+                    "a sweet dessert",
+                    "grilled fish",
+                ],
+            ),
+            (
+                "tech",
+                [
+                    "the phone battery died",
+                    "a new laptop chip",
+                    "software update",
+                    "the server crashed",
+                ],
+            ),
         ],
     );
     vec![reviews.display().to_string(), topics.display().to_string()]
@@ -47,7 +89,11 @@ fn tiny_config(teacher: PathBuf) -> DistillConfig {
     c.teacher = Some(teacher);
     c.max_length = 16;
     c.max_train_examples = Some(32);
-    for stage in [&mut c.teacher_finetune, &mut c.intermediate, &mut c.prediction] {
+    for stage in [
+        &mut c.teacher_finetune,
+        &mut c.intermediate,
+        &mut c.prediction,
+    ] {
         stage.epochs = 1;
         stage.batch_size = 8;
         stage.checkpoint_every = 2;
@@ -69,7 +115,8 @@ fn finetuned_here(run: &Path) -> bool {
 #[test]
 fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
     let teacher = PathBuf::from(
-        std::env::var_os("BERT_COMPRESS_TEACHER").expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
+        std::env::var_os("BERT_COMPRESS_TEACHER")
+            .expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
     );
     let dir = std::env::temp_dir().join(format!("pipeline-suite-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -93,13 +140,18 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
         stop_after: Some(1),
     };
     // Interrupted in the first run's first stage; continued by running the suite again.
-    let err = run_suite(&config, &suite, &options).unwrap_err().to_string();
+    let err = run_suite(&config, &suite, &options)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("--resume"), "{err}");
     assert!(!out.join("suite.json").exists());
     options.stop_after = None;
     let report = run_suite(&config, &suite, &options).unwrap();
     assert_eq!(report.rows.len(), 2);
-    for (row, stem, classes) in [(&report.rows[0], "reviews", 2), (&report.rows[1], "topics", 3)] {
+    for (row, stem, classes) in [
+        (&report.rows[0], "reviews", 2),
+        (&report.rows[1], "topics", 3),
+    ] {
         assert_eq!(row.labels.len(), classes, "{}", row.task);
         assert_eq!(row.seeds, vec![7, 8]);
         assert_eq!(row.student.len(), 2);
@@ -117,40 +169,52 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
             read_report(&first.join("report.json")).split_sizes,
             read_report(&second.join("report.json")).split_sizes
         );
-        assert!(!first.join("checkpoints").exists(), "a finished run's checkpoints are removed");
+        assert!(
+            !first.join("checkpoints").exists(),
+            "a finished run's checkpoints are removed"
+        );
     }
     let written: SuiteReport =
         serde_json::from_str(&std::fs::read_to_string(out.join("suite.json")).unwrap()).unwrap();
     assert_eq!(written.rows, report.rows);
-    assert!(std::fs::read_to_string(out.join("suite.md")).unwrap().contains("Suite mean retention"));
+    assert!(std::fs::read_to_string(out.join("suite.md"))
+        .unwrap()
+        .contains("Suite mean retention"));
 
     // Run again: every run is read back, nothing trains, the same table.
     let again = run_suite(&config, &suite, &options).unwrap();
     assert_eq!(again.rows, report.rows);
 
     // Another recipe in another directory reuses the first suite's teachers.
-    let mut probs = config.clone();
-    probs.attention_target = kd_losses::AttentionTarget::Probs;
+    let mut scores = config.clone();
+    scores.attention_target = kd_losses::AttentionTarget::Scores;
     let other = SuiteOptions {
         seeds: vec![7],
-        recipe: "tiny-probs".into(),
+        recipe: "tiny-scores".into(),
         teachers_from: vec![out.clone()],
         ..suite.clone()
     };
     let options2 = RunOptions {
-        out_dir: dir.join("suite-probs"),
+        out_dir: dir.join("suite-scores"),
         ..options.clone()
     };
-    let second = run_suite(&probs, &other, &options2).unwrap();
+    let second = run_suite(&scores, &other, &options2).unwrap();
     for (row, stem) in second.rows.iter().zip(["reviews", "topics"]) {
-        assert!(!finetuned_here(&dir.join("suite-probs").join(stem).join("seed-7")));
+        assert!(!finetuned_here(
+            &dir.join("suite-scores").join(stem).join("seed-7")
+        ));
         let first = report.rows.iter().find(|r| r.task == row.task).unwrap();
         assert_eq!(row.teacher, first.teacher);
         assert_eq!(row.teacher_seconds, first.teacher_seconds);
     }
 
     // The same directory with another recipe is refused, naming the run.
-    let err = run_suite(&probs, &suite, &options).unwrap_err().to_string();
-    assert!(err.contains("another recipe") && err.contains("seed-7"), "{err}");
+    let err = run_suite(&scores, &suite, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("another recipe") && err.contains("seed-7"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -82,7 +82,11 @@ student_arch::config_defaults! {
     }
 }
 
-pub(crate) fn data_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> PipelineError {
+pub(crate) fn data_err(
+    path: &Path,
+    line: Option<u64>,
+    message: impl Into<String>,
+) -> PipelineError {
     PipelineError::Data {
         path: path.to_path_buf(),
         line,

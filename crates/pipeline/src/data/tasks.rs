@@ -146,7 +146,11 @@ pub fn spam_assassin(cache: &Path) -> Result<Dataset> {
     let mut seen = std::collections::HashSet::new();
     for group in groups {
         let name = group.file_name().unwrap_or_default().to_string_lossy();
-        let label = if name.starts_with("spam") { "spam" } else { "ham" };
+        let label = if name.starts_with("spam") {
+            "spam"
+        } else {
+            "ham"
+        };
         let mut files: Vec<_> = std::fs::read_dir(&group)
             .map_err(io_err("listing", &group))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -225,7 +229,8 @@ mod tests {
 
     #[test]
     fn an_email_keeps_its_subject_and_body_without_markup() {
-        let raw = "From: a@b\nSubject: Cheap  meds\nX: y\n\n<html><b>Buy</b> now=\n!</html>\n> quoted\n";
+        let raw =
+            "From: a@b\nSubject: Cheap  meds\nX: y\n\n<html><b>Buy</b> now=\n!</html>\n> quoted\n";
         assert_eq!(email_text(raw), "Cheap meds Buy now! > quoted");
         assert_eq!(email_text("no blank line"), "");
         let long = format!("Subject: s\n\n{}", "w ".repeat(1000));

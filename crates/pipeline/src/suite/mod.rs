@@ -69,15 +69,25 @@ pub fn task_config(
         ..base.clone()
     };
     if quick {
-        c.max_train_examples = Some(c.max_train_examples.map_or(QUICK_TRAIN, |m| m.min(QUICK_TRAIN)));
-        c.max_eval_examples = Some(c.max_eval_examples.map_or(QUICK_EVAL, |m| m.min(QUICK_EVAL)));
+        c.max_train_examples = Some(
+            c.max_train_examples
+                .map_or(QUICK_TRAIN, |m| m.min(QUICK_TRAIN)),
+        );
+        c.max_eval_examples = Some(
+            c.max_eval_examples
+                .map_or(QUICK_EVAL, |m| m.min(QUICK_EVAL)),
+        );
     }
     c
 }
 
 /// Whether a teacher fine-tuned by a run of `donor` can serve a run of `wanted`: same data, split, training
 /// subset, input length, base teacher and fine-tuning settings.
-pub fn same_teacher_recipe(donor: &DistillConfig, wanted: &DistillConfig, base_teacher: &Option<PathBuf>) -> bool {
+pub fn same_teacher_recipe(
+    donor: &DistillConfig,
+    wanted: &DistillConfig,
+    base_teacher: &Option<PathBuf>,
+) -> bool {
     donor.dataset == wanted.dataset
         && donor.columns == wanted.columns
         && donor.split_seed() == wanted.split_seed()
@@ -98,11 +108,17 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// A finished run in `dir` whose teacher fits `wanted`: the run directory (its `teacher/` is the classifier).
-fn reusable_teacher(dir: &Path, wanted: &DistillConfig, base_teacher: &Option<PathBuf>) -> Option<PathBuf> {
+fn reusable_teacher(
+    dir: &Path,
+    wanted: &DistillConfig,
+    base_teacher: &Option<PathBuf>,
+) -> Option<PathBuf> {
     let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("report.json").exists() && p.join("teacher").join("classifier.json").exists())
+        .filter(|p| {
+            p.join("report.json").exists() && p.join("teacher").join("classifier.json").exists()
+        })
         .collect();
     runs.sort();
     runs.into_iter().find(|run| {
@@ -124,21 +140,33 @@ fn teacher_seconds(report: &Report) -> f64 {
 /// Median words per text of a task, from its whole dataset.
 fn median_words(task: &str, columns: &Columns, cache: &Path) -> Result<usize> {
     let d = load_dataset(task, columns, None, cache)?;
-    let mut words: Vec<usize> = d.examples.iter().map(|e| e.text.split_whitespace().count()).collect();
+    let mut words: Vec<usize> = d
+        .examples
+        .iter()
+        .map(|e| e.text.split_whitespace().count())
+        .collect();
     words.sort_unstable();
     Ok(words.get(words.len() / 2).copied().unwrap_or(0))
 }
 
 /// Runs `base` on every task of `suite` with every seed under `options.out_dir`, reusing finished runs and
 /// fine-tuned teachers, and returns the record it also writes (`suite.json`, `suite.md`).
-pub fn run_suite(base: &DistillConfig, suite: &SuiteOptions, options: &RunOptions) -> Result<SuiteReport> {
+pub fn run_suite(
+    base: &DistillConfig,
+    suite: &SuiteOptions,
+    options: &RunOptions,
+) -> Result<SuiteReport> {
     if suite.seeds.is_empty() || suite.tasks.is_empty() {
         return Err(PipelineError::Config {
             field: "suite",
             message: "a suite needs at least one task and one seed (e.g. --seeds 42,43,44)".into(),
         });
     }
-    if let Some(s) = suite.seeds.iter().find(|s| suite.seeds.iter().filter(|t| t == s).count() > 1) {
+    if let Some(s) = suite
+        .seeds
+        .iter()
+        .find(|s| suite.seeds.iter().filter(|t| t == s).count() > 1)
+    {
         return Err(PipelineError::Config {
             field: "seeds",
             message: format!("seed {s} is given twice; each seed is one run of every task"),
@@ -205,18 +233,29 @@ pub fn run_suite(base: &DistillConfig, suite: &SuiteOptions, options: &RunOption
             row.teacher = run.teacher.accuracy;
             row.seeds.push(seed);
             row.student.push(run.student.accuracy);
-            row.student_dev
-                .push(run.stages.iter().rev().find_map(|st| st.best_dev).unwrap_or(f64::NAN));
+            row.student_dev.push(
+                run.stages
+                    .iter()
+                    .rev()
+                    .find_map(|st| st.best_dev)
+                    .unwrap_or(f64::NAN),
+            );
             row.seconds.push(run.seconds - teacher_seconds(&run));
             if report.rows.len() == t {
                 report.rows.push(row.clone());
             } else {
                 report.rows[t] = row.clone();
             }
-            report.seconds = report.rows.iter().map(|r| r.teacher_seconds + r.seconds.iter().sum::<f64>()).sum();
+            report.seconds = report
+                .rows
+                .iter()
+                .map(|r| r.teacher_seconds + r.seconds.iter().sum::<f64>())
+                .sum();
             write_atomic(
                 &out.join("suite.json"),
-                serde_json::to_string_pretty(&report).expect("report serialises").as_bytes(),
+                serde_json::to_string_pretty(&report)
+                    .expect("report serialises")
+                    .as_bytes(),
             )?;
             write_atomic(&out.join("suite.md"), suite_markdown(&report).as_bytes())?;
         }
@@ -230,13 +269,24 @@ fn sanitise(task: &str) -> String {
         .file_stem()
         .map_or(task.to_string(), |s| s.to_string_lossy().into_owned());
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
 /// One run of the suite: read back when `dir` holds its report (refused if that run had another recipe),
 /// else run (continuing an interrupted run) with the donor's teacher, and its checkpoints removed after.
-fn run_one(mut config: DistillConfig, dir: &Path, donor: Option<&Path>, options: &RunOptions) -> Result<Report> {
+fn run_one(
+    mut config: DistillConfig,
+    dir: &Path,
+    donor: Option<&Path>,
+    options: &RunOptions,
+) -> Result<Report> {
     let report_path = dir.join("report.json");
     if report_path.exists() {
         let mut done: DistillConfig = read_json(&dir.join("config.json"))?;
@@ -263,7 +313,8 @@ fn run_one(mut config: DistillConfig, dir: &Path, donor: Option<&Path>, options:
     let report = distill(&config, &run_options)?;
     let checkpoints = dir.join("checkpoints");
     if checkpoints.is_dir() {
-        std::fs::remove_dir_all(&checkpoints).map_err(io_err("removing the finished run's", &checkpoints))?;
+        std::fs::remove_dir_all(&checkpoints)
+            .map_err(io_err("removing the finished run's", &checkpoints))?;
     }
     Ok(report)
 }

@@ -160,8 +160,8 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
             let ok = |b: bool| if b { "met" } else { "missed" };
             s += &format!(
                 "\nSuite mean retention: **{:.1}%** (target ≥ {:.0}%: {}). Worst task: {} at {:.1}% (target ≥ {:.0}%: \
-                 {}). Longest task run (teacher + one distillation): {:.1} min (target ≤ {:.0} min: {}). Suite wall \
-                 time: {:.1} min.\n",
+                 {}). Longest task run (teacher + one distillation): {:.1} min (target ≤ {:.0} min: {}). Time of all \
+                 the suite's runs together: {:.1} min.\n",
                 100.0 * mean_ret,
                 100.0 * TARGET_MEAN_RETENTION,
                 ok(mean_ret >= TARGET_MEAN_RETENTION),
@@ -194,7 +194,11 @@ pub fn suite_comparison_markdown(runs: &[(String, &SuiteReport)]) -> String {
     }
     let mut s = String::from("| task | teacher |");
     for (name, r) in runs {
-        s += &format!(" {name} (`{}`{}) |", r.recipe, if r.quick { ", quick" } else { "" });
+        s += &format!(
+            " {name} (`{}`{}) |",
+            r.recipe,
+            if r.quick { ", quick" } else { "" }
+        );
     }
     s += "\n|---|---|";
     s += &"---|".repeat(runs.len());
@@ -206,8 +210,16 @@ pub fn suite_comparison_markdown(runs: &[(String, &SuiteReport)]) -> String {
             .map_or("–".to_string(), |x| format!("{:.4}", x.teacher));
         s += &format!("| {task} | {teacher} |");
         for (_, r) in runs {
-            s += &match r.rows.iter().find(|x| x.task == *task && !x.student.is_empty()) {
-                Some(x) => format!(" {} ({}%) |", pm(&x.student, 1.0, 4), pm(&x.retention(), 100.0, 1)),
+            s += &match r
+                .rows
+                .iter()
+                .find(|x| x.task == *task && !x.student.is_empty())
+            {
+                Some(x) => format!(
+                    " {} ({}%) |",
+                    pm(&x.student, 1.0, 4),
+                    pm(&x.retention(), 100.0, 1)
+                ),
                 None => " – |".to_string(),
             };
         }
@@ -229,7 +241,11 @@ pub fn suite_comparison_markdown(runs: &[(String, &SuiteReport)]) -> String {
         let seeds = r.rows.iter().map(|x| x.seeds.len()).max().unwrap_or(0);
         s += &format!(
             "- `docs/records/{name}.json`: `{}` at {} on {}, {}; {seeds} seed(s), device {}.\n",
-            r.provenance.command, r.provenance.commit, r.provenance.cpu, r.provenance.date, r.device
+            r.provenance.command,
+            r.provenance.commit,
+            r.provenance.cpu,
+            r.provenance.date,
+            r.device
         );
     }
     s
@@ -276,16 +292,36 @@ mod tests {
         assert_eq!(r.worst().unwrap().task, "a");
         let md = suite_markdown(&r);
         assert!(md.contains("| a | sentiment | 2 | 80/10/10 | 12 | 0.8000 | 0.7600 ± 0.0566 | 95.0 ± 7.1 | 10.0 | 5.0 ± 0.0 |"), "{md}");
-        assert!(md.contains("| b | sentiment | 2 | 80/10/10 | 12 | 0.5000 | 0.5000 | 100.0 | 10.0 | 5.0 |"), "{md}");
-        assert!(md.contains("Suite mean retention: **97.5%** (target ≥ 99%: missed)"), "{md}");
-        assert!(md.contains("Worst task: a at 95.0% (target ≥ 98%: missed)"), "{md}");
+        assert!(
+            md.contains(
+                "| b | sentiment | 2 | 80/10/10 | 12 | 0.5000 | 0.5000 | 100.0 | 10.0 | 5.0 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("Suite mean retention: **97.5%** (target ≥ 99%: missed)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Worst task: a at 95.0% (target ≥ 98%: missed)"),
+            "{md}"
+        );
         assert!(md.contains("15.0 min (target ≤ 20 min: met)"), "{md}");
         let mut other = r.clone();
         other.rows[1].student = vec![0.45];
         other.recipe = "probs".into();
         let cmp = suite_comparison_markdown(&[("x".into(), &r), ("y".into(), &other)]);
-        assert!(cmp.contains("| b | 0.5000 | 0.5000 (100.0%) | 0.4500 (90.0%) |"), "{cmp}");
-        assert!(cmp.contains("| **suite mean retention** | | **97.5%** | **92.5%** |"), "{cmp}");
-        assert!(cmp.contains("| worst task | | a 95.0% | b 90.0% |"), "{cmp}");
+        assert!(
+            cmp.contains("| b | 0.5000 | 0.5000 (100.0%) | 0.4500 (90.0%) |"),
+            "{cmp}"
+        );
+        assert!(
+            cmp.contains("| **suite mean retention** | | **97.5%** | **92.5%** |"),
+            "{cmp}"
+        );
+        assert!(
+            cmp.contains("| worst task | | a 95.0% | b 90.0% |"),
+            "{cmp}"
+        );
     }
 }

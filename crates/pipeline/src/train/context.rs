@@ -45,8 +45,11 @@ student_arch::config_defaults! {
         pub max_grad_norm: f64 = 1.0,
         /// Evaluate on dev every N steps (0: at the end of each epoch only).
         pub eval_every: usize = 0,
-        /// Write a resumable checkpoint every N steps.
-        pub checkpoint_every: usize = 20,
+        /// Also write a resumable checkpoint every N steps (0: by time only). A finished stage always writes one.
+        pub checkpoint_every: usize = 0,
+        /// Write a resumable checkpoint (model and optimizer) when this many minutes have passed since the last
+        /// one: a whole set is hundreds of megabytes, so a set every few steps wrote tens of gigabytes per run.
+        pub checkpoint_minutes: f64 = 10.0,
     }
 }
 
@@ -72,6 +75,12 @@ impl StageConfig {
             return bad(format!(
                 "learning_rate must be positive, found {}",
                 self.learning_rate
+            ));
+        }
+        if !(self.checkpoint_minutes > 0.0 && self.checkpoint_minutes.is_finite()) {
+            return bad(format!(
+                "checkpoint_minutes must be positive, found {}",
+                self.checkpoint_minutes
             ));
         }
         if !(0.0..1.0).contains(&self.warmup_fraction) {

@@ -193,7 +193,13 @@ fn truncate_metrics(ctx: &StageContext, step: usize) -> Result<()> {
 pub fn fingerprint(ctx: &StageContext, config: &StageConfig, train: &[Encoded]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(serde_json::to_string(config).expect("config serialises"));
+    // How often checkpoints are written does not change the result, so a resume may change it.
+    let settings = StageConfig {
+        checkpoint_every: 0,
+        checkpoint_minutes: 0.0,
+        ..config.clone()
+    };
+    h.update(serde_json::to_string(&settings).expect("config serialises"));
     h.update(ctx.name.as_bytes());
     h.update(ctx.seed.to_le_bytes());
     for e in train {

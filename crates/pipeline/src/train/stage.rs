@@ -62,6 +62,7 @@ where
     }
     let mut bar = Progress::start(&ctx.name, total_steps, state.step);
     let started = Instant::now();
+    let mut last_save = Instant::now();
     let mut tokens = 0usize;
     let mut steps_here = 0usize;
     let evaluate_now = |model: &M, state: &mut StageState| -> Result<()> {
@@ -113,8 +114,9 @@ where
             evaluate_now(&model, &mut state)?;
         }
         // The last step's set is written once the stage is marked done, below.
-        if state.step % config.checkpoint_every.max(1) == 0 && state.step < total_steps {
+        if checkpoint_due(config, state.step, last_save.elapsed()) && state.step < total_steps {
             files.save(&model, &optim, &state)?;
+            last_save = Instant::now();
         }
     }
     bar.finish();
@@ -125,6 +127,13 @@ where
         model = load_record(model, &ctx.dir().join(best).join("model.bpk"))?;
     }
     Ok((model, outcome(ctx, &state, tokens, seconds)))
+}
+
+/// Whether a checkpoint set is due after `step`: every `checkpoint_every` steps when that is set, and whenever
+/// `checkpoint_minutes` have passed since the last set.
+pub fn checkpoint_due(config: &StageConfig, step: usize, since_last: std::time::Duration) -> bool {
+    (config.checkpoint_every > 0 && step % config.checkpoint_every == 0)
+        || since_last.as_secs_f64() >= 60.0 * config.checkpoint_minutes
 }
 
 /// The named values of a step's loss terms (the total last); a NaN or infinite term is an error that names the
@@ -185,5 +194,36 @@ fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) 
         first_loss: mean(&state.losses[..k.min(n)]),
         last_loss: mean(&state.losses[n.saturating_sub(k)..]),
         best_dev: state.best_dev,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn checkpoints_by_time_and_optionally_by_steps() {
+        let by_time = StageConfig::default();
+        assert_eq!(by_time.checkpoint_every, 0);
+        assert!(!checkpoint_due(&by_time, 20, Duration::from_secs(599)));
+        assert!(checkpoint_due(&by_time, 21, Duration::from_secs(600)));
+        let both = StageConfig {
+            checkpoint_every: 5,
+            checkpoint_minutes: 1.0,
+            ..Default::default()
+        };
+        assert!(checkpoint_due(&both, 10, Duration::ZERO));
+        assert!(!checkpoint_due(&both, 11, Duration::from_secs(59)));
+        assert!(checkpoint_due(&both, 11, Duration::from_secs(60)));
+        let bad = StageConfig {
+            checkpoint_minutes: 0.0,
+            ..Default::default()
+        };
+        assert!(bad
+            .validate("intermediate")
+            .unwrap_err()
+            .to_string()
+            .contains("checkpoint_minutes"));
     }
 }

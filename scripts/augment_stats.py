@@ -1,4 +1,4 @@
-"""How TinyBERT-style augmentation replaced words in an `augmented.jsonl` (docs/RESULTS.md, issue 18).
+"""How TinyBERT-style augmentation replaced words in an `augmented.jsonl` (docs/archive/RESULTS-2026-11.md, issue 18).
 
 The file holds the original training sentences first, then their variants (in the order of the originals).
 A variant is lined up with its sentence (searched from the last sentence lined up, five ahead at most) when

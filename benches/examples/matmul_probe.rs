@@ -1,5 +1,5 @@
 //! GEMM throughput of Burn's f32 matmul on the BERT shapes (flex), in GFLOP/s: `cargo run -p benches --example
-//! matmul_probe`. PyTorch's figure for the same shapes is in docs/BENCHMARKS.md.
+//! matmul_probe`. PyTorch's figure for the same shapes is in docs/archive/BENCHMARKS-2026-11.md.
 use burn::tensor::{Device, Distribution, Tensor};
 use std::time::Instant;
 fn main() {

@@ -23,7 +23,7 @@ use flags::{Cli, Cmd};
 
 /// glibc hands every allocation above its mmap threshold back to the OS when it is freed, so each tensor of a
 /// forward or backward pass page-faults fresh zeroed memory in again: 8% of the teacher's forward pass in
-/// `perf` (docs/BENCHMARKS.md). Keep freed memory for reuse instead: tensors up to 32 MiB (glibc's largest
+/// `perf` (docs/archive/BENCHMARKS-2026-11.md). Keep freed memory for reuse instead: tensors up to 32 MiB (glibc's largest
 /// threshold) come from the heap, and the heap is not trimmed.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -1,5 +1,5 @@
 //! Each format's error budget: the relative reconstruction MSE (MSE / mean w²) on Gaussian weights and on the
-//! real teacher's weights, checked against the table in docs/RESULTS.md ("Quantization error budget"). The
+//! real teacher's weights, checked against the table in docs/archive/RESULTS-2026-11.md ("Quantization error budget"). The
 //! budgets are the measured values rounded up by about 10%; a change that makes a format worse fails here.
 //! Print the table with `cargo test -p quant --test error_budget -- --nocapture`.
 

@@ -33,7 +33,7 @@ pub fn cpu_devices() -> Vec<(&'static str, Device)> {
 }
 
 /// The default device: the first of [`available_devices`] (flex, which was the faster CPU backend in
-/// docs/BENCHMARKS.md, when compiled in).
+/// docs/archive/BENCHMARKS-2026-11.md, when compiled in).
 pub fn default_device_name() -> &'static str {
     available_devices().first().copied().unwrap_or("none")
 }

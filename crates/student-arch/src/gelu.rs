@@ -1,7 +1,7 @@
 //! GELU in its exact (erf) form, as BERT defines it, vectorised and threaded on flex.
 //!
 //! flex computes `gelu` and `gelu_backward` one element at a time with libm's scalar `erff`, on one thread:
-//! 14% of the teacher's forward pass and 11% of a distillation step in `perf` (docs/BENCHMARKS.md). On flex,
+//! 14% of the teacher's forward pass and 11% of a distillation step in `perf` (docs/archive/BENCHMARKS-2026-11.md). On flex,
 //! [`gelu`] runs a Burn backend extension instead: a rational approximation of erf (max. abs. error 1e-6
 //! against libm, tested below) and a polynomial exp, written so that the compiler vectorises them (AVX-512 or
 //! AVX2 + FMA, chosen at run time), over rayon's threads; its backward pass is the same kind of kernel. Every

@@ -252,7 +252,7 @@ impl DistillConfig {
             seed: 42,
             split_seed: None,
             temperature: 1.0,
-            // Measured on rotten-tomatoes (docs/RESULTS.md): with 1 teacher and 2 prediction epochs the
+            // Measured on rotten-tomatoes (docs/archive/RESULTS-2026-11.md): with 1 teacher and 2 prediction epochs the
             // student kept only 95.4% of the teacher's accuracy; 2 and 3 kept 98.7%.
             teacher_finetune: StageConfig {
                 epochs: 2,
@@ -283,7 +283,7 @@ impl DistillConfig {
         };
         match name {
             // The whole training split at up to 64 tokens, the same epochs: 18–19 minutes on 2 cores once
-            // flex ran at speed (issue 14; docs/RESULTS.md).
+            // flex ran at speed (issue 14; docs/archive/RESULTS-2026-11.md).
             "default" => Ok(Self {
                 max_length: 64,
                 max_train_examples: None,
@@ -291,7 +291,7 @@ impl DistillConfig {
                 ..quick
             }),
             // The earlier default, cut to fit the slower backend: 2,400 training examples at 48 tokens, at most
-            // 1,000 dev/test examples. The tables of docs/RESULTS.md before issue 14 used it.
+            // 1,000 dev/test examples. The tables of docs/archive/RESULTS-2026-11.md before issue 14 used it.
             "short" => Ok(quick),
             "full" => Ok(Self {
                 max_length: 64,

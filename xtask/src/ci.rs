@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{features, fetch, flags, layout, workspace_root};
+use crate::{features, fetch, flags, flags_suite, layout, workspace_root};
 
 impl flags::Ci {
     pub fn run(self) -> Result<()> {
@@ -15,7 +15,7 @@ impl flags::Ci {
         features::check()?;
         layout::check(&workspace_root())?;
         // Every table rendered from docs/records must match its committed rendering.
-        flags::Results { check: true }.run()?;
+        flags_suite::Results { check: true }.run()?;
         let teacher = fetch::fetch()?;
         eprintln!("teacher: {}", teacher.display());
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -32,10 +32,10 @@ pub enum Cmd {
     Ablate(Ablate),
     /// Run one recipe on five real tasks of different kinds with several seeds (one fine-tuned teacher per
     /// task): teacher, student and retention per task, the suite mean and the worst task (suite.json/.md).
-    Suite(Suite),
+    Suite(crate::flags_suite::Suite),
     /// Render every table of README.md and docs/ from the committed records in docs/records/ (--check: fail
     /// when a committed table differs from its rendering).
-    Results(Results),
+    Results(crate::flags_suite::Results),
     /// Fit an MLM head on the pre-trained teacher (and, with --unfreeze-last, its last layers) on the general
     /// corpus; writes teacher-mlm/ (use it with --general-teacher) and mlm_report.json/.md with the
     /// held-out masked-token accuracy at every evaluation.
@@ -256,51 +256,6 @@ pub struct Ablate {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Suite {
-    /// Tasks, comma-separated: rotten-tomatoes, bbc-news, convention-party, debates-2016, spam-assassin, or
-    /// labelled files (default: the five built-in tasks).
-    #[arg(long, value_delimiter = ',')]
-    pub tasks: Vec<String>,
-    /// Seeds of every task's runs; the first also seeds the split (default: 42,43,44; with --quick: 42).
-    #[arg(long, value_delimiter = ',')]
-    pub seeds: Vec<u64>,
-    /// Screening: every task capped at 1,200 training and 400 dev/test examples.
-    #[arg(long)]
-    pub quick: bool,
-    /// A TOML or JSON recipe (fields as in a run's config.json; its dataset is replaced by each task).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// A preset recipe when no --config: default, short, full or small.
-    #[arg(long, default_value = "default")]
-    pub preset: String,
-    /// What TinyBERT's attention loss compares: scores or probs (overrides the recipe).
-    #[arg(long)]
-    pub attention_target: Option<kd_losses::AttentionTarget>,
-    /// tinybert or distilbert (overrides the recipe).
-    #[arg(long)]
-    pub method: Option<pipeline::Method>,
-    /// The recipe's name in the record (default: the config file's stem, else the preset).
-    #[arg(long)]
-    pub recipe_name: Option<String>,
-    /// Other suites' output directories whose fine-tuned teachers to reuse (same task, split and teacher
-    /// recipe), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub teachers_from: Vec<PathBuf>,
-    /// Output directory (one subdirectory per task and seed); rerun to continue.
-    #[arg(long, default_value = "runs/suite")]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub device: DeviceFlag,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct Results {
-    /// Compare instead of writing: fail naming every table that differs from its record's rendering.
-    #[arg(long)]
-    pub check: bool,
-}
-
-#[derive(clap::Args, Debug)]
 pub struct FitMlm {
     /// A TOML or JSON config file (its `general` table is used; fields as in a run's config.json).
     #[arg(long)]
@@ -458,7 +413,8 @@ pub struct Quantize {
     /// 8, 4, 3, 2, or mixed.
     #[arg(long, default_value = "8")]
     pub bits: Bits,
-    /// Groups of the encoder matrices: tensor, channel, head, or block:K (K = 32, 64, 128).
+    /// Groups of the encoder matrices: tensor, channel, head, layer (Q-BERT's layer-wise baseline), or block:K
+    /// (K = 32, 64, 128).
     #[arg(long, default_value = "head")]
     pub granularity: quant::Granularity,
     /// Asymmetric ranges (a zero point per group; these run on dequantized f32 kernels).
@@ -467,7 +423,7 @@ pub struct Quantize {
     /// Bits of the word and position embeddings (per row).
     #[arg(long, default_value_t = 8)]
     pub embedding_bits: u32,
-    /// Groups of the embedding tables: channel (one range per token) or block:K.
+    /// Groups of the embedding tables: channel (one range per token), tensor, or block:K (K = 32, 64, 128).
     #[arg(long, default_value = "channel")]
     pub embedding_granularity: quant::Granularity,
     /// Mixed precision: size budget of the quantized file in MB.
@@ -637,6 +593,87 @@ pub struct Ci {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The help text of `--flag` of `command`.
+    fn help_of(command: &str, flag: &str) -> String {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(command).expect("the command exists");
+        let arg = sub
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag))
+            .unwrap_or_else(|| panic!("{command} has no --{flag}"));
+        arg.get_help().map(|h| h.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn help_names_every_value_the_parser_accepts() {
+        // For each typed flag: every spelling its parser accepts is named in its help, and each one parses.
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static [&'static str],
+            fn(&str) -> bool,
+        );
+        let cases: [Case; 8] = [
+            (
+                "quantize",
+                "granularity",
+                &["tensor", "channel", "head", "layer", "block:K"],
+                |v| v.replace('K', "32").parse::<quant::Granularity>().is_ok(),
+            ),
+            (
+                "quantize",
+                "embedding-granularity",
+                &["channel", "tensor", "block:K"],
+                |v| v.replace('K', "64").parse::<quant::Granularity>().is_ok(),
+            ),
+            ("quantize", "bits", &["8", "4", "3", "2", "mixed"], |v| {
+                v.parse::<Bits>().is_ok()
+            }),
+            ("quantize", "allocator", &["qbert", "budgeted"], |v| {
+                v.parse::<pipeline::Allocator>().is_ok()
+            }),
+            ("distill", "method", &["tinybert", "distilbert"], |v| {
+                v.parse::<pipeline::Method>().is_ok()
+            }),
+            ("distill", "stage", &["general", "task", "both"], |v| {
+                v.parse::<pipeline::Stage>().is_ok()
+            }),
+            ("distill", "attention-target", &["probs", "scores"], |v| {
+                v.parse::<kd_losses::AttentionTarget>().is_ok()
+            }),
+            ("suite", "attention-target", &["probs", "scores"], |v| {
+                v.parse::<kd_losses::AttentionTarget>().is_ok()
+            }),
+        ];
+        for (command, flag, values, parses) in cases {
+            let help = help_of(command, flag);
+            for v in values {
+                assert!(
+                    help.contains(v),
+                    "`{command} --{flag}`'s help does not name {v:?}: {help}"
+                );
+                assert!(
+                    parses(v),
+                    "`{command} --{flag} {v}` is named in the help but refused"
+                );
+            }
+        }
+        // The granularity parser accepts nothing the help leaves out.
+        for v in [
+            "tensor",
+            "channel",
+            "head",
+            "layer",
+            "block:32",
+            "block:64",
+            "block:128",
+        ] {
+            assert!(v.parse::<quant::Granularity>().is_ok());
+        }
+        assert!("row".parse::<quant::Granularity>().is_err());
+    }
 
     #[test]
     fn typed_flags_parse_once_and_name_what_they_accept() {

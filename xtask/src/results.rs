@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{flags, workspace_root};
+use crate::{flags_suite, workspace_root};
 
 const OPEN: &str = "<!-- record:";
 const CLOSE: &str = "<!-- /record -->";
 
-impl flags::Results {
+impl flags_suite::Results {
     pub fn run(self) -> Result<()> {
         let root = workspace_root();
         let mut drifted = Vec::new();
@@ -68,7 +68,7 @@ pub fn render_document(text: &str, records: &Path) -> Result<(String, usize)> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut n = 0;
-    while let Some(start) = rest.find(OPEN) {
+    while let Some(start) = marker_at_line_start(rest) {
         let line_end = rest[start..]
             .find("-->")
             .map(|i| start + i + 3)
@@ -92,6 +92,14 @@ pub fn render_document(text: &str, records: &Path) -> Result<(String, usize)> {
     }
     out += rest;
     Ok((out, n))
+}
+
+/// Where the first `<!-- record:` that begins a line starts (one inside a sentence or a code span is text).
+fn marker_at_line_start(text: &str) -> Option<usize> {
+    if text.starts_with(OPEN) {
+        return Some(0);
+    }
+    text.find(&format!("\n{OPEN}")).map(|i| i + 1)
 }
 
 fn load_suite(records: &Path, name: &str) -> Result<pipeline::SuiteReport> {
@@ -139,6 +147,56 @@ mod tests {
         assert!(format!("{err:#}").contains("has no"), "{err:#}");
         let (same, n) = render_document("no blocks here\n", &dir).unwrap();
         assert_eq!((same.as_str(), n), ("no blocks here\n", 0));
+        // A marker inside a sentence is text, not a block.
+        let prose = "write `<!-- record: NAME -->` and `<!-- /record -->` around a table\n";
+        assert_eq!(
+            render_document(prose, &dir).unwrap(),
+            (prose.to_string(), 0)
+        );
+        // A record renders into its block, replacing what stood there, and the rendering is a fixed point.
+        let report = pipeline::SuiteReport {
+            provenance: pipeline::Provenance {
+                command: "cargo xtask suite".into(),
+                commit: "abc".into(),
+                cpu: "cpu".into(),
+                date: "2026-12-02".into(),
+            },
+            recipe: "default".into(),
+            quick: false,
+            device: "flex".into(),
+            config: pipeline::DistillConfig::default(),
+            rows: vec![pipeline::SuiteRow {
+                task: "t".into(),
+                kind: "k".into(),
+                labels: vec!["a".into(), "b".into()],
+                split_sizes: [8, 1, 1],
+                median_words: 3,
+                teacher: 0.5,
+                teacher_seconds: 60.0,
+                seeds: vec![1],
+                student: vec![0.5],
+                student_dev: vec![0.5],
+                seconds: vec![60.0],
+            }],
+            seconds: 120.0,
+        };
+        std::fs::write(dir.join("x.json"), serde_json::to_string(&report).unwrap()).unwrap();
+        let doc = "# T\n<!-- record: x -->\nstale figure 99.9%\n<!-- /record -->\nafter\n";
+        let (rendered, n) = render_document(doc, &dir).unwrap();
+        assert_eq!(n, 1);
+        assert!(
+            !rendered.contains("99.9%") && rendered.ends_with("<!-- /record -->\nafter\n"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("| t | k | 2 | 8/1/1 | 3 | 1 | 0.5000 | 0.5000 | 100.0 |"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("Record: `docs/records/x.json`."),
+            "{rendered}"
+        );
+        assert_eq!(render_document(&rendered, &dir).unwrap().0, rendered);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,9 +5,9 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::distill::{base_config, run_options};
-use crate::flags;
+use crate::flags_suite;
 
-impl flags::Suite {
+impl flags_suite::Suite {
     pub fn run(self) -> Result<()> {
         let mut c = base_config(self.config.as_deref(), &self.preset)?;
         if let Some(t) = self.attention_target {
@@ -46,7 +46,7 @@ impl flags::Suite {
             teachers_from: self.teachers_from,
             provenance: provenance(),
         };
-        let options = run_options(&self.out, &self.device.device, true, None)?;
+        let options = run_options(&self.out, &self.device, true, None)?;
         let report = pipeline::run_suite(&c, &suite, &options)?;
         println!("{}", pipeline::suite_markdown(&report));
         println!("{}", self.out.join("suite.json").display());

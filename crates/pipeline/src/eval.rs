@@ -206,7 +206,7 @@ pub fn evaluate_dir(
 ) -> Result<EvalResult> {
     let predictor = Predictor::load(dir, device, engine)?;
     let labels = predictor.labels().to_vec();
-    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&labels), cache)?;
+    let data = crate::data::tasks::load_dataset(dataset, columns, Some(&labels), cache)?;
     let examples = match split {
         EvalSplit::Test => SplitConfig::default().split(&data.examples, seed)?.test,
         EvalSplit::All => data.examples,

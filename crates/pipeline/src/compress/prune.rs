@@ -16,7 +16,8 @@ use student_arch::BertConfig;
 
 use crate::classifier::{tokenizer_for, SequenceClassifier, CLASSIFIER_FILE};
 use crate::config::SplitConfig;
-use crate::data::labelled::{load_dataset, Columns};
+use crate::data::labelled::Columns;
+use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
 
 const WORDS: &str = "embeddings.word_embeddings.weight";

@@ -70,7 +70,7 @@ pub fn quantization_aware_finetune(
     let (model, meta) = SequenceClassifier::load(model_dir, device)?;
     plan.validate(&model.encoder.config)?;
     let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
-    let data = crate::data::labelled::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
+    let data = crate::data::tasks::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
     let mut splits = SplitConfig::default().split(&data.examples, seed)?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);

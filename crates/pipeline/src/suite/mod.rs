@@ -1,5 +1,5 @@
 //! `cargo xtask suite`: one recipe on several real tasks of different kinds, several seeds each — the
-//! yardstick of every recipe change. Each task is split once (by the first seed) and its teacher fine-tuned
+//! yardstick of every recipe change. Runs go seed by seed (every task's first seed, then every task's second). Each task is split once (by the first seed) and its teacher fine-tuned
 //! once, by the first seed's run; the other seeds, and later suites given `teachers_from`, reuse that
 //! teacher. Every finished run is read back from its `report.json`, so an interrupted suite continues where it
 //! stopped. Writes `suite.json` (the record) and `suite.md` (its table) after every run.
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use student_arch::io::write_atomic;
 
 use crate::config::DistillConfig;
-use crate::data::labelled::{load_dataset, Columns};
+use crate::data::labelled::Columns;
+use crate::data::tasks::load_dataset;
 use crate::distill::report::Report;
 use crate::distill::run::distill;
 use crate::error::{io_err, PipelineError, Result};
@@ -186,47 +187,55 @@ pub fn run_suite(
         seconds: 0.0,
     };
     let total = suite.tasks.len() * suite.seeds.len();
-    for (t, task) in suite.tasks.iter().enumerate() {
+    // Per task: its row and the run whose fine-tuned teacher the others reuse.
+    let mut rows = Vec::with_capacity(suite.tasks.len());
+    let mut donors = Vec::with_capacity(suite.tasks.len());
+    for task in &suite.tasks {
         let kind = SUITE_TASKS
             .iter()
             .find(|(name, _)| name == task)
             .map_or("user file", |(_, kind)| kind);
-        let task_dir = out.join(sanitise(task));
         let first = task_config(base, task, split_seed, split_seed, suite.quick);
-        let mut donor = std::iter::once(task_dir.clone())
+        let donor = std::iter::once(out.join(sanitise(task)))
             .chain(suite.teachers_from.iter().map(|d| d.join(sanitise(task))))
             .find_map(|d| reusable_teacher(&d, &first, &base.teacher));
-        let mut row = SuiteRow {
+        let teacher_secs = match &donor {
+            Some(d) => teacher_seconds(&read_json(&d.join("report.json"))?),
+            None => 0.0,
+        };
+        rows.push(SuiteRow {
             task: task.clone(),
             kind: kind.to_string(),
             labels: Vec::new(),
             split_sizes: [0; 3],
             median_words: median_words(task, &base.columns, &options.cache)?,
             teacher: f64::NAN,
-            teacher_seconds: 0.0,
+            teacher_seconds: teacher_secs,
             seeds: Vec::new(),
             student: Vec::new(),
             student_dev: Vec::new(),
             seconds: Vec::new(),
-        };
-        if let Some(d) = &donor {
-            row.teacher_seconds = teacher_seconds(&read_json(&d.join("report.json"))?);
-        }
-        for (s, &seed) in suite.seeds.iter().enumerate() {
+        });
+        donors.push(donor);
+    }
+    // Seed by seed, so that an interrupted suite has every task's first seed before any task's second.
+    for (s, &seed) in suite.seeds.iter().enumerate() {
+        for (t, task) in suite.tasks.iter().enumerate() {
             let config = task_config(base, task, seed, split_seed, suite.quick);
-            let dir = task_dir.join(format!("seed-{seed}"));
+            let dir = out.join(sanitise(task)).join(format!("seed-{seed}"));
             eprintln!(
                 "suite: {task} seed {seed} (run {} of {total}){}",
-                t * suite.seeds.len() + s + 1,
-                match &donor {
+                s * suite.tasks.len() + t + 1,
+                match &donors[t] {
                     Some(d) => format!(", teacher from {}", d.display()),
                     None => ", fine-tuning the teacher".into(),
                 }
             );
-            let run = run_one(config, &dir, donor.as_deref(), options)?;
-            if donor.is_none() {
+            let run = run_one(config, &dir, donors[t].as_deref(), options)?;
+            let row = &mut rows[t];
+            if donors[t].is_none() {
                 row.teacher_seconds = teacher_seconds(&run);
-                donor = Some(dir.clone());
+                donors[t] = Some(dir.clone());
             }
             row.labels = run.labels.clone();
             row.split_sizes = run.split_sizes;
@@ -241,11 +250,11 @@ pub fn run_suite(
                     .unwrap_or(f64::NAN),
             );
             row.seconds.push(run.seconds - teacher_seconds(&run));
-            if report.rows.len() == t {
-                report.rows.push(row.clone());
-            } else {
-                report.rows[t] = row.clone();
-            }
+            report.rows = rows
+                .iter()
+                .filter(|r| !r.seeds.is_empty())
+                .cloned()
+                .collect();
             report.seconds = report
                 .rows
                 .iter()

@@ -130,11 +130,11 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
         r.provenance.cpu,
         r.provenance.date,
     );
-    s += "| task | kind | classes | train/dev/test | words | teacher | student | retention % | teacher min | distil min |\n\
-          |---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| task | kind | classes | train/dev/test | words | seeds | teacher | student | retention % | teacher min | distil min |\n\
+          |---|---|---|---|---|---|---|---|---|---|---|\n";
     for row in &r.rows {
         s += &format!(
-            "| {} | {} | {} | {}/{}/{} | {} | {:.4} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {:.1} | {} |\n",
             row.task,
             row.kind,
             row.labels.len(),
@@ -142,6 +142,7 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
             row.split_sizes[1],
             row.split_sizes[2],
             row.median_words,
+            row.seeds.len(),
             row.teacher,
             pm(&row.student, 1.0, 4),
             pm(&row.retention(), 100.0, 1),
@@ -291,10 +292,10 @@ mod tests {
         assert!((r.mean_retention() - 0.975).abs() < 1e-12);
         assert_eq!(r.worst().unwrap().task, "a");
         let md = suite_markdown(&r);
-        assert!(md.contains("| a | sentiment | 2 | 80/10/10 | 12 | 0.8000 | 0.7600 ± 0.0566 | 95.0 ± 7.1 | 10.0 | 5.0 ± 0.0 |"), "{md}");
+        assert!(md.contains("| a | sentiment | 2 | 80/10/10 | 12 | 2 | 0.8000 | 0.7600 ± 0.0566 | 95.0 ± 7.1 | 10.0 | 5.0 ± 0.0 |"), "{md}");
         assert!(
             md.contains(
-                "| b | sentiment | 2 | 80/10/10 | 12 | 0.5000 | 0.5000 | 100.0 | 10.0 | 5.0 |"
+                "| b | sentiment | 2 | 80/10/10 | 12 | 1 | 0.5000 | 0.5000 | 100.0 | 10.0 | 5.0 |"
             ),
             "{md}"
         );

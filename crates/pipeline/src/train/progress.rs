@@ -5,6 +5,22 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+/// Seconds left for `remaining` steps: from the `later_steps` steps after the first (which took
+/// `since_first` seconds together) when there are any, else from the first step's `first_seconds`; NaN before
+/// any step.
+pub fn time_left(
+    first_seconds: f64,
+    since_first: f64,
+    later_steps: usize,
+    remaining: usize,
+) -> f64 {
+    if later_steps > 0 {
+        since_first / later_steps as f64 * remaining as f64
+    } else {
+        first_seconds * remaining as f64
+    }
+}
+
 /// How often a stage writes a line when stderr is not a terminal.
 pub const LINE_EVERY: Duration = Duration::from_secs(30);
 
@@ -16,6 +32,10 @@ pub struct Progress {
     first_step: usize,
     step: usize,
     tokens: usize,
+    /// When the first step of this process ended: the time left is taken from the steps after it, since the
+    /// first one also pays for one-off work (the teacher's logits over the whole training set, warm-up).
+    first_done: Option<Instant>,
+    first_seconds: f64,
     last_line: Instant,
     every: Duration,
     bar: Option<indicatif::ProgressBar>,
@@ -54,6 +74,8 @@ impl Progress {
             first_step: step,
             step,
             tokens: 0,
+            first_done: None,
+            first_seconds: f64::NAN,
             last_line: Instant::now(),
             every,
             bar,
@@ -64,6 +86,13 @@ impl Progress {
     pub fn step(&mut self, tokens: usize, values: &[(&'static str, f32)]) {
         self.step += 1;
         self.tokens += tokens;
+        if self.first_done.is_none() {
+            self.first_done = Some(Instant::now());
+            self.first_seconds = self.started.elapsed().as_secs_f64();
+            if let Some(bar) = &self.bar {
+                bar.reset_eta();
+            }
+        }
         let terms = values
             .iter()
             .map(|(n, v)| format!("{n}={v:.4}"))
@@ -85,12 +114,12 @@ impl Progress {
     /// The periodic line: step, loss terms, tokens/s and the time left.
     pub fn line(&self, terms: &str) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
-        let done = (self.step - self.first_step) as f64;
-        let left = if done > 0.0 {
-            seconds / done * (self.total - self.step) as f64
-        } else {
-            f64::NAN
-        };
+        let left = time_left(
+            self.first_seconds,
+            self.first_done.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            (self.step - self.first_step).saturating_sub(1),
+            self.total - self.step,
+        );
         format!(
             "{}: step {}/{} {terms} {:.0} tokens/s, {} left",
             self.name,
@@ -152,5 +181,15 @@ mod tests {
         );
         assert_eq!(clock(3725.0), "1:02:05");
         assert_eq!(clock(f64::NAN), "?");
+    }
+
+    #[test]
+    fn time_left_ignores_the_first_steps_one_off_work() {
+        // The prediction stage's first step took 200 s (the teacher's logits over the training set), the next
+        // one 0.5 s: 961 steps remain, so about 8 minutes, not the 4 hours an average over both gave.
+        assert_eq!(time_left(200.0, 0.5, 1, 961), 480.5);
+        // After the first step alone, it is all there is to go by.
+        assert_eq!(time_left(2.0, 0.0, 0, 10), 20.0);
+        assert!(time_left(f64::NAN, 0.0, 0, 10).is_nan());
     }
 }

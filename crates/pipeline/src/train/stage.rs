@@ -132,7 +132,7 @@ where
 /// Whether a checkpoint set is due after `step`: every `checkpoint_every` steps when that is set, and whenever
 /// `checkpoint_minutes` have passed since the last set.
 pub fn checkpoint_due(config: &StageConfig, step: usize, since_last: std::time::Duration) -> bool {
-    (config.checkpoint_every > 0 && step % config.checkpoint_every == 0)
+    (config.checkpoint_every > 0 && step.is_multiple_of(config.checkpoint_every))
         || since_last.as_secs_f64() >= 60.0 * config.checkpoint_minutes
 }
 

@@ -457,6 +457,8 @@ impl DistillConfig {
         if self.stage != Stage::Task {
             narrow.push(("general.tinybert_student", &self.general.tinybert_student));
         }
+        let attention_compared =
+            self.method == Method::Tinybert && !self.drop_terms.contains(&LossTerm::Att);
         for (field, n) in narrow {
             let mut shape = teacher.clone();
             shape.hidden_size = n.hidden_size;
@@ -470,6 +472,27 @@ impl DistillConfig {
                     message: format!(
                         "a student of {params} parameters is larger than its teacher ({teacher_params}); shrink \
                          layers, hidden_size or intermediate_size"
+                    ),
+                });
+            }
+            if attention_compared && n.num_attention_heads != teacher.num_attention_heads {
+                return Err(PipelineError::Config {
+                    field,
+                    message: format!(
+                        "TinyBERT's attention loss compares the student's heads with the teacher's one by one: the \
+                         student needs the teacher's {} heads, found num_attention_heads = {} (or drop the term: \
+                         --drop att)",
+                        teacher.num_attention_heads, n.num_attention_heads
+                    ),
+                });
+            }
+            if n.layers == 0 || n.layers > teacher.num_hidden_layers {
+                return Err(PipelineError::Config {
+                    field,
+                    message: format!(
+                        "layers = {}: the layer map sends each student layer to a teacher layer, so a student needs \
+                         1..={} layers (the teacher's)",
+                        n.layers, teacher.num_hidden_layers
                     ),
                 });
             }
@@ -492,6 +515,40 @@ impl DistillConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn student_shapes_are_checked_against_the_teacher_before_training() {
+        let teacher: student_arch::BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 100, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+                "intermediate_size": 1536}"#,
+        )
+        .unwrap();
+        let mut c = DistillConfig {
+            narrow_student: Some(NarrowStudent {
+                layers: 3,
+                hidden_size: 256,
+                num_attention_heads: 8,
+                intermediate_size: 1024,
+            }),
+            ..Default::default()
+        };
+        let err = c.validate_for_teacher(&teacher).unwrap_err().to_string();
+        assert!(
+            err.contains("narrow_student")
+                && err.contains("12 heads")
+                && err.contains("--drop att"),
+            "{err}"
+        );
+        c.drop_terms = vec![LossTerm::Att];
+        c.validate_for_teacher(&teacher).unwrap();
+        c.drop_terms.clear();
+        c.narrow_student.as_mut().unwrap().num_attention_heads = 12;
+        c.narrow_student.as_mut().unwrap().layers = 7;
+        let err = c.validate_for_teacher(&teacher).unwrap_err().to_string();
+        assert!(err.contains("layers = 7") && err.contains("1..=6"), "{err}");
+        c.narrow_student.as_mut().unwrap().layers = 3;
+        c.validate_for_teacher(&teacher).unwrap();
+    }
 
     #[test]
     fn toml_and_json_configs_give_the_same_run() {

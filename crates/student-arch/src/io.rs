@@ -60,6 +60,63 @@ pub fn remove_stale_temporaries(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The file whose advisory lock a command holds on its output directory for as long as it runs.
+pub const LOCK_FILE: &str = ".bert-compress.lock";
+
+/// Directories this process holds the lock of, with the open lock files (the kernel releases the locks when
+/// the process exits or is killed).
+static HELD_LOCKS: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Takes the exclusive advisory lock on `dir` (its [`LOCK_FILE`]) for the rest of this process, or refuses,
+/// naming the process that holds it: two commands writing one directory would remove each other's temporaries
+/// and interleave their checkpoints. A directory this process already holds is fine.
+pub fn lock_output_dir(dir: &Path, command: &str) -> Result<()> {
+    let key = dir
+        .canonicalize()
+        .map_err(|e| ArchError::io("resolving", dir, e))?;
+    let mut held = HELD_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    if held.iter().any(|(d, _)| *d == key) {
+        return Ok(());
+    }
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| ArchError::io("opening", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(ArchError::Output {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "is in use by another command ({}); wait for it to finish or choose another --out",
+                    match holder.trim() {
+                        "" => "its pid is not written yet",
+                        h => h,
+                    }
+                ),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(ArchError::io("locking", &path, e)),
+    }
+    let who = format!("pid {}: cargo xtask {command}", std::process::id());
+    let written = (|| {
+        use std::io::Seek;
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(who.as_bytes())?;
+        file.sync_all()
+    })();
+    written.map_err(|e| ArchError::io("writing", &path, e))?;
+    held.push((key, file));
+    Ok(())
+}
+
 /// The file that marks a directory as written by a bert-compress command.
 pub const OUTPUT_MARKER: &str = ".bert-compress-output.json";
 
@@ -80,7 +137,8 @@ pub fn claim_output_dir(dir: &Path, command: &str, legacy: &[&str]) -> Result<()
     let marker = dir.join(OUTPUT_MARKER);
     if dir.is_dir() && !marker.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| ArchError::io("reading", dir, e))?;
-        let empty = entries.next().is_none();
+        // A lock file alone is what a claim interrupted before its marker leaves.
+        let empty = entries.all(|e| e.is_ok_and(|e| e.file_name() == LOCK_FILE));
         let ours = legacy.iter().any(|f| dir.join(f).exists());
         if !empty && !ours {
             return Err(refuse(format!(
@@ -105,10 +163,12 @@ pub fn claim_output_dir(dir: &Path, command: &str, legacy: &[&str]) -> Result<()
                 owner.unwrap_or_else(|| "?".into())
             )));
         }
+        lock_output_dir(dir, command)?;
         remove_stale_temporaries(dir)?;
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| ArchError::io("creating", dir, e))?;
+    lock_output_dir(dir, command)?;
     write_atomic(
         &marker,
         serde_json::json!({"command": command, "version": env!("CARGO_PKG_VERSION")})
@@ -134,6 +194,38 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_locked_by_another_holder_is_refused_naming_it() {
+        let dir = std::env::temp_dir().join(format!("student-arch-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Another process's lock: an open file description of its own holding the lock, with its pid written.
+        let other = std::fs::File::create(dir.join(LOCK_FILE)).unwrap();
+        other.try_lock().unwrap();
+        std::fs::write(dir.join(LOCK_FILE), "pid 4242: cargo xtask distill").unwrap();
+        let err = claim_output_dir(&dir, "distill", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in use") && err.contains("pid 4242: cargo xtask distill"),
+            "{err}"
+        );
+        assert!(
+            !dir.join(OUTPUT_MARKER).exists(),
+            "nothing is written into a locked directory"
+        );
+        // Released (the other process ended): claimed, and claimed again by the same process.
+        drop(other);
+        claim_output_dir(&dir, "distill", &[]).unwrap();
+        claim_output_dir(&dir, "distill", &[]).unwrap();
+        let who = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert_eq!(
+            who,
+            format!("pid {}: cargo xtask distill", std::process::id())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

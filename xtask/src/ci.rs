@@ -33,6 +33,16 @@ impl flags::Ci {
         if !status.success() {
             bail!("cargo test failed ({status})");
         }
+        // `--all-targets` leaves out doctests: README's library example lives in student-arch's crate docs.
+        let mut doc = Command::new(&cargo);
+        doc.args(["test", "--workspace", "--doc"]);
+        if self.wgpu {
+            doc.args(["--features", "xtask/wgpu"]);
+        }
+        let status = doc.status().context("running cargo test --doc")?;
+        if !status.success() {
+            bail!("cargo test --doc failed ({status})");
+        }
         Ok(())
     }
 }

@@ -6,7 +6,31 @@
 //! Architecture invariant: this crate depends on no other crate of the workspace, and its model code never
 //! names a backend; [`device`] only maps a user's choice to a `Device` among the backends compiled in, and
 //! [`gelu`] alone holds a backend extension (a fused GELU kernel for flex; every other backend runs Burn's).
+//!
+//! Backends are features: `flex` (the default), `ndarray`, `wgpu`, `tch`; with `default-features = false` name
+//! at least one, or the crate does not compile. README's example, as a dependency sees it:
+//!
+//! ```no_run
+//! use student_arch::{device::device, SentenceEncoder};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let encoder = SentenceEncoder::load(std::path::Path::new("all-MiniLM-L6-v2"), &device("flex")?)?;
+//! let embeddings = encoder.embed(&["Distillation makes BERT smaller."], 32)?;
+//! # let _ = embeddings;
+//! # Ok(())
+//! # }
+//! ```
 #![warn(missing_docs)]
+
+#[cfg(not(any(
+    feature = "flex",
+    feature = "ndarray",
+    feature = "wgpu",
+    feature = "tch"
+)))]
+compile_error!(
+    "student-arch has no backend to run on: enable one of its features flex (the default), ndarray, wgpu or tch, \
+     e.g. `student-arch = { version = \"0.1\", features = [\"flex\"] }`"
+);
 
 pub mod config;
 pub mod defaults;

@@ -129,7 +129,9 @@ pub fn hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
         for e in entries {
             let p = e.unwrap().path();
             // The lock a command holds on its output directory names its pid: bookkeeping, not content.
-            if p.file_name().is_some_and(|n| n == student_arch::io::LOCK_FILE) {
+            if p.file_name()
+                .is_some_and(|n| n == student_arch::io::LOCK_FILE)
+            {
                 continue;
             }
             if p.is_dir() {

@@ -432,8 +432,9 @@ pub struct Quantize {
     /// Mixed precision: average bits over the encoder matrices.
     #[arg(long)]
     pub avg_bits: Option<f64>,
-    /// Mixed precision: qbert (more bits to larger mean + std, in rank order) or budgeted (minimise
-    /// Σ λ·‖ΔW‖² under the budget).
+    /// Mixed precision: qbert (Q-BERT's rule: the two adjacent precisions that bracket the budget, the higher to
+    /// the most sensitive units), rank-greedy (the most sensitive unit raised as far as possible first) or
+    /// budgeted (minimise Σ λ·‖ΔW‖² under the budget).
     #[arg(long, default_value = "qbert")]
     pub allocator: pipeline::Allocator,
     /// Mixed precision: the widths a unit may get, e.g. 3,4,8 for a 3-bit floor.
@@ -631,9 +632,12 @@ mod tests {
             ("quantize", "bits", &["8", "4", "3", "2", "mixed"], |v| {
                 v.parse::<Bits>().is_ok()
             }),
-            ("quantize", "allocator", &["qbert", "budgeted"], |v| {
-                v.parse::<pipeline::Allocator>().is_ok()
-            }),
+            (
+                "quantize",
+                "allocator",
+                &["qbert", "rank-greedy", "budgeted"],
+                |v| v.parse::<pipeline::Allocator>().is_ok(),
+            ),
             ("distill", "method", &["tinybert", "distilbert"], |v| {
                 v.parse::<pipeline::Method>().is_ok()
             }),

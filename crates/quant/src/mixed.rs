@@ -28,8 +28,13 @@ use crate::model::{matrix_name, spec_for, NamedTensors, QuantPlan, LAYER_MATRICE
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Allocator {
-    /// Q-BERT's rule ([`qbert_rule`]): more bits to larger mean + std, in rank order.
+    /// Q-BERT's rule ([`qbert_rule`]): the two adjacent precisions that bracket the budget, the higher to the
+    /// most sensitive units in rank order.
     Qbert,
+    /// This project's earlier rule ([`rank_greedy_rule`]): the most sensitive unit raised as far as the options
+    /// go before the next one moves.
+    #[serde(rename = "rank-greedy")]
+    RankGreedy,
     /// Minimise Σ λ·‖ΔW‖² under the budget ([`allocate_budgeted`]).
     Budgeted,
 }
@@ -39,6 +44,7 @@ impl Allocator {
     pub fn allocate(self, units: &[Unit], costs: &UnitCosts, budget: f64) -> Result<Vec<usize>> {
         match self {
             Self::Qbert => qbert_rule(units, costs, budget),
+            Self::RankGreedy => rank_greedy_rule(units, costs, budget),
             Self::Budgeted => allocate_budgeted(units, costs, budget),
         }
     }
@@ -47,6 +53,7 @@ impl Allocator {
     pub fn label(self) -> &'static str {
         match self {
             Self::Qbert => "hessian (Q-BERT rule)",
+            Self::RankGreedy => "hessian (rank-greedy)",
             Self::Budgeted => "hessian (budgeted)",
         }
     }
@@ -58,10 +65,11 @@ impl std::str::FromStr for Allocator {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "qbert" => Ok(Self::Qbert),
+            "rank-greedy" => Ok(Self::RankGreedy),
             "budgeted" => Ok(Self::Budgeted),
             other => Err(QuantError::Config {
                 field: "allocator",
-                message: format!("{other:?}: expected qbert or budgeted"),
+                message: format!("{other:?}: expected qbert, rank-greedy or budgeted"),
             }),
         }
     }
@@ -248,8 +256,39 @@ impl UnitCosts {
     }
 }
 
-/// Q-BERT's rule: option index per unit, more bits to larger `score`s, within `budget`.
+/// Q-BERT's rule (Shen et al., 2020, §3.2): units ranked by `score` (|mean| + std of the top eigenvalue), and of
+/// two adjacent precisions, the higher given to the most sensitive units. The pair is the one that brackets the
+/// budget: every unit at the lower fits, every unit at the higher does not; units are then raised to the higher
+/// in rank order while the budget allows (a unit that does not fit is passed over for a smaller one after it).
+/// When every unit fits at the highest option, all get it.
 pub fn qbert_rule(units: &[Unit], costs: &UnitCosts, budget: f64) -> Result<Vec<usize>> {
+    costs.check(units.len(), budget)?;
+    let fits = |spent: f64| spent <= budget * (1.0 + 1e-12);
+    let n_options = costs.bits.len();
+    let low = (0..n_options)
+        .rev()
+        .find(|&o| fits(costs.total(&vec![o; units.len()])))
+        .unwrap_or(0);
+    let mut options = vec![low; units.len()];
+    if low + 1 == n_options {
+        return Ok(options);
+    }
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|a, b| units[*b].score.total_cmp(&units[*a].score));
+    let mut spent = costs.total(&options);
+    for u in order {
+        let extra = costs.cost[u][low + 1] - costs.cost[u][low];
+        if fits(spent + extra) {
+            options[u] = low + 1;
+            spent += extra;
+        }
+    }
+    Ok(options)
+}
+
+/// The rank-greedy rule (this project's earlier "qbert"): option index per unit, the most sensitive unit raised
+/// one option at a time as far as the budget and the options allow before any less sensitive unit moves.
+pub fn rank_greedy_rule(units: &[Unit], costs: &UnitCosts, budget: f64) -> Result<Vec<usize>> {
     costs.check(units.len(), budget)?;
     let mut order: Vec<usize> = (0..units.len()).collect();
     order.sort_by(|a, b| units[*b].score.total_cmp(&units[*a].score));
@@ -453,11 +492,29 @@ mod tests {
     }
 
     #[test]
-    fn qbert_rule_gives_more_bits_to_more_sensitive_units() {
+    fn qbert_rule_uses_two_adjacent_precisions_by_rank() {
+        let u = units(&[1.0, 50.0, 10.0]);
+        let c = costs(3);
+        let bits = |o: Vec<usize>| -> Vec<u32> { o.iter().map(|i| c.bits[*i]).collect() };
+        // Hand-worked, options 2/3/4/8 bits at 100 bytes a bit:
+        // 1000 bytes: all at 3 bits (900) fit, all at 4 (1200) do not; the most sensitive unit gets 4 (1000).
+        assert_eq!(bits(qbert_rule(&u, &c, 1000.0).unwrap()), vec![3, 4, 3]);
+        // 1100: units 1 and 2 get 4 bits, unit 0 keeps 3.
+        assert_eq!(bits(qbert_rule(&u, &c, 1100.0).unwrap()), vec![3, 4, 4]);
+        // 1200: all at 4 bits fit, 8 bits for any one does not (1600): 4, 4, 4 — never 8 for one and 2 for others.
+        assert_eq!(bits(qbert_rule(&u, &c, 1200.0).unwrap()), vec![4, 4, 4]);
+        // 2400 fits everything at 8 bits.
+        assert_eq!(bits(qbert_rule(&u, &c, 2400.0).unwrap()), vec![8, 8, 8]);
+        // 650: all at 2 bits (600); no upgrade to 3 (+100) fits.
+        assert_eq!(bits(qbert_rule(&u, &c, 650.0).unwrap()), vec![2, 2, 2]);
+    }
+
+    #[test]
+    fn rank_greedy_rule_raises_the_most_sensitive_unit_first() {
         let u = units(&[1.0, 50.0, 10.0]);
         let c = costs(3);
         // Budget of 4 bits on average: 1200.
-        let o = qbert_rule(&u, &c, 1200.0).unwrap();
+        let o = rank_greedy_rule(&u, &c, 1200.0).unwrap();
         let bits: Vec<u32> = o.iter().map(|i| c.bits[*i]).collect();
         assert!(c.total(&o) <= 1200.0);
         assert!(bits[1] >= bits[2] && bits[2] >= bits[0], "{bits:?}");

@@ -393,7 +393,7 @@ fn add_baselines(
             ..u.clone()
         })
         .collect();
-    let reverse = mixed::qbert_rule(&reversed, costs, budget)?;
+    let reverse = mixed::rank_greedy_rule(&reversed, costs, budget)?;
     candidates.push((
         "reverse sensitivity".into(),
         mixed::plan_for(units, costs, &reverse, base),

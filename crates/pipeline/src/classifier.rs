@@ -29,6 +29,40 @@ pub struct ClassifierMeta {
     pub pooling: String,
     /// Longest input in tokens used in training.
     pub max_length: usize,
+    /// The train/dev/test split of the run that trained it (`None` in directories written before it was
+    /// recorded): every later command on this model and dataset uses this split, so no test row is trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<RecordedSplit>,
+}
+
+/// The split a classifier was trained on: its dataset, seed and held-out fractions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordedSplit {
+    /// The dataset (built-in name or the path given).
+    pub dataset: String,
+    /// The split seed.
+    pub seed: u64,
+    /// Fraction held out for dev.
+    pub dev_fraction: f64,
+    /// Fraction held out for test.
+    pub test_fraction: f64,
+}
+
+impl ClassifierMeta {
+    /// The split seed and fractions to use on `dataset`: the recorded split when the model was trained on that
+    /// dataset, else `seed` with the default fractions (another dataset shares no rows with the training one).
+    pub fn split_for(&self, dataset: &str, seed: u64) -> (u64, crate::config::SplitConfig) {
+        match &self.split {
+            Some(r) if r.dataset == dataset => (
+                r.seed,
+                crate::config::SplitConfig {
+                    dev_fraction: r.dev_fraction,
+                    test_fraction: r.test_fraction,
+                },
+            ),
+            _ => (seed, crate::config::SplitConfig::default()),
+        }
+    }
 }
 
 /// The sha256 of a classifier directory's weights (`model.quant.safetensors` when quantized, else

@@ -6,7 +6,6 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{host, SequenceClassifier};
-use crate::config::SplitConfig;
 use crate::error::Result;
 use crate::predict::{argmax, logits, Engine, Predictor};
 use crate::train::{batch_input, Encoded};
@@ -208,7 +207,11 @@ pub fn evaluate_dir(
     let labels = predictor.labels().to_vec();
     let data = crate::data::tasks::load_dataset(dataset, columns, Some(&labels), cache)?;
     let examples = match split {
-        EvalSplit::Test => SplitConfig::default().split(&data.examples, seed)?.test,
+        EvalSplit::Test => {
+            let (meta, _) = crate::classifier::ClassifierMeta::read(dir)?;
+            let (seed, fractions) = meta.split_for(dataset, seed);
+            fractions.split(&data.examples, seed)?.test
+        }
         EvalSplit::All => data.examples,
     };
     let encoded = crate::train::encode(predictor.tokenizer(), &examples, predictor.max_length())?;

@@ -150,6 +150,7 @@ fn write_seeds(dir: &Path, device: &Device) -> Result<()> {
         labels: vec!["a".into(), "b".into()],
         pooling: "mean".into(),
         max_length: 16,
+        split: None,
     };
     std::fs::create_dir_all(&classifier).map_err(io_err("creating", &classifier))?;
     model.save(&classifier, &meta)?;

@@ -44,7 +44,7 @@ mod record;
 mod suite;
 mod train;
 
-pub use classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+pub use classifier::{ClassifierMeta, RecordedSplit, SequenceClassifier, CLASSIFIER_FILE};
 pub use compress::chain::{
     compress_all, compress_markdown, CompressConfig, CompressReport, CompressRow,
 };
@@ -59,8 +59,9 @@ pub use compress::sensitivity::{
 pub use config::general::{GeneralConfig, NarrowStudent, StudentInit};
 pub use config::{DistillConfig, LossTerm, Method, SplitConfig, Stage};
 pub use data::augment::{load_augmented, AugmentConfig};
-pub use data::labelled::{stream_texts, Columns, BUILT_IN};
+pub use data::labelled::{stream_texts, Columns, Dataset, Example, Splits, BUILT_IN};
 pub use data::masking::MaskingConfig;
+pub use data::tasks::load_dataset;
 pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
 pub use distill::general::GeneralReport;
 pub use distill::mlm_fit::{fit_mlm, mlm_fit_markdown, CurvePoint, MlmFitReport};

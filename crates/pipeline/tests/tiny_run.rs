@@ -52,6 +52,10 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     config.method = Method::Tinybert;
     config.max_length = 16;
     config.max_train_examples = Some(32);
+    // A split other than the defaults: every later command on the model must use it (issue 29).
+    config.split_seed = Some(5);
+    config.dev_fraction = 0.2;
+    config.test_fraction = 0.25;
     for stage in [
         &mut config.teacher_finetune,
         &mut config.intermediate,
@@ -100,6 +104,46 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     }
     // The student directory is an ordinary HF BERT directory.
     student_arch::load_pretrained(&out.join("student"), &burn::tensor::Device::flex()).unwrap();
+    // The split is recorded with the model, and `eval` on the same dataset scores exactly the run's test rows,
+    // whatever seed it is given: the student's test accuracy of the report, on as many examples.
+    let (meta, _) = pipeline::ClassifierMeta::read(&out.join("student")).unwrap();
+    let recorded = meta.split.clone().expect("distill records its split");
+    assert_eq!(
+        (recorded.seed, recorded.dev_fraction, recorded.test_fraction),
+        (5, 0.2, 0.25)
+    );
+    let scored = pipeline::evaluate_dir(
+        &out.join("student"),
+        &config.dataset,
+        &config.columns,
+        999,
+        pipeline::EvalSplit::Test,
+        None,
+        &dir.join("cache"),
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(scored.examples, report.split_sizes[2]);
+    assert_eq!(scored.accuracy, report.student.accuracy);
+    // Under the old rule (the given seed, default fractions) the test rows would have overlapped the run's
+    // training rows; under the recorded split they never do.
+    let data =
+        pipeline::load_dataset(&config.dataset, &config.columns, None, &dir.join("cache")).unwrap();
+    let (seed, fractions) = meta.split_for(&config.dataset, 999);
+    let run_split = fractions.split(&data.examples, seed).unwrap();
+    let old_rule = pipeline::SplitConfig::default()
+        .split(&data.examples, 999)
+        .unwrap();
+    let trained: std::collections::HashSet<&str> =
+        run_split.train.iter().map(|e| e.text.as_str()).collect();
+    assert!(run_split
+        .test
+        .iter()
+        .all(|e| !trained.contains(e.text.as_str())));
+    assert!(old_rule
+        .test
+        .iter()
+        .any(|e| trained.contains(e.text.as_str())));
 
     // Q-BERT sensitivity of the saved student on two batches of the same CSV: the code path of
     // `cargo xtask sensitivity`, with few power-iteration steps.

@@ -15,7 +15,6 @@ use student_arch::weights::{safetensors_bytes, CONFIG_FILE, WEIGHTS_FILE};
 use student_arch::BertConfig;
 
 use crate::classifier::{tokenizer_for, SequenceClassifier, CLASSIFIER_FILE};
-use crate::config::SplitConfig;
 use crate::data::labelled::Columns;
 use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
@@ -72,9 +71,8 @@ pub fn prune_vocab(
         Some(&meta.labels),
         cache,
     )?;
-    let train = SplitConfig::default()
-        .split(&data.examples, options.seed)?
-        .train;
+    let (split_seed, fractions) = meta.split_for(&options.dataset, options.seed);
+    let train = fractions.split(&data.examples, split_seed)?.train;
     let longest = model.encoder.config.max_position_embeddings;
     let mut kept: BTreeSet<u32> = [
         tokenizer.pad_id,

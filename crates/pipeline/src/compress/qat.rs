@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use student_arch::BertInput;
 
 use crate::classifier::{SequenceClassifier, CLASSIFIER_FILE};
-use crate::config::SplitConfig;
 use crate::data::labelled::Columns;
 use crate::error::{PipelineError, Result};
 use crate::eval::evaluate;
@@ -71,7 +70,8 @@ pub fn quantization_aware_finetune(
     plan.validate(&model.encoder.config)?;
     let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
     let data = crate::data::tasks::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
-    let mut splits = SplitConfig::default().split(&data.examples, seed)?;
+    let (split_seed, fractions) = meta.split_for(dataset, seed);
+    let mut splits = fractions.split(&data.examples, split_seed)?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);
     }

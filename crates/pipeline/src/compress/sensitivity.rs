@@ -15,7 +15,6 @@ use student_arch::io::write_atomic;
 use student_arch::{BertInput, BertTokenizer};
 
 use crate::classifier::SequenceClassifier;
-use crate::config::SplitConfig;
 use crate::data::labelled::{shuffle, Columns};
 use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
@@ -104,7 +103,7 @@ pub fn measure_sensitivity(
     // Evaluation mode with gradients: the encoder has no dropout, so `train()` only turns gradients on.
     let model = model.train();
     let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
-    let encoded = sample_batches(options, &tokenizer, &meta.labels, meta.max_length, cache)?;
+    let encoded = sample_batches(options, &tokenizer, &meta, cache)?;
     let vocab = model.encoder.config.vocab_size;
     let batches: Vec<(BertInput, Tensor<1, Int>)> = encoded
         .chunks(options.batch_size)
@@ -204,14 +203,18 @@ pub fn sensitivity_batches_path(out: &Path) -> PathBuf {
 fn sample_batches(
     options: &SensitivityOptions,
     tokenizer: &BertTokenizer,
-    labels: &[String],
-    max_length: usize,
+    meta: &crate::classifier::ClassifierMeta,
     cache: &Path,
 ) -> Result<Vec<Encoded>> {
-    let data = load_dataset(&options.dataset, &options.columns, Some(labels), cache)?;
-    let mut train = SplitConfig::default()
-        .split(&data.examples, options.seed)?
-        .train;
+    let max_length = meta.max_length;
+    let data = load_dataset(
+        &options.dataset,
+        &options.columns,
+        Some(&meta.labels),
+        cache,
+    )?;
+    let (split_seed, fractions) = meta.split_for(&options.dataset, options.seed);
+    let mut train = fractions.split(&data.examples, split_seed)?.train;
     shuffle(&mut train, options.seed ^ 0x5E45);
     let wanted = options.batches * options.batch_size;
     if train.len() < wanted {

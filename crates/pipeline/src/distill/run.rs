@@ -231,6 +231,12 @@ impl<'a> TaskRun<'a> {
             labels: self.labels().to_vec(),
             pooling: "mean".into(),
             max_length: self.config.max_length,
+            split: Some(crate::classifier::RecordedSplit {
+                dataset: self.config.dataset.clone(),
+                seed: self.config.split_seed(),
+                dev_fraction: self.config.dev_fraction,
+                test_fraction: self.config.test_fraction,
+            }),
         }
     }
 

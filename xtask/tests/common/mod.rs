@@ -84,6 +84,7 @@ pub fn tiny_classifier(dir: &Path) {
         labels: vec!["fresh".into(), "rotten".into()],
         pooling: "mean".into(),
         max_length: 16,
+        split: None,
     };
     model.save(dir, &meta).unwrap();
 }

@@ -35,6 +35,10 @@ pub struct Suite {
     /// recipe), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub teachers_from: Vec<PathBuf>,
+    /// Run nothing: write the record of the runs already finished under --out (made by earlier invocations),
+    /// leaving out the missing ones.
+    #[arg(long)]
+    pub record_only: bool,
     /// Output directory (one subdirectory per task and seed); rerun to continue.
     #[arg(long, default_value = "runs/suite")]
     pub out: PathBuf,

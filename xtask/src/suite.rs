@@ -45,6 +45,7 @@ impl flags_suite::Suite {
             recipe,
             teachers_from: self.teachers_from,
             provenance: provenance(),
+            record_only: self.record_only,
         };
         let options = run_options(&self.out, &self.device, true, None)?;
         let report = pipeline::run_suite(&c, &suite, &options)?;

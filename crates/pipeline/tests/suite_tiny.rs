@@ -148,6 +148,7 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
         recipe: "tiny".into(),
         teachers_from: Vec::new(),
         provenance: Provenance::now("test".into(), "abc".into()),
+        record_only: false,
     };
     let out = dir.join("suite");
     let mut options = RunOptions {
@@ -203,6 +204,20 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
     // Run again: every run is read back, nothing trains, the same table.
     let again = run_suite(&config, &suite, &options).unwrap();
     assert_same_rows(&again.rows, &report.rows);
+
+    // Record only, with a seed never run: the finished runs' table, the missing seed left out, nothing trained.
+    let recorded = run_suite(
+        &config,
+        &SuiteOptions {
+            seeds: vec![7, 8, 9],
+            record_only: true,
+            ..suite.clone()
+        },
+        &options,
+    )
+    .unwrap();
+    assert_same_rows(&recorded.rows, &report.rows);
+    assert!(!out.join("reviews").join("seed-9").exists());
 
     // Another recipe in another directory reuses the first suite's teachers.
     let mut scores = config.clone();

@@ -52,6 +52,9 @@ pub struct SuiteOptions {
     pub teachers_from: Vec<PathBuf>,
     /// The command, commit, CPU and date for the record.
     pub provenance: Provenance,
+    /// Run nothing: the record of the runs already finished under the output directory (runs made by earlier
+    /// invocations, e.g. with other task orders or seeds), the missing ones left out.
+    pub record_only: bool,
 }
 
 /// The config of the suite's runs of `task` with `seed`, on the split of `split_seed`.
@@ -223,6 +226,9 @@ pub fn run_suite(
         for (t, task) in suite.tasks.iter().enumerate() {
             let config = task_config(base, task, seed, split_seed, suite.quick);
             let dir = out.join(sanitise(task)).join(format!("seed-{seed}"));
+            if suite.record_only && !dir.join("report.json").exists() {
+                continue;
+            }
             eprintln!(
                 "suite: {task} seed {seed} (run {} of {total}){}",
                 s * suite.tasks.len() + t + 1,

@@ -33,6 +33,10 @@ student_arch::config_defaults! {
     pub struct StageConfig {
         /// Passes over the training set.
         pub epochs: usize = 1,
+        /// At least this many optimizer steps: a small training set gets as many more whole passes as that
+        /// takes (0: `epochs` alone decide; left out of `config.json` then, so earlier runs resume).
+        #[serde(skip_serializing_if = "is_zero")]
+        pub min_steps: usize = 0,
         /// Examples per step.
         pub batch_size: usize = 32,
         /// Peak learning rate.
@@ -51,6 +55,10 @@ student_arch::config_defaults! {
         /// one: a whole set is hundreds of megabytes, so a set every few steps wrote tens of gigabytes per run.
         pub checkpoint_minutes: f64 = 10.0,
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl StageConfig {

@@ -40,16 +40,15 @@ where
         });
     }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
-    let total_steps =
-        steps_per_epoch
-            .checked_mul(config.epochs)
-            .ok_or_else(|| PipelineError::Config {
-                field: "epochs",
-                message: format!(
-                    "{} epochs of {steps_per_epoch} steps overflow; use fewer",
-                    config.epochs
-                ),
-            })?;
+    let total_steps = steps_per_epoch
+        .checked_mul(epochs_run(config, steps_per_epoch))
+        .ok_or_else(|| PipelineError::Config {
+            field: "epochs",
+            message: format!(
+                "{} epochs of {steps_per_epoch} steps overflow; use fewer",
+                config.epochs
+            ),
+        })?;
     let files = Checkpoints::new(ctx)?;
     let fresh = StageState {
         total_steps,
@@ -129,6 +128,13 @@ where
     Ok((model, outcome(ctx, &state, tokens, seconds)))
 }
 
+/// The passes a stage makes: `epochs`, or more whole passes when that is fewer than `min_steps` steps.
+pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize) -> usize {
+    config
+        .epochs
+        .max(config.min_steps.div_ceil(steps_per_epoch.max(1)))
+}
+
 /// Whether a checkpoint set is due after `step`: every `checkpoint_every` steps when that is set, and whenever
 /// `checkpoint_minutes` have passed since the last set.
 pub fn checkpoint_due(config: &StageConfig, step: usize, since_last: std::time::Duration) -> bool {
@@ -201,6 +207,20 @@ fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) 
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_step_floor_adds_whole_passes_to_small_sets_only() {
+        let c = StageConfig {
+            epochs: 2,
+            min_steps: 300,
+            ..Default::default()
+        };
+        // 28 steps a pass (898 examples): 11 passes (308 steps) instead of 2.
+        assert_eq!(epochs_run(&c, 28), 11);
+        // 321 steps a pass: the epochs already exceed the floor.
+        assert_eq!(epochs_run(&c, 321), 2);
+        assert_eq!(epochs_run(&StageConfig::default(), 5), 1);
+    }
 
     #[test]
     fn checkpoints_by_time_and_optionally_by_steps() {

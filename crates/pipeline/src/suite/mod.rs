@@ -153,6 +153,48 @@ fn median_words(task: &str, columns: &Columns, cache: &Path) -> Result<usize> {
     Ok(words.get(words.len() / 2).copied().unwrap_or(0))
 }
 
+/// Per task: its empty row and the run whose fine-tuned teacher the other runs reuse (found under `out` or
+/// `suite.teachers_from`, else `None` until the first run fine-tunes one).
+fn task_rows(
+    base: &DistillConfig,
+    suite: &SuiteOptions,
+    out: &Path,
+    split_seed: u64,
+    cache: &Path,
+) -> Result<(Vec<SuiteRow>, Vec<Option<PathBuf>>)> {
+    let mut rows = Vec::with_capacity(suite.tasks.len());
+    let mut donors = Vec::with_capacity(suite.tasks.len());
+    for task in &suite.tasks {
+        let kind = SUITE_TASKS
+            .iter()
+            .find(|(name, _)| name == task)
+            .map_or("user file", |(_, kind)| kind);
+        let first = task_config(base, task, split_seed, split_seed, suite.quick);
+        let donor = std::iter::once(out.join(sanitise(task)))
+            .chain(suite.teachers_from.iter().map(|d| d.join(sanitise(task))))
+            .find_map(|d| reusable_teacher(&d, &first, &base.teacher));
+        let teacher_secs = match &donor {
+            Some(d) => teacher_seconds(&read_json(&d.join("report.json"))?),
+            None => 0.0,
+        };
+        rows.push(SuiteRow {
+            task: task.clone(),
+            kind: kind.to_string(),
+            labels: Vec::new(),
+            split_sizes: [0; 3],
+            median_words: median_words(task, &base.columns, cache)?,
+            teacher: f64::NAN,
+            teacher_seconds: teacher_secs,
+            seeds: Vec::new(),
+            student: Vec::new(),
+            student_dev: Vec::new(),
+            seconds: Vec::new(),
+        });
+        donors.push(donor);
+    }
+    Ok((rows, donors))
+}
+
 /// Runs `base` on every task of `suite` with every seed under `options.out_dir`, reusing finished runs and
 /// fine-tuned teachers, and returns the record it also writes (`suite.json`, `suite.md`).
 pub fn run_suite(
@@ -190,37 +232,7 @@ pub fn run_suite(
         seconds: 0.0,
     };
     let total = suite.tasks.len() * suite.seeds.len();
-    // Per task: its row and the run whose fine-tuned teacher the others reuse.
-    let mut rows = Vec::with_capacity(suite.tasks.len());
-    let mut donors = Vec::with_capacity(suite.tasks.len());
-    for task in &suite.tasks {
-        let kind = SUITE_TASKS
-            .iter()
-            .find(|(name, _)| name == task)
-            .map_or("user file", |(_, kind)| kind);
-        let first = task_config(base, task, split_seed, split_seed, suite.quick);
-        let donor = std::iter::once(out.join(sanitise(task)))
-            .chain(suite.teachers_from.iter().map(|d| d.join(sanitise(task))))
-            .find_map(|d| reusable_teacher(&d, &first, &base.teacher));
-        let teacher_secs = match &donor {
-            Some(d) => teacher_seconds(&read_json(&d.join("report.json"))?),
-            None => 0.0,
-        };
-        rows.push(SuiteRow {
-            task: task.clone(),
-            kind: kind.to_string(),
-            labels: Vec::new(),
-            split_sizes: [0; 3],
-            median_words: median_words(task, &base.columns, &options.cache)?,
-            teacher: f64::NAN,
-            teacher_seconds: teacher_secs,
-            seeds: Vec::new(),
-            student: Vec::new(),
-            student_dev: Vec::new(),
-            seconds: Vec::new(),
-        });
-        donors.push(donor);
-    }
+    let (mut rows, mut donors) = task_rows(base, suite, &out, split_seed, &options.cache)?;
     // Seed by seed, so that an interrupted suite has every task's first seed before any task's second.
     for (s, &seed) in suite.seeds.iter().enumerate() {
         for (t, task) in suite.tasks.iter().enumerate() {

@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(q.data.dataset(), "rotten-tomatoes");
         for (flag, value, expected) in [
             ("--bits", "5", "8, 4, 3, 2 or mixed"),
-            ("--allocator", "greedy", "qbert or budgeted"),
+            ("--allocator", "greedy", "qbert, rank-greedy or budgeted"),
         ] {
             let args = [
                 "xtask", "quantize", "--model", "m", "--out", "o", flag, value,

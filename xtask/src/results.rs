@@ -172,6 +172,7 @@ mod tests {
                 split_sizes: [8, 1, 1],
                 median_words: 3,
                 teacher: 0.5,
+                teacher_dev: None,
                 teacher_seconds: 60.0,
                 seeds: vec![1],
                 student: vec![0.5],
@@ -189,7 +190,8 @@ mod tests {
             "{rendered}"
         );
         assert!(
-            rendered.contains("| t | k | 2 | 8/1/1 | 3 | 1 | 0.5000 | 0.5000 | 100.0 |"),
+            rendered
+                .contains("| t | k | 2 | 8/1/1 | 3 | 1 | 0.5000 | 0.5000 | 100.0 | – / 0.5000 |"),
             "{rendered}"
         );
         assert!(

@@ -141,6 +141,15 @@ fn teacher_seconds(report: &Report) -> f64 {
         .sum()
 }
 
+/// The best dev accuracy of the teacher's fine-tuning in the run that did it (`None` when that run reused one).
+fn teacher_dev(report: &Report) -> Option<f64> {
+    report
+        .stages
+        .iter()
+        .find(|s| s.name == "teacher-finetune")
+        .and_then(|s| s.best_dev)
+}
+
 /// Median words per text of a task, from its whole dataset.
 fn median_words(task: &str, columns: &Columns, cache: &Path) -> Result<usize> {
     let d = load_dataset(task, columns, None, cache)?;
@@ -173,9 +182,12 @@ fn task_rows(
         let donor = std::iter::once(out.join(sanitise(task)))
             .chain(suite.teachers_from.iter().map(|d| d.join(sanitise(task))))
             .find_map(|d| reusable_teacher(&d, &first, &base.teacher));
-        let teacher_secs = match &donor {
-            Some(d) => teacher_seconds(&read_json(&d.join("report.json"))?),
-            None => 0.0,
+        let (teacher_secs, teacher_dev_acc) = match &donor {
+            Some(d) => {
+                let report: Report = read_json(&d.join("report.json"))?;
+                (teacher_seconds(&report), teacher_dev(&report))
+            }
+            None => (0.0, None),
         };
         rows.push(SuiteRow {
             task: task.clone(),
@@ -185,6 +197,7 @@ fn task_rows(
             median_words: median_words(task, &base.columns, cache)?,
             teacher: f64::NAN,
             teacher_seconds: teacher_secs,
+            teacher_dev: teacher_dev_acc,
             seeds: Vec::new(),
             student: Vec::new(),
             student_dev: Vec::new(),
@@ -253,6 +266,7 @@ pub fn run_suite(
             let row = &mut rows[t];
             if donors[t].is_none() {
                 row.teacher_seconds = teacher_seconds(&run);
+                row.teacher_dev = teacher_dev(&run);
                 donors[t] = Some(dir.clone());
             }
             row.labels = run.labels.clone();

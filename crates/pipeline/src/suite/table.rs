@@ -30,6 +30,9 @@ pub struct SuiteRow {
     pub median_words: usize,
     /// The fine-tuned teacher's test accuracy.
     pub teacher: f64,
+    /// The fine-tuned teacher's best dev accuracy (the checkpoint kept).
+    #[serde(default)]
+    pub teacher_dev: Option<f64>,
     /// Seconds the teacher's fine-tuning took (0 when it was reused from another suite).
     pub teacher_seconds: f64,
     /// The seeds run so far, in order.
@@ -130,11 +133,11 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
         r.provenance.cpu,
         r.provenance.date,
     );
-    s += "| task | kind | classes | train/dev/test | words | seeds | teacher | student | retention % | teacher min | distil min |\n\
-          |---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "| task | kind | classes | train/dev/test | words | seeds | teacher | student | retention % | dev: teacher / student | teacher min | distil min |\n\
+          |---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for row in &r.rows {
         s += &format!(
-            "| {} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {:.1} | {} |\n",
+            "| {} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {} / {} | {:.1} | {} |\n",
             row.task,
             row.kind,
             row.labels.len(),
@@ -146,6 +149,8 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
             row.teacher,
             pm(&row.student, 1.0, 4),
             pm(&row.retention(), 100.0, 1),
+            row.teacher_dev.map_or("–".into(), |d| format!("{d:.4}")),
+            pm(&row.student_dev, 1.0, 4),
             row.teacher_seconds / 60.0,
             pm(&row.seconds, 1.0 / 60.0, 1),
         );
@@ -264,6 +269,7 @@ mod tests {
             split_sizes: [80, 10, 10],
             median_words: 12,
             teacher,
+            teacher_dev: Some(teacher),
             teacher_seconds: 600.0,
             seeds: (42..42 + student.len() as u64).collect(),
             student: student.to_vec(),
@@ -292,10 +298,10 @@ mod tests {
         assert!((r.mean_retention() - 0.975).abs() < 1e-12);
         assert_eq!(r.worst().unwrap().task, "a");
         let md = suite_markdown(&r);
-        assert!(md.contains("| a | sentiment | 2 | 80/10/10 | 12 | 2 | 0.8000 | 0.7600 ± 0.0566 | 95.0 ± 7.1 | 10.0 | 5.0 ± 0.0 |"), "{md}");
+        assert!(md.contains("| a | sentiment | 2 | 80/10/10 | 12 | 2 | 0.8000 | 0.7600 ± 0.0566 | 95.0 ± 7.1 | 0.8000 / 0.7600 ± 0.0566 | 10.0 | 5.0 ± 0.0 |"), "{md}");
         assert!(
             md.contains(
-                "| b | sentiment | 2 | 80/10/10 | 12 | 1 | 0.5000 | 0.5000 | 100.0 | 10.0 | 5.0 |"
+                "| b | sentiment | 2 | 80/10/10 | 12 | 1 | 0.5000 | 0.5000 | 100.0 | 0.5000 / 0.5000 | 10.0 | 5.0 |"
             ),
             "{md}"
         );

@@ -63,6 +63,20 @@ impl ClassifierMeta {
             _ => (seed, crate::config::SplitConfig::default()),
         }
     }
+
+    /// `dataset` read with this model's labels and split as [`ClassifierMeta::split_for`] says: what every
+    /// command that trains on or samples from a saved model's task (QAT, prune-vocab, sensitivity) reads.
+    pub fn dataset_splits(
+        &self,
+        dataset: &str,
+        columns: &crate::data::labelled::Columns,
+        seed: u64,
+        cache: &Path,
+    ) -> Result<crate::data::labelled::Splits> {
+        let data = crate::data::tasks::load_dataset(dataset, columns, Some(&self.labels), cache)?;
+        let (split_seed, fractions) = self.split_for(dataset, seed);
+        fractions.split(&data.examples, split_seed)
+    }
 }
 
 /// The sha256 of a classifier directory's weights (`model.quant.safetensors` when quantized, else

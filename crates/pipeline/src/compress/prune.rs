@@ -16,7 +16,6 @@ use student_arch::BertConfig;
 
 use crate::classifier::{tokenizer_for, SequenceClassifier, CLASSIFIER_FILE};
 use crate::data::labelled::Columns;
-use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
 
 const WORDS: &str = "embeddings.word_embeddings.weight";
@@ -65,14 +64,9 @@ pub fn prune_vocab(
     let (model, meta) = SequenceClassifier::load(model_dir, device)?;
     let tokenizer = tokenizer_for(model_dir, &model)?;
     student_arch::io::claim_output_dir(out, "prune-vocab", &["prune_report.json"])?;
-    let data = load_dataset(
-        &options.dataset,
-        &options.columns,
-        Some(&meta.labels),
-        cache,
-    )?;
-    let (split_seed, fractions) = meta.split_for(&options.dataset, options.seed);
-    let train = fractions.split(&data.examples, split_seed)?.train;
+    let train = meta
+        .dataset_splits(&options.dataset, &options.columns, options.seed, cache)?
+        .train;
     let longest = model.encoder.config.max_position_embeddings;
     let mut kept: BTreeSet<u32> = [
         tokenizer.pad_id,

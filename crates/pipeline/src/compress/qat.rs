@@ -69,9 +69,7 @@ pub fn quantization_aware_finetune(
     let (model, meta) = SequenceClassifier::load(model_dir, device)?;
     plan.validate(&model.encoder.config)?;
     let tokenizer = crate::classifier::tokenizer_for(model_dir, &model)?;
-    let data = crate::data::tasks::load_dataset(dataset, columns, Some(&meta.labels), cache)?;
-    let (split_seed, fractions) = meta.split_for(dataset, seed);
-    let mut splits = fractions.split(&data.examples, split_seed)?;
+    let mut splits = meta.dataset_splits(dataset, columns, seed, cache)?;
     if let Some(n) = config.max_train_examples {
         splits.train.truncate(n);
     }

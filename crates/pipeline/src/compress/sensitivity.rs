@@ -16,7 +16,6 @@ use student_arch::{BertInput, BertTokenizer};
 
 use crate::classifier::SequenceClassifier;
 use crate::data::labelled::{shuffle, Columns};
-use crate::data::tasks::load_dataset;
 use crate::error::{io_err, PipelineError, Result};
 use crate::train::{batch_input, Encoded};
 
@@ -207,14 +206,9 @@ fn sample_batches(
     cache: &Path,
 ) -> Result<Vec<Encoded>> {
     let max_length = meta.max_length;
-    let data = load_dataset(
-        &options.dataset,
-        &options.columns,
-        Some(&meta.labels),
-        cache,
-    )?;
-    let (split_seed, fractions) = meta.split_for(&options.dataset, options.seed);
-    let mut train = fractions.split(&data.examples, split_seed)?.train;
+    let mut train = meta
+        .dataset_splits(&options.dataset, &options.columns, options.seed, cache)?
+        .train;
     shuffle(&mut train, options.seed ^ 0x5E45);
     let wanted = options.batches * options.batch_size;
     if train.len() < wanted {

@@ -215,6 +215,9 @@ pub struct DistillConfig {
     pub student_init: Option<PathBuf>,
 }
 
+/// The default recipe's token floors of TinyBERT's intermediate and prediction stages.
+pub const DEFAULT_MIN_TOKENS: (usize, usize) = (200_000, 300_000);
+
 impl Default for DistillConfig {
     fn default() -> Self {
         Self::preset("default").expect("the default preset exists")
@@ -284,10 +287,22 @@ impl DistillConfig {
         match name {
             // The whole training split at up to 64 tokens, the same epochs: 18–19 minutes on 2 cores once
             // flex ran at speed (issue 14; docs/archive/RESULTS-2026-11.md).
+            // A floor in tokens on the two task stages (about the default's 2 + 3 passes over 4,000 texts of
+            // 25 tokens): a small set of short texts gets more whole passes (debates-2016: 8 + 12 instead of
+            // 2 + 3, where the epochs alone kept 85% of its teacher, docs/RESULTS.md), a set of long texts
+            // (bbc-news, spam-assassin) or of many texts is unchanged. A floor in steps stretched those too.
             "default" => Ok(Self {
                 max_length: 64,
                 max_train_examples: None,
                 max_eval_examples: None,
+                intermediate: StageConfig {
+                    min_tokens: DEFAULT_MIN_TOKENS.0,
+                    ..quick.intermediate.clone()
+                },
+                prediction: StageConfig {
+                    min_tokens: DEFAULT_MIN_TOKENS.1,
+                    ..quick.prediction.clone()
+                },
                 ..quick
             }),
             // The earlier default, cut to fit the slower backend: 2,400 training examples at 48 tokens, at most

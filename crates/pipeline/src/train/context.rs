@@ -37,6 +37,11 @@ student_arch::config_defaults! {
         /// takes (0: `epochs` alone decide; left out of `config.json` then, so earlier runs resume).
         #[serde(skip_serializing_if = "is_zero")]
         pub min_steps: usize = 0,
+        /// At least this many real (non-padding) tokens: a set of few or short texts gets as many more whole
+        /// passes as that takes, while a set of long texts, whose passes cost more, is not stretched as a step
+        /// floor would (0: no floor; left out of `config.json` then, so earlier runs resume).
+        #[serde(skip_serializing_if = "is_zero")]
+        pub min_tokens: usize = 0,
         /// Examples per step.
         pub batch_size: usize = 32,
         /// Peak learning rate.

@@ -40,8 +40,9 @@ where
         });
     }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
+    let tokens_per_epoch = train.iter().map(|e| e.ids.len()).sum::<usize>();
     let total_steps = steps_per_epoch
-        .checked_mul(epochs_run(config, steps_per_epoch))
+        .checked_mul(epochs_run(config, steps_per_epoch, tokens_per_epoch))
         .ok_or_else(|| PipelineError::Config {
             field: "epochs",
             message: format!(
@@ -128,11 +129,13 @@ where
     Ok((model, outcome(ctx, &state, tokens, seconds)))
 }
 
-/// The passes a stage makes: `epochs`, or more whole passes when that is fewer than `min_steps` steps.
-pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize) -> usize {
+/// The passes a stage makes: `epochs`, or more whole passes when that is fewer than `min_steps` steps or
+/// `min_tokens` real tokens (a pass holding `tokens_per_epoch`).
+pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize, tokens_per_epoch: usize) -> usize {
     config
         .epochs
         .max(config.min_steps.div_ceil(steps_per_epoch.max(1)))
+        .max(config.min_tokens.div_ceil(tokens_per_epoch.max(1)))
 }
 
 /// Whether a checkpoint set is due after `step`: every `checkpoint_every` steps when that is set, and whenever
@@ -216,10 +219,33 @@ mod tests {
             ..Default::default()
         };
         // 28 steps a pass (898 examples): 11 passes (308 steps) instead of 2.
-        assert_eq!(epochs_run(&c, 28), 11);
+        assert_eq!(epochs_run(&c, 28, 26_064), 11);
         // 321 steps a pass: the epochs already exceed the floor.
-        assert_eq!(epochs_run(&c, 321), 2);
-        assert_eq!(epochs_run(&StageConfig::default(), 5), 1);
+        assert_eq!(epochs_run(&c, 321, 276_276), 2);
+        assert_eq!(epochs_run(&StageConfig::default(), 5, 100), 1);
+    }
+
+    #[test]
+    fn a_token_floor_stretches_few_short_texts_but_not_long_ones() {
+        let c = StageConfig {
+            epochs: 2,
+            min_tokens: 200_000,
+            ..Default::default()
+        };
+        // debates-2016: 898 statements, 26,064 tokens a pass: ceil(200000 / 26064) = 8 passes.
+        assert_eq!(epochs_run(&c, 29, 26_064), 8);
+        // bbc-news: 1,779 articles at 64 tokens, 113,856 a pass: 2 passes already hold 227,712.
+        assert_eq!(epochs_run(&c, 56, 113_856), 2);
+        // Exactly on the floor: no extra pass.
+        assert_eq!(epochs_run(&c, 10, 100_000), 2);
+        assert_eq!(epochs_run(&c, 10, 99_999), 3);
+        // Both floors: the larger number of passes wins.
+        let both = StageConfig {
+            min_steps: 300,
+            ..c
+        };
+        assert_eq!(epochs_run(&both, 29, 26_064), 11);
+        assert_eq!(epochs_run(&both, 100, 20_000), 10);
     }
 
     #[test]

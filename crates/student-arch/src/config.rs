@@ -59,6 +59,28 @@ fn default_position_embedding_type() -> String {
     "absolute".into()
 }
 
+/// The `model_type`s read: BERT's encoder, saved as `BertModel`, `BertForMaskedLM`, `BertForPreTraining` or
+/// `BertForSequenceClassification`.
+pub const SUPPORTED_MODEL_TYPES: [&str; 2] = ["bert", MEAN_CLASSIFIER_MODEL_TYPE];
+
+/// The `model_type` bert-compress writes for a BERT classifier with a mean-pooling head, so that transformers
+/// does not open it as a `BertForSequenceClassification` with a random head; its encoder is a BERT's, and it
+/// reads as `bert`.
+pub const MEAN_CLASSIFIER_MODEL_TYPE: &str = "bert_compress_mean";
+
+fn check_model_type(kind: &str) -> Result<()> {
+    if SUPPORTED_MODEL_TYPES.contains(&kind) {
+        return Ok(());
+    }
+    Err(ArchError::InvalidConfig {
+        field: "model_type",
+        message: format!(
+            "{kind:?} is not supported: only BERT encoders (model_type \"bert\": BertModel, BertForMaskedLM, \
+             BertForPreTraining, BertForSequenceClassification) are read; a {kind} checkpoint has other weights"
+        ),
+    })
+}
+
 /// The fields of a Hugging Face BERT `config.json` that define the encoder.
 ///
 /// Unknown fields are ignored when reading and dropped when writing. `type_vocab_size = 0` means the
@@ -175,11 +197,25 @@ impl BertConfig {
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self> {
+        // Another architecture is refused by name before its fields are read (a DistilBERT's config has no
+        // `hidden_size`, which would otherwise be the message).
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(text) {
+            if let Some(serde_json::Value::String(kind)) = fields.get("model_type") {
+                check_model_type(kind)?;
+            }
+        }
         let config: BertConfig =
             serde_json::from_str(text).map_err(|e| ArchError::ConfigParse {
                 path: "config.json".into(),
                 message: e.to_string(),
             })?;
+        let mut config = config;
+        // The config describes the encoder; what a directory holds besides it (a head) is declared by whatever
+        // writes the directory, so a config read from a classifier does not call a bare encoder one.
+        if config.model_type == MEAN_CLASSIFIER_MODEL_TYPE {
+            config.model_type = default_model_type();
+        }
+        config.architectures = Some(vec!["BertModel".into()]);
         config.validate()?;
         Ok(config)
     }
@@ -227,6 +263,7 @@ impl BertConfig {
 
     /// Checks that the config describes a model that can exist. Each failure names its field.
     pub fn validate(&self) -> Result<()> {
+        check_model_type(&self.model_type)?;
         let positive = [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),

@@ -25,7 +25,7 @@ use crate::config::{BertConfig, HiddenAct};
 use crate::error::{ArchError, Result};
 use crate::model::BertModel;
 use crate::model::{Builder, Init, ParamSource, RandomInit};
-use crate::weights::{named_tensors, safetensors_bytes, to_f32, WEIGHTS_FILE};
+use crate::weights::{named_tensors, safetensors_bytes, to_f32, weights_bytes, WEIGHTS_FILE};
 
 /// The prefix of the head's tensors in a Hugging Face file.
 pub const MLM_PREFIX: &str = "cls.predictions";
@@ -115,9 +115,17 @@ impl MlmHead {
     }
 
     /// Whether the safetensors file at `path` holds an MLM head (`cls.predictions.transform.dense.weight`).
+    /// A missing `model.safetensors` is looked for in the directory's other layouts ([`weights_bytes`]).
     pub fn file_has_head(path: &Path) -> bool {
+        let other_layout = || {
+            path.parent()
+                .filter(|_| path.file_name() == Some(WEIGHTS_FILE.as_ref()))
+                .and_then(|dir| weights_bytes(dir).ok())
+                .map(|(_, bytes)| bytes)
+        };
         std::fs::read(path)
             .ok()
+            .or_else(other_layout)
             .and_then(|bytes| {
                 SafeTensors::deserialize(&bytes).ok().map(|f| {
                     f.tensor(&format!("{MLM_PREFIX}.transform.dense.weight"))
@@ -130,8 +138,7 @@ impl MlmHead {
     /// Loads the head of a Hugging Face BERT directory whose `model.safetensors` holds `cls.predictions.*`
     /// (a `BertForMaskedLM` checkpoint, or a directory written by [`MlmHead::save_with_encoder`]).
     pub fn load(dir: &Path, config: &BertConfig, device: &Device) -> Result<Self> {
-        let path = dir.join(WEIGHTS_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| ArchError::io("reading", &path, e))?;
+        let (path, bytes) = weights_bytes(dir)?;
         let file = SafeTensors::deserialize(&bytes).map_err(|e| ArchError::CorruptWeights {
             path: path.clone(),
             message: e.to_string(),

@@ -203,6 +203,7 @@ pub fn run_backend(
         let student = SequenceClassifier {
             encoder: student_encoder.clone(),
             head: teacher_classifier.head.clone(),
+            cls: false,
         }
         .fork(&ad)
         .train();

@@ -27,7 +27,10 @@ impl flags::RecipeFlags {
                 &mut c.intermediate,
                 &mut c.prediction,
             ] {
+                // Passes asked for by name are the passes made: no step or token floor adds any.
                 stage.epochs = e;
+                stage.min_steps = 0;
+                stage.min_tokens = 0;
             }
         }
         if let Some(m) = self.max_len {
@@ -41,6 +44,9 @@ impl flags::RecipeFlags {
         }
         if let Some(t) = self.attention_target {
             c.attention_target = t;
+        }
+        if let Some(h) = self.head {
+            c.head = h;
         }
         if let Some(seed) = self.seed {
             c.seed = seed;

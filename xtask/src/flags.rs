@@ -145,7 +145,7 @@ pub struct RecipeFlags {
     /// Teacher layers to keep, e.g. 0,2,4 (default: every other).
     #[arg(long, value_delimiter = ',')]
     pub student_layers: Option<Vec<usize>>,
-    /// Epochs of every stage.
+    /// Epochs of every stage, exactly: the default recipe's token floor (more passes over a small set) is dropped.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Longest input in tokens.
@@ -160,6 +160,9 @@ pub struct RecipeFlags {
     /// What TinyBERT's attention loss compares: probs (softmax probabilities, the default, chosen by measurement) or scores (pre-softmax, as the paper).
     #[arg(long)]
     pub attention_target: Option<kd_losses::AttentionTarget>,
+    /// The classifier head of a teacher fine-tuned here and of its student: mean (mean over real tokens, the default) or cls (Hugging Face's BertForSequenceClassification: [CLS], pooler, classifier). A teacher that is already a classifier keeps its own.
+    #[arg(long)]
+    pub head: Option<pipeline::Pooling>,
     /// Seed of initialisation, data order, masking and dropout (default: the config's, else 42).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -616,7 +619,7 @@ mod tests {
             &'static [&'static str],
             fn(&str) -> bool,
         );
-        let cases: [Case; 8] = [
+        let cases: [Case; 9] = [
             (
                 "quantize",
                 "granularity",
@@ -649,6 +652,9 @@ mod tests {
             }),
             ("suite", "attention-target", &["probs", "scores"], |v| {
                 v.parse::<kd_losses::AttentionTarget>().is_ok()
+            }),
+            ("distill", "head", &["mean", "cls"], |v| {
+                v.parse::<pipeline::Pooling>().is_ok()
             }),
         ];
         for (command, flag, values, parses) in cases {

@@ -1,6 +1,11 @@
-//! A sequence classifier: a BERT encoder, mean pooling over real tokens, and a linear head. Saved as a Hugging
-//! Face BERT directory plus `classifier.weight`/`classifier.bias` in the same safetensors file and a
-//! `classifier.json` with the label names, so `cargo xtask embed` and other tools still open the encoder.
+//! A sequence classifier: a BERT encoder, a pooling of its last hidden states, and a linear head. Two poolings:
+//! `cls`, Hugging Face's `BertForSequenceClassification` ([CLS] → pooler dense + tanh → classifier), and `mean`
+//! (the mean over real tokens, what all-MiniLM-L6-v2 was trained for). Saved as a Hugging Face directory that
+//! declares exactly what it holds ([`hf_files`]): a `cls` model is a `BertForSequenceClassification` with
+//! `id2label`, which `transformers.pipeline("text-classification")` runs as we do; a `mean` model has its own
+//! `model_type` and ships its modeling code, so transformers refuses it unless `trust_remote_code=True`, and then
+//! runs exactly what was trained. A `BertForSequenceClassification` saved by transformers loads as a `cls`
+//! classifier whose labels are its `id2label` ([`ClassifierMeta::read`]).
 
 use std::path::Path;
 
@@ -25,7 +30,8 @@ pub const CLASSIFIER_FILE: &str = "classifier.json";
 pub struct ClassifierMeta {
     /// Label names, index = class id.
     pub labels: Vec<String>,
-    /// Always "mean": the head reads the mean of the last hidden states over real tokens.
+    /// `"mean"` (the mean of the last hidden states over real tokens) or `"cls"` (the pooler's tanh(W·h_[CLS] + b),
+    /// as `BertForSequenceClassification`).
     pub pooling: String,
     /// Longest input in tokens used in training.
     pub max_length: usize,
@@ -100,6 +106,9 @@ impl ClassifierMeta {
     pub fn read(dir: &Path) -> Result<(Self, std::path::PathBuf)> {
         let meta_path = dir.join(CLASSIFIER_FILE);
         if !meta_path.exists() {
+            if let Some(meta) = Self::from_hf_config(dir)? {
+                return Ok((meta, dir.join(CONFIG_FILE)));
+            }
             return Err(PipelineError::Checkpoint {
                 path: meta_path,
                 message: "not a fine-tuned classifier (no classifier.json); fine-tune it with `cargo xtask distill --teacher DIR`".into(),
@@ -114,6 +123,91 @@ impl ClassifierMeta {
         })?;
         meta.validate(&meta_path, None)?;
         Ok((meta, meta_path))
+    }
+
+    /// The classifier a `BertForSequenceClassification` saved by transformers is: its `id2label` in id order,
+    /// the `cls` pooling, up to `max_position_embeddings` tokens (at most 512). `None` when `config.json` does
+    /// not name that architecture; an error when its labels are unusable.
+    pub fn from_hf_config(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(CONFIG_FILE);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Ok(None);
+        };
+        let is_classifier = json["architectures"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "BertForSequenceClassification"));
+        if !is_classifier {
+            return Ok(None);
+        }
+        let err = |message: String| PipelineError::Checkpoint {
+            path: path.clone(),
+            message,
+        };
+        let id2label = json["id2label"].as_object().ok_or_else(|| {
+            err(
+                "a BertForSequenceClassification config without id2label; add the label names"
+                    .into(),
+            )
+        })?;
+        if id2label.len() > MAX_LABELS {
+            return Err(err(format!("id2label names more than {MAX_LABELS} labels")));
+        }
+        let mut labels = vec![None; id2label.len()];
+        for (id, label) in id2label {
+            let i = id
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i < labels.len())
+                .ok_or_else(|| {
+                    err(format!(
+                        "id2label key {id:?} is not an id in 0..{}",
+                        labels.len()
+                    ))
+                })?;
+            labels[i] = label.as_str().map(str::to_string);
+        }
+        let labels = labels
+            .into_iter()
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| err("id2label must map every id 0..n to a label name".into()))?;
+        let max_length = json["max_position_embeddings"]
+            .as_u64()
+            .map_or(512, |m| (m as usize).min(512));
+        let meta = Self {
+            labels,
+            pooling: Pooling::Cls.as_str().into(),
+            max_length,
+            split: None,
+        };
+        meta.validate(&path, None)?;
+        Ok(Some(meta))
+    }
+
+    /// This model's labels in the order of `dataset_labels`: for each dataset label, the model's class id of
+    /// the same name. An error names both sets when they differ.
+    pub fn label_order(&self, dataset_labels: &[String], dir: &Path) -> Result<Vec<usize>> {
+        let mut mine = self.labels.clone();
+        let mut theirs = dataset_labels.to_vec();
+        mine.sort();
+        theirs.sort();
+        if mine != theirs {
+            return Err(PipelineError::Config {
+                field: "teacher",
+                message: format!(
+                    "{} classifies {:?}, the dataset has {dataset_labels:?}; map the dataset's labels to the \
+                     model's names, or give a teacher without a classifier head to fine-tune one",
+                    dir.display(),
+                    self.labels
+                ),
+            });
+        }
+        Ok(dataset_labels
+            .iter()
+            .map(|l| self.labels.iter().position(|m| m == l).expect("same sets"))
+            .collect())
     }
 
     /// Checks what `classifier.json` (at `path`) says: at least two distinct labels, mean pooling, and a
@@ -135,9 +229,9 @@ impl ClassifierMeta {
                 self.labels.iter().take(5).collect::<Vec<_>>()
             )));
         }
-        if self.pooling != "mean" {
+        if Pooling::parse(&self.pooling).is_none() {
             return Err(err(format!(
-                "pooling {:?}: only \"mean\" is supported",
+                "pooling {:?}: \"mean\" or \"cls\"",
                 self.pooling
             )));
         }
@@ -151,6 +245,145 @@ impl ClassifierMeta {
             )));
         }
         Ok(())
+    }
+}
+
+/// How a classifier reads the encoder's last hidden states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The mean over real tokens (what all-MiniLM-L6-v2 was trained for).
+    #[default]
+    Mean,
+    /// `BertForSequenceClassification`'s: the pooler's tanh(W·h_[CLS] + b).
+    Cls,
+}
+
+impl Pooling {
+    /// `"mean"` or `"cls"`, as `classifier.json` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+        }
+    }
+
+    /// The pooling `classifier.json` names, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "mean" => Some(Pooling::Mean),
+            "cls" => Some(Pooling::Cls),
+            _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = PipelineError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| PipelineError::Config {
+            field: "head",
+            message: format!("{s:?}: expected mean or cls"),
+        })
+    }
+}
+
+/// The `model_type` of a `mean` classifier's `config.json`: not `bert`, so that transformers does not open it as
+/// a `BertForSequenceClassification` with a random pooler and head.
+pub const MEAN_MODEL_TYPE: &str = student_arch::config::MEAN_CLASSIFIER_MODEL_TYPE;
+/// The modeling code a `mean` classifier ships for transformers (`trust_remote_code=True`).
+pub const MEAN_MODELING_FILE: &str = "modeling_bert_compress.py";
+const MEAN_MODELING_CODE: &str = include_str!("classifier/modeling_bert_compress.py");
+
+/// The weights (safetensors bytes) and `config.json` text of a classifier directory: the encoder's tensors
+/// under `bert.` as transformers names them in a model with a head, the head as `classifier.*`, and a config
+/// that says which model this is (see the module's documentation).
+pub fn hf_files(
+    tensors: &student_arch::weights::NamedTensors,
+    config: &BertConfig,
+    labels: &[String],
+    pooling: Pooling,
+) -> Result<(Vec<u8>, String)> {
+    let prefixed: student_arch::weights::NamedTensors = tensors
+        .iter()
+        .map(|(k, v)| {
+            let key = if k.starts_with("classifier.") || k.starts_with("bert.") {
+                k.clone()
+            } else {
+                format!("bert.{k}")
+            };
+            (key, v.clone())
+        })
+        .collect();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&config.to_hf_json()).expect("a config's JSON parses");
+    let fields = json.as_object_mut().expect("a config is an object");
+    let id2label: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), l.clone().into()))
+        .collect();
+    let label2id: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), i.into()))
+        .collect();
+    fields.insert("id2label".into(), id2label.into());
+    fields.insert("label2id".into(), label2id.into());
+    match pooling {
+        Pooling::Cls => {
+            fields.insert(
+                "architectures".into(),
+                serde_json::json!(["BertForSequenceClassification"]),
+            );
+        }
+        Pooling::Mean => {
+            fields.insert("model_type".into(), MEAN_MODEL_TYPE.into());
+            fields.insert(
+                "architectures".into(),
+                serde_json::json!(["BertCompressMeanForSequenceClassification"]),
+            );
+            fields.insert(
+                "auto_map".into(),
+                serde_json::json!({
+                    "AutoConfig": "modeling_bert_compress.BertCompressMeanConfig",
+                    "AutoModelForSequenceClassification":
+                        "modeling_bert_compress.BertCompressMeanForSequenceClassification"
+                }),
+            );
+        }
+    }
+    Ok((
+        safetensors_bytes(&prefixed)?,
+        serde_json::to_string_pretty(&json).expect("JSON serialises"),
+    ))
+}
+
+/// Writes a classifier directory's weights, `config.json` and (for `mean`) its modeling code, each atomically;
+/// returns the files written.
+pub fn write_hf_files(
+    dir: &Path,
+    tensors: &student_arch::weights::NamedTensors,
+    config: &BertConfig,
+    labels: &[String],
+    pooling: Pooling,
+) -> Result<Vec<&'static str>> {
+    let (weights, config_json) = hf_files(tensors, config, labels, pooling)?;
+    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
+    write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
+    let modeling = dir.join(MEAN_MODELING_FILE);
+    match pooling {
+        Pooling::Mean => {
+            write_atomic(&modeling, MEAN_MODELING_CODE.as_bytes())?;
+            Ok(vec![WEIGHTS_FILE, CONFIG_FILE, MEAN_MODELING_FILE])
+        }
+        Pooling::Cls => {
+            if modeling.exists() {
+                std::fs::remove_file(&modeling).map_err(io_err("removing", &modeling))?;
+            }
+            Ok(vec![WEIGHTS_FILE, CONFIG_FILE])
+        }
     }
 }
 
@@ -179,13 +412,16 @@ pub fn checked_tokenizer(dir: &Path, table: usize) -> Result<student_arch::BertT
     Ok(tokenizer)
 }
 
-/// Encoder + mean pooling + linear head.
+/// Encoder + pooling + linear head.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier {
     /// The encoder.
     pub encoder: BertModel,
     /// `hidden → num_labels`.
     pub head: Linear,
+    /// The head reads the pooler's output ([`Pooling::Cls`]) instead of the mean over real tokens; the encoder
+    /// then has a pooler (checked where such a classifier is made).
+    pub cls: bool,
 }
 
 /// A classifier's output.
@@ -211,7 +447,34 @@ impl SequenceClassifier {
             device,
         ));
         head.bias = Some(Param::from_tensor(Tensor::zeros([num_labels], device)));
-        Self { encoder, head }
+        Self {
+            encoder,
+            head,
+            cls: false,
+        }
+    }
+
+    /// This classifier reading the encoder as `pooling` says; `cls` needs an encoder with a pooler.
+    pub fn with_pooling(mut self, pooling: Pooling) -> Result<Self> {
+        if pooling == Pooling::Cls && self.encoder.pooler.is_none() {
+            return Err(PipelineError::Config {
+                field: "head",
+                message: "the cls head reads the pooler, and this encoder has none; use --head mean, or a \
+                          teacher with a pooler"
+                    .into(),
+            });
+        }
+        self.cls = pooling == Pooling::Cls;
+        Ok(self)
+    }
+
+    /// How the head reads the encoder.
+    pub fn pooling(&self) -> Pooling {
+        if self.cls {
+            Pooling::Cls
+        } else {
+            Pooling::Mean
+        }
     }
 
     /// # Shapes
@@ -220,11 +483,45 @@ impl SequenceClassifier {
     pub fn forward(&self, input: BertInput) -> ClassifierOutput {
         let mask = input.attention_mask.clone();
         let encoder = self.encoder.forward(input);
-        let pooled = mean_pool(encoder.last_hidden_state(), mask);
+        let pooled = match (&encoder.pooled, self.cls) {
+            (Some(p), true) => p.clone(),
+            _ => mean_pool(encoder.last_hidden_state(), mask),
+        };
         ClassifierOutput {
             logits: self.head.forward(pooled),
             encoder,
         }
+    }
+
+    /// The classifier with its classes in `order` (class `i` of the result is class `order[i]` of this one).
+    pub fn reorder_labels(mut self, order: &[usize]) -> Result<Self> {
+        let [hidden, labels] = self.head.weight.dims();
+        if order.len() != labels || order.iter().any(|&o| o >= labels) {
+            return Err(PipelineError::Config {
+                field: "labels",
+                message: format!("a label order of {} for {labels} labels", order.len()),
+            });
+        }
+        // On the host, so the new parameters are leaves (a `select` on an autodiff parameter is not).
+        let device = self.head.weight.device();
+        let w = host(self.head.weight.val())?;
+        let t: Vec<f32> = (0..hidden)
+            .flat_map(|h| order.iter().map(move |&o| (h, o)))
+            .map(|(h, o)| w[h * labels + o])
+            .collect();
+        self.head.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [hidden, labels]),
+            &device,
+        ));
+        if let Some(b) = &self.head.bias {
+            let b = host(b.val())?;
+            let t: Vec<f32> = order.iter().map(|&o| b[o]).collect();
+            self.head.bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(t, [labels]),
+                &device,
+            )));
+        }
+        Ok(self)
     }
 
     /// Number of labels.
@@ -260,18 +557,25 @@ impl SequenceClassifier {
     pub fn save(&self, dir: &Path, meta: &ClassifierMeta) -> Result<()> {
         crate::checkpoint::remove_manifest(dir)?;
         let tensors = self.named_tensors()?;
-        write_atomic(&dir.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
-        write_atomic(
-            &dir.join(CONFIG_FILE),
-            self.encoder.config.to_hf_json().as_bytes(),
+        let meta = ClassifierMeta {
+            pooling: self.pooling().as_str().into(),
+            ..meta.clone()
+        };
+        let mut files = write_hf_files(
+            dir,
+            &tensors,
+            &self.encoder.config,
+            &meta.labels,
+            self.pooling(),
         )?;
         write_atomic(
             &dir.join(CLASSIFIER_FILE),
-            serde_json::to_string_pretty(meta)
+            serde_json::to_string_pretty(&meta)
                 .expect("meta serialises")
                 .as_bytes(),
         )?;
-        crate::checkpoint::write_manifest(dir, &[WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE])
+        files.push(CLASSIFIER_FILE);
+        crate::checkpoint::write_manifest(dir, &files)
     }
 
     /// Loads a classifier saved by [`SequenceClassifier::save`].
@@ -283,8 +587,7 @@ impl SequenceClassifier {
             let q = quant::QuantizedModel::read(&quant_path)?;
             (quant_path, safetensors_bytes(&q.dequantize())?, q.config)
         } else {
-            let weights_path = dir.join(WEIGHTS_FILE);
-            let bytes = std::fs::read(&weights_path).map_err(io_err("reading", &weights_path))?;
+            let (weights_path, bytes) = student_arch::weights::weights_bytes(dir)?;
             (
                 weights_path,
                 bytes,
@@ -341,9 +644,16 @@ impl SequenceClassifier {
             TensorData::new(b, [labels]),
             device,
         )));
+        let pooling = Pooling::parse(&meta.pooling).unwrap_or_default();
+        let model = Self {
+            encoder,
+            head,
+            cls: false,
+        }
+        .with_pooling(pooling)?;
         // Last: the readers above name a truncated or malformed file more precisely than a checksum does.
         crate::checkpoint::verify_manifest(dir)?;
-        Ok((Self { encoder, head }, meta))
+        Ok((model, meta))
     }
 }
 

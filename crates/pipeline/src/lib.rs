@@ -44,7 +44,10 @@ mod record;
 mod suite;
 mod train;
 
-pub use classifier::{ClassifierMeta, RecordedSplit, SequenceClassifier, CLASSIFIER_FILE};
+pub use classifier::{
+    hf_files, write_hf_files, ClassifierMeta, Pooling, RecordedSplit, SequenceClassifier,
+    CLASSIFIER_FILE, MEAN_MODELING_FILE, MEAN_MODEL_TYPE,
+};
 pub use compress::chain::{
     compress_all, compress_markdown, CompressConfig, CompressReport, CompressRow,
 };

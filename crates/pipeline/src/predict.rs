@@ -61,7 +61,33 @@ enum Runtime {
         head_weight: Vec<f32>,
         /// `[labels]`.
         head_bias: Vec<f32>,
+        /// A `cls` classifier's pooler: weight `[hidden, hidden]` (out × in, row-major) and bias; `None`: the
+        /// head reads the mean over tokens.
+        pooler: Option<(Vec<f32>, Vec<f32>)>,
     },
+}
+
+/// The pooled vector of one sequence's last hidden states `states` (`[tokens][hidden]` flat): tanh(W·h_[CLS] + b)
+/// with a pooler, else the mean over tokens.
+fn pool(states: &[f32], hidden: usize, pooler: Option<&(Vec<f32>, Vec<f32>)>) -> Vec<f32> {
+    match pooler {
+        Some((w, b)) => {
+            let cls = &states[..hidden];
+            b.iter()
+                .enumerate()
+                .map(|(o, bias)| {
+                    let row = &w[o * hidden..(o + 1) * hidden];
+                    (bias + row.iter().zip(cls).map(|(w, x)| w * x).sum::<f32>()).tanh()
+                })
+                .collect()
+        }
+        None => {
+            let n = states.len() / hidden;
+            (0..hidden)
+                .map(|j| (0..n).map(|t| states[t * hidden + j]).sum::<f32>() / n as f32)
+                .collect()
+        }
+    }
 }
 
 /// One prediction: the label and every class's probability.
@@ -139,6 +165,28 @@ impl Predictor {
         };
         let head_weight = dense("classifier.weight", &[labels, hidden])?;
         let head_bias = dense("classifier.bias", &[labels])?;
+        // A cls head reads the pooler, at the precision the file holds it (dequantized if it was quantized).
+        let pooler = if meta.pooling == crate::classifier::Pooling::Cls.as_str() {
+            let all = q.dequantize();
+            let take = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+                match all.get(name) {
+                    Some((s, v)) if s == shape => Ok(v.clone()),
+                    found => Err(PipelineError::Checkpoint {
+                        path: quant_path.to_path_buf(),
+                        message: format!(
+                            "a cls classifier needs {name} {shape:?}, found {:?}",
+                            found.map(|(s, _)| s.clone())
+                        ),
+                    }),
+                }
+            };
+            Some((
+                take("pooler.dense.weight", &[hidden, hidden])?,
+                take("pooler.dense.bias", &[hidden])?,
+            ))
+        } else {
+            None
+        };
         let tokenizer = crate::classifier::checked_tokenizer(dir, q.config.vocab_size)?;
         Ok(Self {
             meta,
@@ -148,6 +196,7 @@ impl Predictor {
                 encoder: Box::new(QuantEncoder::new(&q)?),
                 head_weight,
                 head_bias,
+                pooler,
             },
         })
     }
@@ -182,11 +231,14 @@ impl Predictor {
                 encoder,
                 head_weight,
                 head_bias,
+                pooler,
             } => {
                 let mut out = Vec::with_capacity(data.len());
+                let hidden = head_weight.len() / head_bias.len().max(1);
                 for chunk in data.chunks(batch_size.max(1)) {
                     let ids: Vec<Vec<u32>> = chunk.iter().map(|e| e.ids.clone()).collect();
-                    for pooled in encoder.mean_pooled(&ids)? {
+                    for states in encoder.forward(&ids)? {
+                        let pooled = pool(&states, hidden, pooler.as_ref());
                         out.push(
                             head_bias
                                 .iter()

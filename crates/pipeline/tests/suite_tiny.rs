@@ -95,6 +95,7 @@ fn tiny_config(teacher: PathBuf) -> DistillConfig {
         &mut c.prediction,
     ] {
         stage.epochs = 1;
+        stage.min_tokens = 0;
         stage.batch_size = 8;
         stage.checkpoint_every = 2;
     }

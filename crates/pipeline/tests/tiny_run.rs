@@ -62,6 +62,7 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         &mut config.prediction,
     ] {
         stage.epochs = 1;
+        stage.min_tokens = 0;
         stage.batch_size = 8;
         stage.checkpoint_every = 1;
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use student_arch::io::write_atomic;
-use student_arch::weights::{safetensors_bytes, CONFIG_FILE, WEIGHTS_FILE};
+use student_arch::weights::WEIGHTS_FILE;
 use student_arch::BertConfig;
 
 use crate::classifier::{tokenizer_for, SequenceClassifier, CLASSIFIER_FILE};
@@ -105,11 +105,19 @@ pub fn prune_vocab(
         .position(|&id| id == tokenizer.pad_id)
         .expect("the pad token is kept");
     crate::checkpoint::remove_manifest(out)?;
-    write_atomic(&out.join(WEIGHTS_FILE), &safetensors_bytes(&tensors)?)?;
-    write_atomic(&out.join(CONFIG_FILE), config.to_json().as_bytes())?;
-    let meta_text = std::fs::read(model_dir.join(CLASSIFIER_FILE))
-        .map_err(io_err("reading", &model_dir.join(CLASSIFIER_FILE)))?;
-    write_atomic(&out.join(CLASSIFIER_FILE), &meta_text)?;
+    let mut files = crate::classifier::write_hf_files(
+        out,
+        &tensors,
+        &config,
+        &meta.labels,
+        crate::classifier::Pooling::parse(&meta.pooling).unwrap_or_default(),
+    )?;
+    write_atomic(
+        &out.join(CLASSIFIER_FILE),
+        serde_json::to_string_pretty(&meta)
+            .expect("meta serialises")
+            .as_bytes(),
+    )?;
     let mut vocab = String::new();
     for &id in &kept {
         let token = tokenizer
@@ -133,10 +141,8 @@ pub fn prune_vocab(
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(io_err("removing", &stale))?;
     }
-    crate::checkpoint::write_manifest(
-        out,
-        &[WEIGHTS_FILE, CONFIG_FILE, CLASSIFIER_FILE, "vocab.txt"],
-    )?;
+    files.extend([CLASSIFIER_FILE, "vocab.txt"]);
+    crate::checkpoint::write_manifest(out, &files)?;
     let params_after = tensors
         .iter()
         .filter(|(k, _)| !k.starts_with("classifier."))

@@ -45,6 +45,7 @@ pub fn fake_quantized(model: &SequenceClassifier, plan: &QuantPlan) -> Result<Se
     Ok(SequenceClassifier {
         encoder: fake_quantize_model(&model.encoder, plan)?,
         head: model.head.clone(),
+        cls: model.cls,
     })
 }
 

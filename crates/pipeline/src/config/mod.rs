@@ -208,11 +208,20 @@ pub struct DistillConfig {
     /// What TinyBERT's attention loss compares: `probs` (softmax probabilities; the default, chosen by
     /// measurement, docs/RESULTS.md) or `scores` (pre-softmax, padding zeroed, as the paper and its code).
     pub attention_target: AttentionTarget,
+    /// The classifier head of a teacher fine-tuned here (and so of its student): `mean` (mean over real tokens)
+    /// or `cls` (Hugging Face's [CLS] → pooler → classifier, read by `transformers` as it is). A teacher that
+    /// is already a classifier keeps its own.
+    #[serde(skip_serializing_if = "is_mean")]
+    pub head: crate::classifier::Pooling,
     /// Task distillation of a randomly initialised narrow student (TinyBERT without general distillation);
     /// ignored when the student comes from general distillation.
     pub narrow_student: Option<NarrowStudent>,
     /// Start task distillation from this student directory (e.g. an earlier run's `general/student`).
     pub student_init: Option<PathBuf>,
+}
+
+fn is_mean(p: &crate::classifier::Pooling) -> bool {
+    *p == crate::classifier::Pooling::Mean
 }
 
 /// The default recipe's token floors of TinyBERT's intermediate and prediction stages.
@@ -281,6 +290,7 @@ impl DistillConfig {
             // rotten-tomatoes, bbc-news and a held-out task, whose score MSE (10–30× the other terms) swamps the
             // intermediate stage at this budget; `--attention-target scores` is the paper's choice.
             attention_target: AttentionTarget::Probs,
+            head: crate::classifier::Pooling::Mean,
             narrow_student: None,
             student_init: None,
         };

@@ -54,6 +54,10 @@ pub struct Report {
     pub general: Option<GeneralReport>,
     /// Training examples after augmentation, when augmented.
     pub augmented_train: Option<usize>,
+    /// How the teacher came to be a classifier when it was not fine-tuned here (e.g. a
+    /// `BertForSequenceClassification` given with `--teacher`, its labels mapped by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_note: Option<String>,
 }
 
 /// The report as a Markdown page.
@@ -73,6 +77,9 @@ pub fn distill_markdown(r: &Report) -> String {
             m.bytes as f64 / 1e6,
             m.latency_ms
         );
+    }
+    if let Some(note) = &r.teacher_note {
+        s += &format!("\nTeacher: {note}.\n");
     }
     s += &format!(
         "\nStudent / teacher accuracy: {:.2}%. Speed-up: {:.2}x. Size: {:.1}% of the teacher.\n\n",

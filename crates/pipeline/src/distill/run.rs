@@ -14,7 +14,7 @@ use student_arch::{
     load_pretrained, model_size, BertModel, BertTokenizer, LayerSelection, MlmHead, StudentSpec,
 };
 
-use crate::classifier::{ClassifierMeta, SequenceClassifier, CLASSIFIER_FILE};
+use crate::classifier::{ClassifierMeta, Pooling, SequenceClassifier, CLASSIFIER_FILE};
 use crate::config::{DistillConfig, Stage};
 use crate::data::augment::{augment, load_augmented, save_augmented};
 use crate::data::labelled::{Dataset, Splits};
@@ -30,27 +30,30 @@ use crate::train::{encode, run_stage, Encoded, RunOptions, StageContext, StageOu
 fn finetuned_or_new(
     dir: &Path,
     labels: &[String],
+    head: Pooling,
     seed: u64,
     device: &Device,
-) -> Result<(SequenceClassifier, bool)> {
-    if dir.join(CLASSIFIER_FILE).exists() {
+) -> Result<(SequenceClassifier, Option<String>)> {
+    // A directory of ours (classifier.json) or a `BertForSequenceClassification` saved by transformers.
+    if dir.join(CLASSIFIER_FILE).exists() || ClassifierMeta::from_hf_config(dir)?.is_some() {
         let (model, meta) = SequenceClassifier::load(dir, device)?;
-        if meta.labels != labels {
-            return Err(PipelineError::Config {
-                field: "teacher",
-                message: format!(
-                    "{} was fine-tuned for labels {:?}, the dataset has {labels:?}",
-                    dir.display(),
-                    meta.labels
-                ),
-            });
-        }
-        return Ok((model, true));
+        let order = meta.label_order(labels, dir)?;
+        let mapped = order.iter().enumerate().any(|(i, &o)| i != o);
+        let model = model.reorder_labels(&order)?;
+        let note =
+            format!(
+            "{} is already a fine-tuned classifier ({} head, labels {:?}{}): not fine-tuned again",
+            dir.display(),
+            meta.pooling,
+            meta.labels,
+            if mapped { ", mapped to the dataset's by name" } else { "" }
+        );
+        return Ok((model, Some(note)));
     }
     let (encoder, _) = load_pretrained(dir, device)?;
     Ok((
-        SequenceClassifier::new(encoder, labels.len(), seed, device),
-        false,
+        SequenceClassifier::new(encoder, labels.len(), seed, device).with_pooling(head)?,
+        None,
     ))
 }
 
@@ -115,7 +118,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
     let mut stages = Vec::new();
 
     // 1. The teacher, fine-tuned on the task unless it already is.
-    let teacher = run.finetuned_teacher(&mut stages)?;
+    let (teacher, teacher_note) = run.finetuned_teacher(&mut stages)?;
     let teacher_out = out.join("teacher");
     teacher.save(&teacher_out, &run.meta())?;
     copy_tokenizer_files(&run.teacher_dir, &teacher_out)?;
@@ -143,6 +146,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         seconds: started.elapsed().as_secs_f64(),
         general: general_report,
         augmented_train,
+        teacher_note,
     };
     write_atomic(
         &out.join("report.json"),
@@ -305,11 +309,20 @@ impl<'a> TaskRun<'a> {
     }
 
     /// The teacher fine-tuned on the task (unless its directory already holds a classifier), without a graph.
-    fn finetuned_teacher(&self, stages: &mut Vec<StageOutcome>) -> Result<SequenceClassifier> {
-        let (teacher, already) =
-            finetuned_or_new(&self.teacher_dir, self.labels(), self.config.seed, &self.ad)?;
-        if already {
-            return Ok(teacher.valid());
+    fn finetuned_teacher(
+        &self,
+        stages: &mut Vec<StageOutcome>,
+    ) -> Result<(SequenceClassifier, Option<String>)> {
+        let (teacher, note) = finetuned_or_new(
+            &self.teacher_dir,
+            self.labels(),
+            self.config.head,
+            self.config.seed,
+            &self.ad,
+        )?;
+        if let Some(note) = note {
+            eprintln!("teacher: {note}");
+            return Ok((teacher.valid(), Some(note)));
         }
         let vocab = teacher.encoder.config.vocab_size;
         let (t, outcome) = run_stage(
@@ -326,7 +339,7 @@ impl<'a> TaskRun<'a> {
             |m| self.dev_score(m),
         )?;
         stages.push(outcome);
-        Ok(t.valid())
+        Ok((t.valid(), None))
     }
 
     /// The student before task distillation: general distillation's (or `student_init`), a random narrow one, or
@@ -340,6 +353,8 @@ impl<'a> TaskRun<'a> {
                 .map(LayerSelection::Explicit)
                 .unwrap_or(LayerSelection::EveryOther),
             seed: config.seed,
+            // The cls head reads the pooler: the student keeps the teacher's.
+            drop_pooler: !teacher.cls,
             ..Default::default()
         };
         let init_dir = config.student_init.clone().or_else(|| {
@@ -358,7 +373,12 @@ impl<'a> TaskRun<'a> {
             let labels = self.labels().len();
             SequenceClassifier::new(encoder.clone(), labels, config.seed, &self.plain).head
         };
-        Ok(SequenceClassifier { encoder, head })
+        SequenceClassifier {
+            encoder,
+            head,
+            cls: false,
+        }
+        .with_pooling(teacher.pooling())
     }
 
     /// TinyBERT's intermediate and prediction stages, or DistilBERT's task stage, on `student_train`.

@@ -86,7 +86,7 @@ pub fn task_config(
 }
 
 /// Whether a teacher fine-tuned by a run of `donor` can serve a run of `wanted`: same data, split, training
-/// subset, input length, base teacher and fine-tuning settings.
+/// subset, input length, base teacher, classifier head and fine-tuning settings.
 pub fn same_teacher_recipe(
     donor: &DistillConfig,
     wanted: &DistillConfig,
@@ -100,6 +100,7 @@ pub fn same_teacher_recipe(
         && donor.max_train_examples == wanted.max_train_examples
         && donor.max_length == wanted.max_length
         && donor.teacher_finetune == wanted.teacher_finetune
+        && donor.head == wanted.head
         && (donor.teacher.is_none() || donor.teacher == *base_teacher)
 }
 

@@ -85,7 +85,7 @@ fn malformed_classifiers_and_data_are_named_errors() {
         &good_csv,
         vec!["classifier.json", "distinct"],
     ));
-    let d = model("pooling", &meta(|v| v["pooling"] = "cls".into()));
+    let d = model("pooling", &meta(|v| v["pooling"] = "max".into()));
     cases.push(eval_case(
         "unknown pooling",
         &d,

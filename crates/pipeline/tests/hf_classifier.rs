@@ -260,5 +260,68 @@ fn a_transformers_classifier_is_distilled_without_fine_tuning_and_its_labels_map
     .unwrap();
     assert_eq!(config["architectures"][0], "BertForSequenceClassification");
     assert_eq!(config["id2label"]["0"], "negative");
+
+    // Quantized, the cls student's integer kernels pool through the pooler as the dequantized model does.
+    let options = pipeline::QuantizeOptions {
+        dataset: dir.join("task.csv").display().to_string(),
+        ..Default::default()
+    };
+    let quantized = dir.join("quantized");
+    pipeline::quantize(
+        &dir.join("run/student"),
+        &options,
+        &quantized,
+        &dir.join("cache"),
+        &device,
+    )
+    .unwrap();
+    let texts: Vec<String> = ["w1 w7 w13", "w30 w2", "w5 w5 w5 w40"]
+        .map(String::from)
+        .into();
+    let integer = pipeline::Predictor::load(&quantized, &device, Some(pipeline::Engine::Integer))
+        .unwrap()
+        .predict(&texts, 8)
+        .unwrap();
+    let dequantized =
+        pipeline::Predictor::load(&quantized, &device, Some(pipeline::Engine::Dequantized))
+            .unwrap()
+            .predict(&texts, 8)
+            .unwrap();
+    let gap = |x: &[pipeline::Prediction], y: &[pipeline::Prediction]| {
+        x.iter()
+            .zip(y)
+            .flat_map(|(a, b)| {
+                a.probabilities
+                    .iter()
+                    .map(|(l, p)| (p - b.probabilities[l]).abs())
+            })
+            .fold(0.0f64, f64::max)
+    };
+    // The same model read through the mean over tokens: what a wrong pooling would give.
+    let mean_dir = dir.join("as-mean");
+    std::fs::create_dir_all(&mean_dir).unwrap();
+    let (student, meta) = SequenceClassifier::load(&dir.join("run/student"), &device).unwrap();
+    SequenceClassifier {
+        cls: false,
+        ..student
+    }
+    .save(&mean_dir, &meta)
+    .unwrap();
+    std::fs::copy(
+        dir.join("run/student/vocab.txt"),
+        mean_dir.join("vocab.txt"),
+    )
+    .unwrap();
+    let as_mean = pipeline::Predictor::load(&mean_dir, &device, None)
+        .unwrap()
+        .predict(&texts, 8)
+        .unwrap();
+    let quantization = gap(&integer, &dequantized);
+    let pooling = gap(&dequantized, &as_mean);
+    eprintln!("integer vs dequantized {quantization:.2e}; cls vs mean pooling {pooling:.2e}");
+    assert!(
+        quantization < pooling / 10.0,
+        "integer vs dequantized {quantization}, cls vs mean {pooling}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -264,7 +264,8 @@ fn wrong_shape_missing_and_unexpected_tensors_are_all_listed() {
         "{err}"
     );
     assert!(
-        err.contains("unexpected encoder.layer.7.output.dense.bias [16]"),
+        err.contains("layer 7 is beyond config.json's num_hidden_layers = 2")
+            && err.contains("encoder.layer.7.output.dense.bias [16]"),
         "{err}"
     );
 }

@@ -186,6 +186,70 @@ impl CheckpointDir {
         Ok(Some(set))
     }
 
+    /// The step sets under the root, `(step, name)` in step order.
+    pub fn step_sets(&self) -> Result<Vec<(usize, String)>> {
+        let mut sets = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(io_err("reading", &self.root))? {
+            let path = entry.map_err(io_err("reading", &self.root))?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(step) = name
+                .strip_prefix("step-")
+                .and_then(|d| d.parse::<usize>().ok())
+            {
+                if path.is_dir() && is_set_name(&name) {
+                    sets.push((step, name));
+                }
+            }
+        }
+        sets.sort();
+        Ok(sets)
+    }
+
+    /// The newest complete set that passes its manifest: the one `LATEST` names, or, when that one is damaged,
+    /// the newest older step set that is whole (kept by `keep_checkpoints`), which `LATEST` then names and the
+    /// damaged newer ones are removed. The error of the newest set when none is whole.
+    pub fn latest_usable(&self) -> Result<Option<PathBuf>> {
+        let newest = match self.latest() {
+            Ok(found) => return Ok(found),
+            Err(e) => e,
+        };
+        for (_, name) in self.step_sets()?.into_iter().rev() {
+            let set = self.root.join(&name);
+            if self.verify(&set).is_err() {
+                continue;
+            }
+            eprintln!(
+                "checkpoints: the newest set in {} is damaged ({newest}); continuing from {name}, the newest whole one",
+                self.root.display()
+            );
+            for (_, newer) in self.step_sets()?.into_iter().filter(|(_, n)| n > &name) {
+                let path = self.root.join(newer);
+                std::fs::remove_dir_all(&path)
+                    .map_err(io_err("removing a damaged checkpoint", &path))?;
+            }
+            write_atomic(&self.root.join(LATEST), name.as_bytes())?;
+            sync_dir(&self.root)?;
+            return Ok(Some(set));
+        }
+        Err(newest)
+    }
+
+    /// Bytes of the files of the set `set`.
+    pub fn set_bytes(set: &Path) -> u64 {
+        std::fs::read_dir(set)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Checks every file of the set `set` against its manifest (and that nothing is missing or added).
     pub fn verify(&self, set: &Path) -> Result<()> {
         let fix = format!("remove {} to start the stage again", self.root.display());
@@ -320,6 +384,46 @@ mod tests {
         std::fs::write(&model, bytes).unwrap();
         let err = dir.latest().unwrap_err().to_string();
         assert!(err.contains("model.bpk") && err.contains("sha256"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_newest_set_falls_back_to_the_newest_whole_one() {
+        let root = scratch("fallback");
+        let dir = CheckpointDir::open(&root).unwrap();
+        for step in [1, 2, 3] {
+            dir.write(&step_set(step), true, |tmp| {
+                std::fs::write(tmp.join("model.bpk"), vec![step as u8; 64]).unwrap();
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(dir.step_sets().unwrap().len(), 3);
+        let model = root.join(step_set(3)).join("model.bpk");
+        let mut bytes = std::fs::read(&model).unwrap();
+        bytes[0] ^= 0x01;
+        std::fs::write(&model, bytes).unwrap();
+        assert!(dir.latest().is_err());
+        let usable = dir.latest_usable().unwrap().unwrap();
+        assert!(usable.ends_with(step_set(2)));
+        assert!(
+            !root.join(step_set(3)).exists(),
+            "the damaged set is removed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join(LATEST)).unwrap(),
+            step_set(2)
+        );
+        assert!(CheckpointDir::set_bytes(&usable) >= 64);
+        // With every set damaged, the newest's error stands.
+        for step in [1, 2] {
+            std::fs::write(root.join(step_set(step)).join("model.bpk"), b"x").unwrap();
+        }
+        let err = dir.latest_usable().unwrap_err().to_string();
+        assert!(
+            err.contains(&step_set(2)) && err.contains("sha256"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

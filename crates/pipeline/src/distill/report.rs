@@ -102,5 +102,11 @@ pub fn distill_markdown(r: &Report) -> String {
             st.seconds
         );
     }
+    let written: u64 = r.stages.iter().map(|st| st.checkpoint_bytes).sum();
+    s += &format!(
+        "\nCheckpoints written by these stages: {:.1} MB (a set every `checkpoint_minutes`, the newest \
+         `keep_checkpoints` kept).\n",
+        written as f64 / 1e6
+    );
     s
 }

@@ -59,7 +59,18 @@ student_arch::config_defaults! {
         /// Write a resumable checkpoint (model and optimizer) when this many minutes have passed since the last
         /// one: a whole set is hundreds of megabytes, so a set every few steps wrote tens of gigabytes per run.
         pub checkpoint_minutes: f64 = 10.0,
+        /// Resumable checkpoint sets kept (the newest ones; at least 1): a damaged newest set falls back to
+        /// the one before. Left out of `config.json` at the default.
+        #[serde(skip_serializing_if = "is_default_keep")]
+        pub keep_checkpoints: usize = KEEP_CHECKPOINTS,
     }
+}
+
+/// Checkpoint sets a stage keeps by default.
+pub const KEEP_CHECKPOINTS: usize = 2;
+
+fn is_default_keep(n: &usize) -> bool {
+    *n == KEEP_CHECKPOINTS
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -96,6 +107,9 @@ impl StageConfig {
                 self.checkpoint_minutes
             ));
         }
+        if self.keep_checkpoints == 0 {
+            return bad("keep_checkpoints must be at least 1 (the newest set)".into());
+        }
         if !(0.0..1.0).contains(&self.warmup_fraction) {
             return bad(format!(
                 "warmup_fraction must be in [0, 1), found {}",
@@ -131,6 +145,9 @@ pub struct StageOutcome {
     pub tokens: usize,
     /// Wall seconds in this process.
     pub seconds: f64,
+    /// Bytes of checkpoint sets written in this process.
+    #[serde(default)]
+    pub checkpoint_bytes: u64,
     /// `tokens / seconds`.
     pub tokens_per_second: f64,
     /// Mean total loss over the first 10% of steps (at least 2 when there are 4 or more).

@@ -8,7 +8,9 @@ use student_arch::io::write_atomic;
 
 use crate::checkpoint::{best_set, step_set, CheckpointDir};
 use crate::error::{io_err, PipelineError, Result};
-use crate::train::context::{load_record, save_record, Encoded, StageConfig, StageContext};
+use crate::train::context::{
+    load_record, save_record, Encoded, StageConfig, StageContext, KEEP_CHECKPOINTS,
+};
 
 /// A stage's progress, saved in every checkpoint set as `state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -28,18 +30,35 @@ pub struct StageState {
 /// the best model in a set of its own, named by the state.
 pub struct Checkpoints<'a> {
     ctx: &'a StageContext,
+    /// Step sets kept (`StageConfig::keep_checkpoints`).
+    keep: usize,
     dir: CheckpointDir,
     /// The step of the set written last in this process.
     saved: std::cell::Cell<Option<usize>>,
+    /// Bytes of the checkpoint sets written in this process.
+    written: std::cell::Cell<u64>,
 }
 
 impl<'a> Checkpoints<'a> {
-    pub fn new(ctx: &'a StageContext) -> Result<Self> {
+    pub fn new(ctx: &'a StageContext, keep: usize) -> Result<Self> {
         Ok(Self {
             ctx,
+            keep,
             dir: CheckpointDir::open(&ctx.dir())?,
             saved: std::cell::Cell::new(None),
+            written: std::cell::Cell::new(0),
         })
+    }
+
+    /// Bytes of the checkpoint sets written in this process.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// The best-model set that the state of step set `name` names, if it can be read.
+    fn best_of(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.root().join(name).join("state.json")).ok()?;
+        serde_json::from_str::<StageState>(&text).ok()?.best_set
     }
 
     /// The model, optimizer and state to continue from: the newest complete set when resuming (the best model
@@ -52,7 +71,7 @@ impl<'a> Checkpoints<'a> {
         fresh: StageState,
     ) -> Result<(M, ModuleOptimizer, StageState)> {
         let latest = if self.ctx.resume {
-            self.dir.latest()?
+            self.dir.latest_usable()?
         } else {
             None
         };
@@ -127,7 +146,7 @@ impl<'a> Checkpoints<'a> {
             return Ok(());
         }
         let name = step_set(state.step);
-        self.dir.write(&name, true, |tmp| {
+        let set = self.dir.write(&name, true, |tmp| {
             save_record(model, &tmp.join("model.bpk"))?;
             let optim_path = tmp.join("optim.bpk");
             optim
@@ -145,17 +164,37 @@ impl<'a> Checkpoints<'a> {
             .map_err(io_err("writing", &state_path))
         })?;
         self.saved.set(Some(state.step));
-        let mut keep = vec![name.as_str()];
-        keep.extend(state.best_set.as_deref());
+        self.written
+            .set(self.written.get() + CheckpointDir::set_bytes(&set));
+        // The newest `keep_checkpoints` step sets (a damaged newest one falls back to the one before), and the
+        // best-model sets their states name.
+        let sets = self.dir.step_sets()?;
+        let kept: Vec<String> = sets
+            .iter()
+            .rev()
+            .take(self.ctx_keep())
+            .map(|(_, n)| n.clone())
+            .collect();
+        let mut bests: Vec<String> = kept.iter().filter_map(|n| self.best_of(n)).collect();
+        bests.extend(state.best_set.clone());
+        let mut keep: Vec<&str> = kept.iter().map(String::as_str).collect();
+        keep.push(name.as_str());
+        keep.extend(bests.iter().map(String::as_str));
         self.dir.retain(&keep)
+    }
+
+    fn ctx_keep(&self) -> usize {
+        self.keep.max(1)
     }
 
     /// Writes the best model found at `step` in a set of its own; the next [`Checkpoints::save`] records it.
     pub fn save_best<M: Module>(&self, model: &M, step: usize) -> Result<String> {
         let name = best_set(step);
-        self.dir.write(&name, false, |tmp| {
+        let set = self.dir.write(&name, false, |tmp| {
             save_record(model, &tmp.join("model.bpk"))
         })?;
+        self.written
+            .set(self.written.get() + CheckpointDir::set_bytes(&set));
         Ok(name)
     }
 }
@@ -197,6 +236,7 @@ pub fn fingerprint(ctx: &StageContext, config: &StageConfig, train: &[Encoded]) 
     let settings = StageConfig {
         checkpoint_every: 0,
         checkpoint_minutes: 0.0,
+        keep_checkpoints: KEEP_CHECKPOINTS,
         ..config.clone()
     };
     h.update(serde_json::to_string(&settings).expect("config serialises"));

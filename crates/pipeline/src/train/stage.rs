@@ -50,7 +50,7 @@ where
                 config.epochs
             ),
         })?;
-    let files = Checkpoints::new(ctx)?;
+    let files = Checkpoints::new(ctx, config.keep_checkpoints)?;
     let fresh = StageState {
         total_steps,
         fingerprint: fingerprint(ctx, config, train),
@@ -58,7 +58,7 @@ where
     };
     let (mut model, mut optim, mut state) = files.resume(model, optimizer(config), fresh)?;
     if state.done {
-        return Ok((model, outcome(ctx, &state, 0, 0.0)));
+        return Ok((model, outcome(ctx, &state, 0, 0.0, 0)));
     }
     let mut bar = Progress::start(&ctx.name, total_steps, state.step);
     let started = Instant::now();
@@ -126,7 +126,10 @@ where
     if let Some(best) = &state.best_set {
         model = load_record(model, &ctx.dir().join(best).join("model.bpk"))?;
     }
-    Ok((model, outcome(ctx, &state, tokens, seconds)))
+    Ok((
+        model,
+        outcome(ctx, &state, tokens, seconds, files.bytes_written()),
+    ))
 }
 
 /// The passes a stage makes: `epochs`, or more whole passes when that is fewer than `min_steps` steps or
@@ -178,7 +181,13 @@ fn log_step(
     ctx.log(record)
 }
 
-fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) -> StageOutcome {
+fn outcome(
+    ctx: &StageContext,
+    state: &StageState,
+    tokens: usize,
+    seconds: f64,
+    checkpoint_bytes: u64,
+) -> StageOutcome {
     let n = state.losses.len();
     // The first and last 10% of steps, but at least 2 of each when there are enough, so that one noisy batch
     // does not decide whether a short run learnt.
@@ -195,6 +204,7 @@ fn outcome(ctx: &StageContext, state: &StageState, tokens: usize, seconds: f64) 
         steps: state.step,
         tokens,
         seconds,
+        checkpoint_bytes,
         tokens_per_second: if seconds > 0.0 {
             tokens as f64 / seconds
         } else {

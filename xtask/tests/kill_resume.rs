@@ -286,3 +286,54 @@ fn killed_run_resumes_to_the_same_metrics_as_an_uninterrupted_one() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Two `distill` processes on one output directory: the second is refused while the first runs, naming the
+/// first's pid and command, and writes nothing; the first finishes untouched.
+#[test]
+fn a_second_process_on_the_same_output_is_refused_naming_the_first() {
+    let teacher = PathBuf::from(
+        std::env::var_os("BERT_COMPRESS_TEACHER")
+            .expect("BERT_COMPRESS_TEACHER is not set: run `cargo xtask ci`"),
+    );
+    let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, toml) = write_inputs(&dir);
+    let out = dir.join("run");
+    let mut first = distill(&teacher, &toml, &out, false).spawn().unwrap();
+    let holder = format!("pid {}: cargo xtask distill", first.id());
+    let lock = out.join(".bert-compress.lock");
+    let started = Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |t| t.trim() != holder) {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended before its lock was seen"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no lock after 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = distill(&teacher, &toml, &out, true).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second run was not refused");
+    assert!(
+        err.contains("in use by another command") && err.contains(&holder),
+        "{err}"
+    );
+    let status = first.wait().unwrap();
+    assert!(
+        status.success(),
+        "the first run failed beside the refused one"
+    );
+    assert!(out.join("report.json").exists() && out.join("student/model.safetensors").exists());
+    // The refused run did not take the lock file over.
+    let again = std::fs::read_to_string(&lock).unwrap();
+    assert_eq!(
+        again.trim(),
+        holder,
+        "the refused run rewrote the lock file"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

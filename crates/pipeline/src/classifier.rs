@@ -22,6 +22,11 @@ use student_arch::{BertConfig, BertInput, BertModel, BertOutput};
 
 use crate::error::{io_err, PipelineError, Result};
 
+mod hf;
+
+pub use crate::config::Pooling;
+pub use hf::{hf_files, write_hf_files, MEAN_MODELING_FILE, MEAN_MODEL_TYPE};
+
 /// The file that marks a directory as a fine-tuned classifier.
 pub const CLASSIFIER_FILE: &str = "classifier.json";
 
@@ -245,145 +250,6 @@ impl ClassifierMeta {
             )));
         }
         Ok(())
-    }
-}
-
-/// How a classifier reads the encoder's last hidden states.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pooling {
-    /// The mean over real tokens (what all-MiniLM-L6-v2 was trained for).
-    #[default]
-    Mean,
-    /// `BertForSequenceClassification`'s: the pooler's tanh(W·h_[CLS] + b).
-    Cls,
-}
-
-impl Pooling {
-    /// `"mean"` or `"cls"`, as `classifier.json` writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-        }
-    }
-
-    /// The pooling `classifier.json` names, if any.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "mean" => Some(Pooling::Mean),
-            "cls" => Some(Pooling::Cls),
-            _ => None,
-        }
-    }
-}
-
-impl std::str::FromStr for Pooling {
-    type Err = PipelineError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s).ok_or_else(|| PipelineError::Config {
-            field: "head",
-            message: format!("{s:?}: expected mean or cls"),
-        })
-    }
-}
-
-/// The `model_type` of a `mean` classifier's `config.json`: not `bert`, so that transformers does not open it as
-/// a `BertForSequenceClassification` with a random pooler and head.
-pub const MEAN_MODEL_TYPE: &str = student_arch::config::MEAN_CLASSIFIER_MODEL_TYPE;
-/// The modeling code a `mean` classifier ships for transformers (`trust_remote_code=True`).
-pub const MEAN_MODELING_FILE: &str = "modeling_bert_compress.py";
-const MEAN_MODELING_CODE: &str = include_str!("classifier/modeling_bert_compress.py");
-
-/// The weights (safetensors bytes) and `config.json` text of a classifier directory: the encoder's tensors
-/// under `bert.` as transformers names them in a model with a head, the head as `classifier.*`, and a config
-/// that says which model this is (see the module's documentation).
-pub fn hf_files(
-    tensors: &student_arch::weights::NamedTensors,
-    config: &BertConfig,
-    labels: &[String],
-    pooling: Pooling,
-) -> Result<(Vec<u8>, String)> {
-    let prefixed: student_arch::weights::NamedTensors = tensors
-        .iter()
-        .map(|(k, v)| {
-            let key = if k.starts_with("classifier.") || k.starts_with("bert.") {
-                k.clone()
-            } else {
-                format!("bert.{k}")
-            };
-            (key, v.clone())
-        })
-        .collect();
-    let mut json: serde_json::Value =
-        serde_json::from_str(&config.to_hf_json()).expect("a config's JSON parses");
-    let fields = json.as_object_mut().expect("a config is an object");
-    let id2label: serde_json::Map<String, serde_json::Value> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i.to_string(), l.clone().into()))
-        .collect();
-    let label2id: serde_json::Map<String, serde_json::Value> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.clone(), i.into()))
-        .collect();
-    fields.insert("id2label".into(), id2label.into());
-    fields.insert("label2id".into(), label2id.into());
-    match pooling {
-        Pooling::Cls => {
-            fields.insert(
-                "architectures".into(),
-                serde_json::json!(["BertForSequenceClassification"]),
-            );
-        }
-        Pooling::Mean => {
-            fields.insert("model_type".into(), MEAN_MODEL_TYPE.into());
-            fields.insert(
-                "architectures".into(),
-                serde_json::json!(["BertCompressMeanForSequenceClassification"]),
-            );
-            fields.insert(
-                "auto_map".into(),
-                serde_json::json!({
-                    "AutoConfig": "modeling_bert_compress.BertCompressMeanConfig",
-                    "AutoModelForSequenceClassification":
-                        "modeling_bert_compress.BertCompressMeanForSequenceClassification"
-                }),
-            );
-        }
-    }
-    Ok((
-        safetensors_bytes(&prefixed)?,
-        serde_json::to_string_pretty(&json).expect("JSON serialises"),
-    ))
-}
-
-/// Writes a classifier directory's weights, `config.json` and (for `mean`) its modeling code, each atomically;
-/// returns the files written.
-pub fn write_hf_files(
-    dir: &Path,
-    tensors: &student_arch::weights::NamedTensors,
-    config: &BertConfig,
-    labels: &[String],
-    pooling: Pooling,
-) -> Result<Vec<&'static str>> {
-    let (weights, config_json) = hf_files(tensors, config, labels, pooling)?;
-    write_atomic(&dir.join(WEIGHTS_FILE), &weights)?;
-    write_atomic(&dir.join(CONFIG_FILE), config_json.as_bytes())?;
-    let modeling = dir.join(MEAN_MODELING_FILE);
-    match pooling {
-        Pooling::Mean => {
-            write_atomic(&modeling, MEAN_MODELING_CODE.as_bytes())?;
-            Ok(vec![WEIGHTS_FILE, CONFIG_FILE, MEAN_MODELING_FILE])
-        }
-        Pooling::Cls => {
-            if modeling.exists() {
-                std::fs::remove_file(&modeling).map_err(io_err("removing", &modeling))?;
-            }
-            Ok(vec![WEIGHTS_FILE, CONFIG_FILE])
-        }
     }
 }
 

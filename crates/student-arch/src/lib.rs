@@ -39,6 +39,7 @@ pub mod embed;
 pub mod error;
 pub mod gelu;
 pub mod io;
+pub mod layouts;
 pub mod mlm;
 pub mod model;
 pub mod pooling;

@@ -7,6 +7,9 @@ use kd_losses::{AttentionTarget, LossMixConfig};
 use serde::{Deserialize, Serialize};
 
 pub mod general;
+mod head;
+
+pub use head::Pooling;
 
 use crate::config::general::{GeneralConfig, NarrowStudent};
 use crate::data::augment::AugmentConfig;
@@ -212,7 +215,7 @@ pub struct DistillConfig {
     /// or `cls` (Hugging Face's [CLS] → pooler → classifier, read by `transformers` as it is). A teacher that
     /// is already a classifier keeps its own.
     #[serde(skip_serializing_if = "is_mean")]
-    pub head: crate::classifier::Pooling,
+    pub head: Pooling,
     /// Task distillation of a randomly initialised narrow student (TinyBERT without general distillation);
     /// ignored when the student comes from general distillation.
     pub narrow_student: Option<NarrowStudent>,
@@ -220,8 +223,8 @@ pub struct DistillConfig {
     pub student_init: Option<PathBuf>,
 }
 
-fn is_mean(p: &crate::classifier::Pooling) -> bool {
-    *p == crate::classifier::Pooling::Mean
+fn is_mean(p: &Pooling) -> bool {
+    *p == Pooling::Mean
 }
 
 /// The default recipe's token floors of TinyBERT's intermediate and prediction stages.
@@ -290,7 +293,7 @@ impl DistillConfig {
             // rotten-tomatoes, bbc-news and a held-out task, whose score MSE (10–30× the other terms) swamps the
             // intermediate stage at this budget; `--attention-target scores` is the paper's choice.
             attention_target: AttentionTarget::Probs,
-            head: crate::classifier::Pooling::Mean,
+            head: Pooling::Mean,
             narrow_student: None,
             student_init: None,
         };

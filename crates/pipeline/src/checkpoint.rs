@@ -81,8 +81,9 @@ impl CheckpointDir {
         &self.root
     }
 
-    /// Removes every set but those named in `keep` (names of directories under the root).
-    pub fn retain(&self, keep: &[&str]) -> Result<()> {
+    /// Every set directory under the root, with its name (in no particular order).
+    fn sets(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut sets = Vec::new();
         for entry in std::fs::read_dir(&self.root).map_err(io_err("reading", &self.root))? {
             let path = entry.map_err(io_err("reading", &self.root))?.path();
             let name = path
@@ -90,7 +91,17 @@ impl CheckpointDir {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            if path.is_dir() && is_set_name(&name) && !keep.contains(&name.as_str()) {
+            if path.is_dir() && is_set_name(&name) {
+                sets.push((path, name));
+            }
+        }
+        Ok(sets)
+    }
+
+    /// Removes every set but those named in `keep` (names of directories under the root).
+    pub fn retain(&self, keep: &[&str]) -> Result<()> {
+        for (path, name) in self.sets()? {
+            if !keep.contains(&name.as_str()) {
                 std::fs::remove_dir_all(&path)
                     .map_err(io_err("removing an old checkpoint", &path))?;
             }
@@ -188,23 +199,11 @@ impl CheckpointDir {
 
     /// The step sets under the root, `(step, name)` in step order.
     pub fn step_sets(&self) -> Result<Vec<(usize, String)>> {
-        let mut sets = Vec::new();
-        for entry in std::fs::read_dir(&self.root).map_err(io_err("reading", &self.root))? {
-            let path = entry.map_err(io_err("reading", &self.root))?.path();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            if let Some(step) = name
-                .strip_prefix("step-")
-                .and_then(|d| d.parse::<usize>().ok())
-            {
-                if path.is_dir() && is_set_name(&name) {
-                    sets.push((step, name));
-                }
-            }
-        }
+        let mut sets: Vec<(usize, String)> = self
+            .sets()?
+            .into_iter()
+            .filter_map(|(_, name)| Some((name.strip_prefix("step-")?.parse().ok()?, name)))
+            .collect();
         sets.sort();
         Ok(sets)
     }

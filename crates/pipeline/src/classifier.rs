@@ -130,6 +130,17 @@ impl ClassifierMeta {
         Ok((meta, meta_path))
     }
 
+    /// Writes `dir/classifier.json` atomically; returns its file name.
+    pub fn write(&self, dir: &Path) -> Result<&'static str> {
+        write_atomic(
+            &dir.join(CLASSIFIER_FILE),
+            serde_json::to_string_pretty(self)
+                .expect("meta serialises")
+                .as_bytes(),
+        )?;
+        Ok(CLASSIFIER_FILE)
+    }
+
     /// The classifier a `BertForSequenceClassification` saved by transformers is: its `id2label` in id order,
     /// the `cls` pooling, up to `max_position_embeddings` tokens (at most 512). `None` when `config.json` does
     /// not name that architecture; an error when its labels are unusable.
@@ -434,13 +445,7 @@ impl SequenceClassifier {
             &meta.labels,
             self.pooling(),
         )?;
-        write_atomic(
-            &dir.join(CLASSIFIER_FILE),
-            serde_json::to_string_pretty(&meta)
-                .expect("meta serialises")
-                .as_bytes(),
-        )?;
-        files.push(CLASSIFIER_FILE);
+        files.push(meta.write(dir)?);
         crate::checkpoint::write_manifest(dir, &files)
     }
 

@@ -81,12 +81,7 @@ fn pool(states: &[f32], hidden: usize, pooler: Option<&(Vec<f32>, Vec<f32>)>) ->
                 })
                 .collect()
         }
-        None => {
-            let n = states.len() / hidden;
-            (0..hidden)
-                .map(|j| (0..n).map(|t| states[t * hidden + j]).sum::<f32>() / n as f32)
-                .collect()
-        }
+        None => quant::encoder::mean_over_tokens(states, hidden),
     }
 }
 

@@ -484,13 +484,16 @@ impl QuantEncoder {
         let h = self.config.hidden_size;
         Ok(self
             .forward(ids)?
-            .into_iter()
-            .map(|states| {
-                let n = states.len() / h;
-                (0..h)
-                    .map(|j| (0..n).map(|t| states[t * h + j]).sum::<f32>() / n as f32)
-                    .collect()
-            })
+            .iter()
+            .map(|states| mean_over_tokens(states, h))
             .collect())
     }
+}
+
+/// The mean over tokens of one sequence's last hidden states `states` (`[tokens][hidden]` flat).
+pub fn mean_over_tokens(states: &[f32], hidden: usize) -> Vec<f32> {
+    let n = states.len() / hidden;
+    (0..hidden)
+        .map(|j| (0..n).map(|t| states[t * hidden + j]).sum::<f32>() / n as f32)
+        .collect()
 }

@@ -14,7 +14,7 @@ use student_arch::io::write_atomic;
 use student_arch::weights::WEIGHTS_FILE;
 use student_arch::BertConfig;
 
-use crate::classifier::{tokenizer_for, SequenceClassifier, CLASSIFIER_FILE};
+use crate::classifier::{tokenizer_for, SequenceClassifier};
 use crate::data::labelled::Columns;
 use crate::error::{io_err, PipelineError, Result};
 
@@ -112,12 +112,7 @@ pub fn prune_vocab(
         &meta.labels,
         crate::classifier::Pooling::parse(&meta.pooling).unwrap_or_default(),
     )?;
-    write_atomic(
-        &out.join(CLASSIFIER_FILE),
-        serde_json::to_string_pretty(&meta)
-            .expect("meta serialises")
-            .as_bytes(),
-    )?;
+    files.push(meta.write(out)?);
     let mut vocab = String::new();
     for &id in &kept {
         let token = tokenizer
@@ -141,7 +136,7 @@ pub fn prune_vocab(
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(io_err("removing", &stale))?;
     }
-    files.extend([CLASSIFIER_FILE, "vocab.txt"]);
+    files.push("vocab.txt");
     crate::checkpoint::write_manifest(out, &files)?;
     let params_after = tensors
         .iter()

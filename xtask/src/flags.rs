@@ -46,6 +46,9 @@ pub enum Cmd {
     /// Apply a saved classifier (full precision or quantized) to text: one line per input from stdin, or a
     /// column of --input; prints one JSON line per text with the label and every class's probability.
     Predict(Predict),
+    /// Export a model directory (a classifier: full precision, pruned or quantized; or a plain encoder) to ONNX:
+    /// model.onnx, the tokenizer, the labels, export_report.json and a README with a Python snippet.
+    Export(Export),
     /// Quantize a saved classifier (uniform bits, or mixed precision from a sensitivity report under a budget),
     /// write the quantized directory and a report: bits per layer, bytes, compression, accuracy before/after.
     Quantize(Quantize),
@@ -466,6 +469,29 @@ pub struct Quantize {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+/// Formats `export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// ONNX (opset 17, or 21 for blocked 8-bit groups; 4-bit matrices as com.microsoft.MatMulNBits).
+    Onnx,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Export {
+    /// A model directory: a classifier that distill, prune-vocab, quantize or compress wrote, a Hugging Face
+    /// BertForSequenceClassification, or a plain encoder (exported as sentence embeddings).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The format to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    pub format: ExportFormat,
+    /// Output directory (new, or one an earlier export wrote).
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]

@@ -48,6 +48,7 @@ fn main() -> Result<()> {
         Cmd::FitMlm(args) => args.run()?,
         Cmd::Eval(args) => args.run()?,
         Cmd::Predict(args) => args.run()?,
+        Cmd::Export(args) => args.run()?,
         Cmd::Quantize(args) => args.run()?,
         Cmd::PruneVocab(args) => args.run()?,
         Cmd::Sensitivity(args) => args.run()?,

@@ -72,6 +72,9 @@ pub enum PipelineError {
     /// From fetching.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    /// From the ONNX writer.
+    #[error(transparent)]
+    Export(#[from] onnx_export::ExportError),
 }
 
 /// Shorthand for results of this crate.

@@ -18,6 +18,7 @@
 //! | `quantize` | [`quantize`] | [`QuantizeOptions`], [`QatConfig`] | [`QuantizeReport`] |
 //! | `prune-vocab` | [`prune_vocab`] | [`PruneOptions`] | [`PruneReport`] |
 //! | `compress` | [`compress_all`] | [`CompressConfig`], [`RunOptions`] | [`CompressReport`] |
+//! | `export` | [`export_onnx`] | the model and output directories | [`ExportReport`] |
 //! | `suite` | [`run_suite`] | [`DistillConfig`], [`SuiteOptions`], [`Provenance`] | [`SuiteReport`] |
 //!
 //! Inside, data flows one way: `error`, `fetch`, `checkpoint` → `data` → `train` → `config` → `classifier` →
@@ -36,6 +37,7 @@ mod data;
 mod distill;
 mod error;
 mod eval;
+mod export;
 mod fetch;
 mod figures;
 mod fuzz;
@@ -72,6 +74,7 @@ pub use distill::report::{distill_markdown, ModelReport, Report};
 pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
 pub use eval::{evaluate_dir, evaluate_saved, EvalResult, EvalSplit, Scores};
+pub use export::{export_onnx, ExportReport, ExportedMatrix, EXPORT_REPORT, ONNX_FILE};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
 pub use fuzz::{fuzz_readers, FuzzConfig, FuzzReport, READERS};
 pub use predict::{Engine, Prediction, Predictor};

@@ -132,6 +132,14 @@ impl BertTokenizer {
         &self.path
     }
 
+    /// The tokenizer as Hugging Face `tokenizer.json` text (no padding or truncation set), which the
+    /// `tokenizers` libraries of Python, Rust and JavaScript read; a tokenizer read from `vocab.txt` gets one.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(true)
+            .map_err(|e| tok_err(&self.path, e))
+    }
+
     /// Number of word pieces, including special tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

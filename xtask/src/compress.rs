@@ -116,6 +116,35 @@ impl flags::Predict {
         let device = student_arch::device::device(&self.device.device)?;
         let predictor = pipeline::Predictor::load(&self.model, &device, self.engine)?;
         let mut out = std::io::stdout().lock();
+        if let Some(dataset) = &self.dataset {
+            let columns = pipeline::Columns {
+                text: self.text_column.clone(),
+                label: self.label_column.clone(),
+            };
+            let rows = pipeline::split_examples(
+                &self.model,
+                dataset,
+                &columns,
+                self.seed,
+                self.split,
+                predictor.labels(),
+                &pipeline::cache_dir(),
+            )?;
+            for chunk in rows.chunks(self.batch_size) {
+                let texts: Vec<String> = chunk.iter().map(|e| e.text.clone()).collect();
+                for (p, e) in predictor
+                    .predict(&texts, self.batch_size)?
+                    .into_iter()
+                    .zip(chunk)
+                {
+                    let mut line = serde_json::to_value(&p)?;
+                    line["text"] = e.text.clone().into();
+                    line["gold"] = predictor.labels()[e.label].clone().into();
+                    writeln!(out, "{line}")?;
+                }
+            }
+            return Ok(());
+        }
         let mut batch: Vec<String> = Vec::with_capacity(self.batch_size);
         let mut flush = |batch: &mut Vec<String>| -> Result<()> {
             for p in predictor.predict(batch, self.batch_size)? {

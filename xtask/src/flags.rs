@@ -372,9 +372,22 @@ pub struct Predict {
     /// A CSV, TSV or JSONL file to read the texts from (default: stdin, one text per line).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// The text column of --input.
+    /// The text column of --input or --dataset.
     #[arg(long, default_value = "text")]
     pub text_column: String,
+    /// Score a labelled dataset's split instead (rotten-tomatoes, bbc-news, or a file): each line then also
+    /// carries the row's `text` and its `gold` label.
+    #[arg(long, conflicts_with = "input")]
+    pub dataset: Option<String>,
+    /// The label column of --dataset.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// The split of --dataset: test (the one the model's training run held out) or all.
+    #[arg(long, default_value = "test")]
+    pub split: pipeline::EvalSplit,
+    /// Seed of --dataset's split when the model does not record its own.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Texts per forward pass; each batch's lines are printed as soon as it is scored.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -236,8 +236,9 @@ fn dequantize_matmul(
     Ok((
         y,
         format!(
-            "{}-bit codes as int8, DequantizeLinear {kind} → MatMul",
-            q.spec.bits
+            "{}-bit codes as {}, DequantizeLinear {kind} → MatMul",
+            q.spec.bits,
+            if q.spec.symmetric { "int8" } else { "uint8" }
         ),
     ))
 }

@@ -189,6 +189,28 @@ pub fn evaluate_saved(
     )
 }
 
+/// The rows of `split` of `dataset` that the classifier in `dir` is scored on (`Test`: the split its training run
+/// held out, recorded in its `classifier.json`, else drawn with `seed`), with labels as indices into `labels`.
+pub fn split_examples(
+    dir: &std::path::Path,
+    dataset: &str,
+    columns: &crate::data::labelled::Columns,
+    seed: u64,
+    split: EvalSplit,
+    labels: &[String],
+    cache: &std::path::Path,
+) -> Result<Vec<crate::data::labelled::Example>> {
+    let data = crate::data::tasks::load_dataset(dataset, columns, Some(labels), cache)?;
+    Ok(match split {
+        EvalSplit::Test => {
+            let (meta, _) = crate::classifier::ClassifierMeta::read(dir)?;
+            let (seed, fractions) = meta.split_for(dataset, seed);
+            fractions.split(&data.examples, seed)?.test
+        }
+        EvalSplit::All => data.examples,
+    })
+}
+
 /// Scores the classifier in `dir` on `split` of `dataset` with `engine` (`None`: the integer kernels for a
 /// quantized directory, Burn otherwise; a quantized directory scored on its kernels also gets the dequantized
 /// figure).
@@ -205,15 +227,7 @@ pub fn evaluate_dir(
 ) -> Result<EvalResult> {
     let predictor = Predictor::load(dir, device, engine)?;
     let labels = predictor.labels().to_vec();
-    let data = crate::data::tasks::load_dataset(dataset, columns, Some(&labels), cache)?;
-    let examples = match split {
-        EvalSplit::Test => {
-            let (meta, _) = crate::classifier::ClassifierMeta::read(dir)?;
-            let (seed, fractions) = meta.split_for(dataset, seed);
-            fractions.split(&data.examples, seed)?.test
-        }
-        EvalSplit::All => data.examples,
-    };
+    let examples = split_examples(dir, dataset, columns, seed, split, &labels, cache)?;
     let encoded = crate::train::encode(predictor.tokenizer(), &examples, predictor.max_length())?;
     let gold: Vec<usize> = encoded.iter().map(|e| e.label).collect();
     let score = |p: &Predictor| -> Result<Scores> {

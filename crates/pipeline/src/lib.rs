@@ -73,7 +73,7 @@ pub use distill::mlm_fit::{fit_mlm, mlm_fit_markdown, CurvePoint, MlmFitReport};
 pub use distill::report::{distill_markdown, ModelReport, Report};
 pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
-pub use eval::{evaluate_dir, evaluate_saved, EvalResult, EvalSplit, Scores};
+pub use eval::{evaluate_dir, evaluate_saved, split_examples, EvalResult, EvalSplit, Scores};
 pub use export::{export_onnx, ExportReport, ExportedMatrix, EXPORT_REPORT, ONNX_FILE};
 pub use fetch::{cache_dir, fetch_teacher, FetchError};
 pub use fuzz::{fuzz_readers, FuzzConfig, FuzzReport, READERS};

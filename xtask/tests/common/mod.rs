@@ -89,6 +89,48 @@ pub fn tiny_classifier(dir: &Path) {
     model.save(dir, &meta).unwrap();
 }
 
+/// The tiny classifier of [`tiny_classifier`] with Hugging Face's head: [CLS] → pooler → classifier.
+pub fn tiny_cls_classifier(dir: &Path) {
+    let config = tiny_config(dir);
+    let device = student_arch::device::device("flex").unwrap();
+    let encoder = config.init_random(true, 11, &device).unwrap();
+    let model = pipeline::SequenceClassifier::new(encoder, 2, 11, &device)
+        .with_pooling(pipeline::Pooling::Cls)
+        .unwrap();
+    let meta = pipeline::ClassifierMeta {
+        labels: vec!["fresh".into(), "rotten".into()],
+        pooling: "cls".into(),
+        max_length: 16,
+        split: None,
+    };
+    model.save(dir, &meta).unwrap();
+}
+
+/// A tiny random encoder without a classifier (config.json, model.safetensors, vocab.txt), with a token-type
+/// table (the classifiers have none).
+pub fn tiny_encoder(dir: &Path) {
+    let mut config = tiny_config(dir);
+    config.type_vocab_size = 2;
+    let device = student_arch::device::device("flex").unwrap();
+    let encoder = config.init_random(false, 13, &device).unwrap();
+    student_arch::save_pretrained(&encoder, dir).unwrap();
+}
+
+/// Writes the fixture's vocab.txt into `dir` and returns the tiny config that reads it.
+fn tiny_config(dir: &Path) -> student_arch::BertConfig {
+    let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    vocab.extend(words());
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    let mut config = student_arch::BertConfig::new(vocab.len(), 32, 2, 4, 64);
+    config.max_position_embeddings = 32;
+    config.type_vocab_size = 0;
+    config
+}
+
 /// A labelled CSV with columns `review` and `verdict`: `copies` of each fixture sentence per label.
 pub fn reviews_csv(path: &Path, copies: usize) {
     let mut text = String::from("review,verdict\n");

@@ -108,7 +108,7 @@ impl flags::Sensitivity {
     }
 }
 
-impl flags::Predict {
+impl crate::flags_apply::Predict {
     pub fn run(self) -> Result<()> {
         if self.batch_size == 0 {
             bail!("--batch-size 0: give at least 1 text per forward pass");
@@ -187,9 +187,9 @@ impl flags::Predict {
     }
 }
 
-impl flags::Export {
+impl crate::flags_apply::Export {
     pub fn run(self) -> Result<()> {
-        let flags::ExportFormat::Onnx = self.format;
+        let crate::flags_apply::ExportFormat::Onnx = self.format;
         let device = student_arch::device::device(&self.device.device)?;
         let report = pipeline::export_onnx(&self.model, &self.out, &device)?;
         eprintln!(

@@ -11,10 +11,10 @@ use student_arch::{BertConfig, HiddenAct};
 use crate::embedding::embedding;
 use crate::error::{ExportError, Result};
 use crate::graph::{attr_float, attr_int, attr_ints, value_info, Dim, Graph};
+use crate::head::{Exported, Head, MatrixExport, Pooling};
 use crate::linear::linear;
 use crate::proto::tensor_proto::DataType;
 use crate::tensors::Tensors;
-use crate::{Exported, Head, MatrixExport, Pooling};
 
 /// The additive mask at padded keys (`student_arch::model::MASKED_SCORE`).
 const MASKED_SCORE: f32 = -1e4;

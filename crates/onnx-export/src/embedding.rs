@@ -5,9 +5,9 @@
 
 use crate::error::Result;
 use crate::graph::{attr_int, Graph};
+use crate::head::MatrixExport;
 use crate::proto::tensor_proto::DataType;
 use crate::tensors::{Tensors, Weight};
-use crate::MatrixExport;
 
 /// Rows `indices` of the table `name` (`[rows, width]`); the result has rank `rank` (`indices`' rank + 1).
 pub fn embedding(

@@ -13,8 +13,8 @@
 
 use crate::error::{ExportError, Result};
 use crate::graph::{attr_int, Graph, MS_DOMAIN};
+use crate::head::MatrixExport;
 use crate::tensors::{Tensors, Weight};
-use crate::MatrixExport;
 use quant::QuantizedTensor;
 
 /// `x·Wᵀ + b` for the layer `prefix` (`prefix.weight` `[out, in]`, `prefix.bias` `[out]`); returns `y`'s name.

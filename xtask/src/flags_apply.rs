@@ -1,0 +1,69 @@
+//! The flags of the commands that apply a finished model, `predict` and `export`, and the device flag that every
+//! command running a model shares.
+
+use std::path::PathBuf;
+
+/// The device flag, shared by every command that runs a model.
+#[derive(clap::Args, Debug)]
+pub struct DeviceFlag {
+    /// Device among those compiled in (flex, ndarray, wgpu, tch).
+    #[arg(long, default_value_t = student_arch::device::default_device_name().to_string())]
+    pub device: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Predict {
+    /// A classifier directory: written by distill (teacher/, student/) or by quantize.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A CSV, TSV or JSONL file to read the texts from (default: stdin, one text per line).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// The text column of --input or --dataset.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Score a labelled dataset's split instead (rotten-tomatoes, bbc-news, or a file): each line then also
+    /// carries the row's `text` and its `gold` label.
+    #[arg(long, conflicts_with = "input")]
+    pub dataset: Option<String>,
+    /// The label column of --dataset.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// The split of --dataset: test (the one the model's training run held out) or all.
+    #[arg(long, default_value = "test")]
+    pub split: pipeline::EvalSplit,
+    /// Seed of --dataset's split when the model does not record its own.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Texts per forward pass; each batch's lines are printed as soon as it is scored.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// integer (a quantized directory's kernels; the default for one) or dequantized.
+    #[arg(long)]
+    pub engine: Option<pipeline::Engine>,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+/// Formats `export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// ONNX (opset 17, or 21 for blocked 8-bit groups; 4-bit matrices as com.microsoft.MatMulNBits).
+    Onnx,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Export {
+    /// A model directory: a classifier that distill, prune-vocab, quantize or compress wrote, a Hugging Face
+    /// BertForSequenceClassification, or a plain encoder (exported as sentence embeddings).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The format to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    pub format: ExportFormat,
+    /// Output directory (new, or one an earlier export wrote).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}

@@ -187,29 +187,6 @@ impl crate::flags_apply::Predict {
     }
 }
 
-impl crate::flags_apply::Export {
-    pub fn run(self) -> Result<()> {
-        let crate::flags_apply::ExportFormat::Onnx = self.format;
-        let device = student_arch::device::device(&self.device.device)?;
-        let report = pipeline::export_onnx(&self.model, &self.out, &device)?;
-        eprintln!(
-            "export: {} ({}) → {} ({:.2} MB; weights in the source {:.2} MB){}",
-            report.source,
-            report.kind,
-            self.out.join(pipeline::ONNX_FILE).display(),
-            report.onnx_bytes as f64 / 1e6,
-            report.source_weights_bytes as f64 / 1e6,
-            if report.size_note.is_empty() {
-                String::new()
-            } else {
-                format!("\n{}", report.size_note)
-            }
-        );
-        println!("{}", self.out.display());
-        Ok(())
-    }
-}
-
 impl flags::PruneVocab {
     pub fn run(self) -> Result<()> {
         let device = student_arch::device::device(&self.device.device)?;

@@ -64,6 +64,26 @@ pub struct Export {
     /// Output directory (new, or one an earlier export wrote).
     #[arg(long)]
     pub out: PathBuf,
+    /// Check the export in ONNX Runtime on this labelled dataset's split (needs python3 with onnx, onnxruntime,
+    /// tokenizers): ONNX Runtime against each of our engines, written to onnx_check.json with the command,
+    /// commit, CPU and date.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// The text column of --dataset.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// The label column of --dataset.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// The split of --dataset: test (the one the model's training run held out) or all.
+    #[arg(long, default_value = "test")]
+    pub split: pipeline::EvalSplit,
+    /// Seed of --dataset's split when the model does not record its own.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The Python that runs scripts/check_onnx.py.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
     #[command(flatten)]
     pub device: DeviceFlag,
 }

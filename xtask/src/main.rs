@@ -11,6 +11,7 @@ mod bench;
 mod ci;
 mod compress;
 mod distill;
+mod export;
 mod features;
 mod fetch;
 mod flags;

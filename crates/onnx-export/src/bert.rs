@@ -88,7 +88,9 @@ pub fn export(
 fn check_config(config: &BertConfig) -> Result<()> {
     if config.hidden_size == 0
         || config.num_attention_heads == 0
-        || config.hidden_size % config.num_attention_heads != 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
     {
         return Err(ExportError::Unsupported {
             what: "config.json".into(),

@@ -81,7 +81,9 @@ fn nbits_block(q: &QuantizedTensor) -> Option<usize> {
     {
         return None;
     }
-    [128, 64, 32, 16].into_iter().find(|b| q.group[1] % b == 0)
+    [128, 64, 32, 16]
+        .into_iter()
+        .find(|b| q.group[1].is_multiple_of(*b))
 }
 
 /// `com.microsoft.MatMulNBits(x, B, scales, zero_points)` with B `[N = out, K / block, block / 2]`.
@@ -138,6 +140,47 @@ fn matmul_nbits(
     Ok(g.op_in(MS_DOMAIN, "MatMulNBits", &refs, attrs))
 }
 
+/// Where `DequantizeLinear`'s scales (and zero points) lie for the transposed `[in, out]` codes of `q`.
+struct ScaleLayout {
+    /// The scales' shape: `[]` per tensor, `[out]` or `[in]` per channel, `[in / block, out]` blocked.
+    dims: Vec<usize>,
+    /// `DequantizeLinear`'s `axis` (none per tensor).
+    axis: Option<i64>,
+    /// `DequantizeLinear`'s `block_size` (opset 21), when blocked.
+    block: Option<usize>,
+    /// For each scale, an element `(row, col)` of the `[out, in]` matrix whose group it is.
+    pick: Vec<(usize, usize)>,
+    /// The layout in words, for the report.
+    kind: String,
+}
+
+fn scale_layout(q: &QuantizedTensor) -> ScaleLayout {
+    let [rows, cols] = q.shape;
+    let [gr, gc] = q.group;
+    let layout = |dims, axis, block, pick, kind: &str| ScaleLayout {
+        dims,
+        axis,
+        block,
+        pick,
+        kind: kind.to_string(),
+    };
+    if gr == rows && gc == cols {
+        layout(vec![], None, None, vec![(0, 0)], "per tensor")
+    } else if gc == cols {
+        let pick = (0..rows).map(|r| (r, 0)).collect();
+        layout(vec![rows], Some(1), None, pick, "per output channel")
+    } else if gr == rows {
+        let pick = (0..cols).map(|c| (0, c)).collect();
+        layout(vec![cols], Some(0), None, pick, "per input channel")
+    } else {
+        let pick = (0..cols / gc)
+            .flat_map(|b| (0..rows).map(move |r| (r, b * gc)))
+            .collect();
+        let kind = format!("blocked by {gc} inputs");
+        layout(vec![cols / gc, rows], Some(0), Some(gc), pick, &kind)
+    }
+}
+
 /// `MatMul(x, DequantizeLinear(Wᵀ codes, scales, zero points))`, per tensor, per channel or blocked.
 fn dequantize_matmul(
     g: &mut Graph,
@@ -146,7 +189,6 @@ fn dequantize_matmul(
     x: &str,
 ) -> Result<(String, String)> {
     let [rows, cols] = q.shape;
-    let [gr, gc] = q.group;
     let codes = q.signed_codes();
     // The codes transposed to [in = cols, out = rows]; asymmetric ones back to unsigned with their zero point.
     let mut zp_of = vec![0i32; rows * cols];
@@ -161,43 +203,13 @@ fn dequantize_matmul(
             codes[r * cols + c] + zp_of[r * cols + c]
         })
         .collect();
-    // Scale (and zero point) layout of the transposed matrix, per group shape.
-    let (scale_dims, axis, block, pick, kind): (
-        Vec<usize>,
-        Option<i64>,
-        Option<usize>,
-        Vec<(usize, usize)>,
-        String,
-    ) = if gr == rows && gc == cols {
-        (vec![], None, None, vec![(0, 0)], "per tensor".into())
-    } else if gc == cols {
-        (
-            vec![rows],
-            Some(1),
-            None,
-            (0..rows).map(|r| (r, 0)).collect(),
-            "per output channel".into(),
-        )
-    } else if gr == rows {
-        (
-            vec![cols],
-            Some(0),
-            None,
-            (0..cols).map(|c| (0, c)).collect(),
-            "per input channel".into(),
-        )
-    } else {
-        let pick = (0..cols / gc)
-            .flat_map(|b| (0..rows).map(move |r| (r, b * gc)))
-            .collect();
-        (
-            vec![cols / gc, rows],
-            Some(0),
-            Some(gc),
-            pick,
-            format!("blocked by {gc} inputs"),
-        )
-    };
+    let ScaleLayout {
+        dims: scale_dims,
+        axis,
+        block,
+        pick,
+        kind,
+    } = scale_layout(q);
     let scales: Vec<f32> = pick
         .iter()
         .map(|&(r, c)| q.scales[q.group_of(r, c)].to_f32())

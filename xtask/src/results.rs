@@ -109,8 +109,24 @@ fn load_suite(records: &Path, name: &str) -> Result<pipeline::SuiteReport> {
     serde_json::from_str(&text).with_context(|| format!("{} is not a suite record", path.display()))
 }
 
-/// The Markdown of the records `names` (ends with a newline).
+fn load_onnx_check(records: &Path, name: &str) -> Result<pipeline::OnnxCheckRecord> {
+    let path = records.join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the record {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an ONNX check record", path.display()))
+}
+
+/// The Markdown of the records `names` (ends with a newline): `onnx-*` records (`export --dataset`) as one
+/// table, suite records alone or side by side.
 fn render(names: &[&str], records: &Path) -> Result<String> {
+    if names.iter().all(|n| n.starts_with("onnx-")) {
+        let checks = names
+            .iter()
+            .map(|n| Ok((n.to_string(), load_onnx_check(records, n)?)))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(pipeline::onnx_check_markdown(&checks));
+    }
     let suites = names
         .iter()
         .map(|n| load_suite(records, n))

@@ -29,7 +29,7 @@ use pipeline::step::{
 };
 use pipeline::{SequenceClassifier, StageConfig};
 use quant::encoder::QuantEncoder;
-use quant::{quantize_tensors, QuantPlan};
+use quant::{quantize_tensors, NamedTensors, QuantPlan};
 use serde::{Deserialize, Serialize};
 use student_arch::pooling::mean_pool;
 use student_arch::weights::named_tensors;
@@ -301,6 +301,17 @@ pub fn run_backend(
 
 /// The 3-layer student's inference on `quant`'s integer kernels, 8-bit and 4-bit weights (per-head groups, the
 /// `quantize` default), with 8-bit activations: backends `int8` and `int4`.
+/// The student that the `student_forward` workloads time (the default half-depth student of `teacher`): its
+/// config and its tensors under Hugging Face names.
+pub fn bench_student(teacher: &BertModel) -> Result<(BertConfig, NamedTensors), String> {
+    let student = StudentSpec::default()
+        .build(teacher, &Device::flex())
+        .map_err(|e| e.to_string())?;
+    let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
+    let config = BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
+    Ok((config, tensors))
+}
+
 pub fn run_quantized(
     teacher: &BertModel,
     config: &SuiteConfig,
@@ -310,12 +321,7 @@ pub fn run_quantized(
     if !config.wants("student_forward") {
         return Ok(out);
     }
-    let student = StudentSpec::default()
-        .build(teacher, &Device::flex())
-        .map_err(|e| e.to_string())?;
-    let tensors = named_tensors(&student).map_err(|e| e.to_string())?;
-    let student_config =
-        BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
+    let (student_config, tensors) = bench_student(teacher)?;
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;

@@ -21,6 +21,9 @@ struct BenchReport {
     threads: usize,
     command: String,
     torch: Option<String>,
+    /// ONNX Runtime's version, when it timed our exported student (`scripts/bench_onnx.py`).
+    #[serde(default)]
+    onnxruntime: Option<String>,
     python_skipped: Option<String>,
     measurements: Vec<Measurement>,
 }
@@ -140,8 +143,23 @@ pub fn bench(args: flags::Bench) -> Result<()> {
             }
         }
     };
+    let onnxruntime = if args.no_python || !wanted.iter().any(|w| w == "quant") {
+        None
+    } else {
+        match onnx_side(&args, &teacher_dir, &config) {
+            Ok((version, m)) => {
+                measurements.extend(m);
+                Some(version)
+            }
+            Err(why) => {
+                eprintln!("bench: ONNX Runtime side skipped: {why}");
+                None
+            }
+        }
+    };
     let report = BenchReport {
         date: today(),
+        onnxruntime,
         cpu,
         threads: args.threads,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -203,6 +221,86 @@ fn python_side(
     let r: PyReport = serde_json::from_str(line)
         .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
     Ok((r.torch, r.measurements))
+}
+
+/// Exports the `student_forward` student in f32, 8 and 4 bits with our ONNX writer into `out/onnx/` and times
+/// each in ONNX Runtime with `scripts/bench_onnx.py`, beside ONNX Runtime's dynamic int8 quantization of the f32
+/// file; `Err` says why the side was skipped.
+fn onnx_side(
+    args: &flags::Bench,
+    teacher_dir: &Path,
+    config: &SuiteConfig,
+) -> std::result::Result<(String, Vec<Measurement>), String> {
+    if !config.only.is_empty() && !config.only.iter().any(|o| o == "student_forward") {
+        return Err("--only leaves out student_forward".into());
+    }
+    let probe = Command::new(&args.python)
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .map_err(|e| format!("{} not runnable ({e})", args.python))?;
+    if !probe.status.success() {
+        return Err("onnx or onnxruntime not installed (pip install onnx onnxruntime)".into());
+    }
+    let (teacher, _) = student_arch::load_pretrained(teacher_dir, &burn::tensor::Device::flex())
+        .map_err(|e| e.to_string())?;
+    let (student, tensors) = benches::suite::bench_student(&teacher)?;
+    let dir = args.out.join("onnx");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let head = onnx_export::Head::Embedding { normalize: false };
+    let mut models = vec![];
+    for bits in [32u32, 8, 4] {
+        let quantized;
+        let source = if bits == 32 {
+            onnx_export::Tensors::dense(&tensors)
+        } else {
+            let plan = quant::QuantPlan::uniform(student.num_hidden_layers, bits);
+            quantized =
+                quant::quantize_tensors(&tensors, &student, &plan).map_err(|e| e.to_string())?;
+            onnx_export::Tensors::quantized(&quantized)
+        };
+        let exported =
+            onnx_export::export(&student, source, head, vec![]).map_err(|e| e.to_string())?;
+        let name = if bits == 32 {
+            "fp32".to_string()
+        } else {
+            format!("int{bits}")
+        };
+        let path = dir.join(format!("student_{name}.onnx"));
+        student_arch::io::write_atomic(&path, &exported.to_bytes()).map_err(|e| e.to_string())?;
+        models.push(format!("ort_export_{name}={}", path.display()));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_onnx.py");
+    eprintln!(
+        "bench: ONNX Runtime side: {} {}",
+        args.python,
+        script.display()
+    );
+    let threads = args.threads.to_string();
+    let output = Command::new(&args.python)
+        .arg(&script)
+        .args(models.iter().flat_map(|m| ["--model", m.as_str()]))
+        .args(["--dynamic-int8-of", "ort_export_fp32"])
+        .args(["--vocab", &teacher.config.vocab_size.to_string()])
+        .args(["--threads", &threads, "--runs", &args.runs.to_string()])
+        .args(["--budget-s", &args.budget_s.to_string()])
+        .args(["--work-dir", &dir.display().to_string()])
+        .env("OMP_NUM_THREADS", &threads)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed ({})", script.display(), output.status));
+    }
+    #[derive(serde::Deserialize)]
+    struct PyReport {
+        onnxruntime: String,
+        measurements: Vec<Measurement>,
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let r: PyReport = serde_json::from_str(line)
+        .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
+    Ok((r.onnxruntime, r.measurements))
 }
 
 fn today() -> String {
@@ -293,7 +391,7 @@ fn markdown(r: &BenchReport) -> String {
             s += " – |\n";
         }
     }
-    s + &compressed_table(r)
+    s + &compressed_table(r) + &onnx_table(r)
 }
 
 /// Issue 17's comparison: the quantized student (ours, `int8`/`int4`) against the fp32 teacher in PyTorch and
@@ -351,6 +449,49 @@ fn compressed_table(r: &BenchReport) -> String {
     s
 }
 
+/// Issue 28/30's comparison: ONNX Runtime running the student as our writer exports it (f32; 8-bit as
+/// DequantizeLinear → MatMul; 4-bit as MatMulNBits) beside our engines, and ONNX Runtime's own dynamic int8
+/// quantization of the f32 export. Empty when ONNX Runtime did not run.
+fn onnx_table(r: &BenchReport) -> String {
+    let Some(version) = &r.onnxruntime else {
+        return String::new();
+    };
+    let at = |size: &str, backend: &str| {
+        r.measurements
+            .iter()
+            .find(|m| m.op == "student_forward" && m.size == size && m.backend == backend)
+            .map(|m| m.median_ms)
+    };
+    let mut s = format!(
+        "\n### The student on ONNX Runtime {version}, from our ONNX export\n\nMedians in ms of the student's forward \
+         pass (last hidden states). `ours ÷ ORT`: our time over ONNX Runtime's on the same bits (below 1: ours is \
+         faster). `ORT dynamic int8`: `onnxruntime.quantization.quantize_dynamic` of our f32 export.\n\n\
+         | tokens | fp32 flex | fp32 ORT | ours ÷ ORT | int8 ours | int8 ORT | ours ÷ ORT | int4 ours | int4 ORT \
+         (MatMulNBits) | ours ÷ ORT | ORT dynamic int8 | int8 ours ÷ ORT dynamic |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for size in ["b1s64", "b32s64"] {
+        let cell = |v: Option<f64>| v.map_or(" – |".to_string(), |v| format!(" {} |", fmt_ms(v)));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!(" {:.2} |", a / b),
+            _ => " – |".to_string(),
+        };
+        s += &format!("| {size} |");
+        for (ours, theirs) in [
+            ("flex", "ort_export_fp32"),
+            ("int8", "ort_export_int8"),
+            ("int4", "ort_export_int4"),
+        ] {
+            s += &cell(at(size, ours));
+            s += &cell(at(size, theirs));
+            s += &ratio(at(size, ours), at(size, theirs));
+        }
+        s += &cell(at(size, "ort_dynamic_int8"));
+        s += &ratio(at(size, "int8"), at(size, "ort_dynamic_int8"));
+        s += "\n";
+    }
+    s
+}
+
 fn fmt_ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -373,6 +514,7 @@ mod tests {
     fn table_has_ratios_against_torch_and_dashes_for_missing() {
         let r = BenchReport {
             date: "2026-11-30".into(),
+            onnxruntime: None,
             cpu: CpuInfo {
                 model: "X".into(),
                 cores: 2,

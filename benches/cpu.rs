@@ -1,17 +1,17 @@
 //! The machine a figure was measured on: the CPU's model and the vector extensions our kernels and Burn's can
 //! use. Machines differ from session to session, so every benchmark table names them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The CPU, as `/proc/cpuinfo` and the run-time feature checks see it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CpuInfo {
     /// e.g. `AMD EPYC 9R14 96-Core Processor`; `unknown` where the OS does not say.
     pub model: String,
     /// Logical cores this process may use.
     pub cores: usize,
     /// The vector extensions present, of AVX2, FMA, AVX-512F, AVX-512 VNNI, AVX-VNNI, in that order.
-    pub extensions: Vec<&'static str>,
+    pub extensions: Vec<String>,
 }
 
 impl CpuInfo {
@@ -24,7 +24,7 @@ impl CpuInfo {
         Self {
             model,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
-            extensions: extensions(),
+            extensions: extensions().into_iter().map(String::from).collect(),
         }
     }
 
@@ -92,7 +92,7 @@ mod tests {
         let cpu = CpuInfo {
             model: "X".into(),
             cores: 2,
-            extensions: vec!["AVX2", "FMA"],
+            extensions: vec!["AVX2".into(), "FMA".into()],
         };
         assert_eq!(cpu.summary(), "X (2 cores; AVX2, FMA)");
         let bare = CpuInfo {

@@ -12,10 +12,14 @@ use benches::cpu::CpuInfo;
 use benches::suite::{run_backend, run_quantized, Measurement, SuiteConfig};
 
 use crate::flags;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
-struct BenchReport {
+/// What `bench.json` holds; a copy under `docs/records/bench-*.json` is rendered by `cargo xtask results`.
+#[derive(Serialize, Deserialize)]
+pub struct BenchReport {
+    /// The command, commit, CPU and date (absent in files written before it was recorded).
+    #[serde(default)]
+    provenance: Option<pipeline::Provenance>,
     date: String,
     cpu: CpuInfo,
     threads: usize,
@@ -146,18 +150,10 @@ pub fn bench(args: flags::Bench) -> Result<()> {
     let onnxruntime = if args.no_python || !wanted.iter().any(|w| w == "quant") {
         None
     } else {
-        match onnx_side(&args, &teacher_dir, &config) {
-            Ok((version, m)) => {
-                measurements.extend(m);
-                Some(version)
-            }
-            Err(why) => {
-                eprintln!("bench: ONNX Runtime side skipped: {why}");
-                None
-            }
-        }
+        onnx_side_or_skip(&args, &teacher_dir, &config, &mut measurements)
     };
     let report = BenchReport {
+        provenance: Some(crate::root::provenance()),
         date: today(),
         onnxruntime,
         cpu,
@@ -221,6 +217,26 @@ fn python_side(
     let r: PyReport = serde_json::from_str(line)
         .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
     Ok((r.torch, r.measurements))
+}
+
+/// [`onnx_side`]'s measurements appended to `measurements`, and ONNX Runtime's version; `None` (with the reason
+/// printed) when it was skipped.
+fn onnx_side_or_skip(
+    args: &flags::Bench,
+    teacher_dir: &Path,
+    config: &SuiteConfig,
+    measurements: &mut Vec<Measurement>,
+) -> Option<String> {
+    match onnx_side(args, teacher_dir, config) {
+        Ok((version, m)) => {
+            measurements.extend(m);
+            Some(version)
+        }
+        Err(why) => {
+            eprintln!("bench: ONNX Runtime side skipped: {why}");
+            None
+        }
+    }
 }
 
 /// Exports the `student_forward` student in f32, 8 and 4 bits with our ONNX writer into `out/onnx/` and times
@@ -312,7 +328,8 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
-fn markdown(r: &BenchReport) -> String {
+/// The tables of a bench report.
+pub fn markdown(r: &BenchReport) -> String {
     let mut backends: Vec<&str> = Vec::new();
     for m in &r.measurements {
         if !backends.contains(&m.backend.as_str()) {
@@ -341,6 +358,9 @@ fn markdown(r: &BenchReport) -> String {
         r.date,
         r.command
     );
+    if let Some(p) = &r.provenance {
+        s += &format!("Run `{}` at commit {} ({}).\n", p.command, p.commit, p.date);
+    }
     match (&r.torch, &r.python_skipped) {
         (Some(v), _) => s += &format!("PyTorch {v} (`scripts/bench_torch.py`).\n"),
         (None, Some(why)) => s += &format!("PyTorch side skipped: {why}.\n"),
@@ -513,12 +533,13 @@ mod tests {
     #[test]
     fn table_has_ratios_against_torch_and_dashes_for_missing() {
         let r = BenchReport {
+            provenance: None,
             date: "2026-11-30".into(),
             onnxruntime: None,
             cpu: CpuInfo {
                 model: "X".into(),
                 cores: 2,
-                extensions: vec!["AVX2"],
+                extensions: vec!["AVX2".into()],
             },
             threads: 2,
             command: "cargo xtask bench".into(),

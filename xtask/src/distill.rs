@@ -87,7 +87,14 @@ impl flags::Compress {
             qat_epochs: self.qat_epochs,
             from_run: self.from_run,
         };
-        let report = pipeline::compress_all(&config, &options)?;
+        let provenance = crate::root::provenance();
+        let mut report = pipeline::compress_all(&config, &options)?;
+        // The report names the run that produced it, so that a copy under docs/records/ is a record.
+        report.provenance = Some(provenance);
+        student_arch::io::write_atomic(
+            &self.out.join("compress_report.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
         println!("{}", pipeline::compress_markdown(&report));
         println!("{}", self.out.join("compress_report.json").display());
         Ok(())

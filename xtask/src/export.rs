@@ -57,7 +57,7 @@ impl Export {
                 self.model.display()
             );
         }
-        let provenance = crate::suite::provenance();
+        let provenance = crate::root::provenance();
         let quantized = report.kind == "quantized classifier";
         let engines: &[(pipeline::Engine, &str)] = if quantized {
             &[
@@ -145,7 +145,7 @@ impl Export {
     }
 
     fn run_check_script(&self, reference: &Path) -> Result<serde_json::Value> {
-        let script = crate::workspace_root().join("scripts/check_onnx.py");
+        let script = crate::root::workspace_root().join("scripts/check_onnx.py");
         let out = Command::new(&self.python)
             .arg(&script)
             .args(["--export", &self.out.display().to_string()])

@@ -2,8 +2,6 @@
 //! per command turns them into the library crates' options, so that everything it does can be done from Rust by
 //! depending on them.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Parser;
 
@@ -20,9 +18,11 @@ mod flags_suite;
 mod fuzz;
 mod layout;
 mod results;
+mod root;
 mod suite;
 
 use flags::{Cli, Cmd};
+pub use root::workspace_root;
 
 /// glibc hands every allocation above its mmap threshold back to the OS when it is freed, so each tensor of a
 /// forward or backward pass page-faults fresh zeroed memory in again: 8% of the teacher's forward pass in
@@ -61,9 +61,4 @@ fn main() -> Result<()> {
         Cmd::Ci(args) => args.run()?,
     }
     Ok(())
-}
-
-/// The workspace root (xtask's parent directory).
-fn workspace_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -120,6 +120,33 @@ fn load_onnx_check(records: &Path, name: &str) -> Result<pipeline::OnnxCheckReco
 /// The Markdown of the records `names` (ends with a newline): `onnx-*` records (`export --dataset`) as one
 /// table, suite records alone or side by side.
 fn render(names: &[&str], records: &Path) -> Result<String> {
+    if let [name] = names {
+        if name.starts_with("bench-") {
+            let path = records.join(format!("{name}.json"));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the record {}", path.display()))?;
+            let report: crate::bench::BenchReport = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a bench record", path.display()))?;
+            return Ok(format!(
+                "{}\nRecord: `docs/records/{name}.json`.\n",
+                crate::bench::markdown(&report)
+            ));
+        }
+    }
+    if names.iter().all(|n| n.starts_with("compress-")) {
+        let reports = names
+            .iter()
+            .map(|n| {
+                let path = records.join(format!("{n}.json"));
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the record {}", path.display()))?;
+                let r: pipeline::CompressReport = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a compress record", path.display()))?;
+                Ok((n.to_string(), r))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(pipeline::compress_records_markdown(&reports));
+    }
     if names.iter().all(|n| n.starts_with("onnx-")) {
         let checks = names
             .iter()

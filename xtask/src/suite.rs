@@ -1,6 +1,5 @@
 //! `cargo xtask suite`: flags onto a recipe and [`pipeline::SuiteOptions`], then [`pipeline::run_suite`].
 
-use std::process::Command;
 
 use anyhow::Result;
 
@@ -44,7 +43,7 @@ impl flags_suite::Suite {
             quick: self.quick,
             recipe,
             teachers_from: self.teachers_from,
-            provenance: provenance(),
+            provenance: crate::root::provenance(),
             record_only: self.record_only,
         };
         let options = run_options(&self.out, &self.device, true, None)?;
@@ -53,31 +52,4 @@ impl flags_suite::Suite {
         println!("{}", self.out.join("suite.json").display());
         Ok(())
     }
-}
-
-/// This command line, the commit it runs at (`+dirty` with uncommitted changes), the CPU and today's date.
-pub fn provenance() -> pipeline::Provenance {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .current_dir(crate::workspace_root())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = match git(&["rev-parse", "--short=10", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c}+dirty")
-            } else {
-                c
-            }
-        }
-        None => "unknown (not a git checkout)".into(),
-    };
-    pipeline::Provenance::now(format!("cargo xtask {}", args.join(" ")), commit)
 }

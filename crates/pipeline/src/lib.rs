@@ -52,7 +52,8 @@ pub use classifier::{
     CLASSIFIER_FILE, MEAN_MODELING_FILE, MEAN_MODEL_TYPE,
 };
 pub use compress::chain::{
-    compress_all, compress_markdown, CompressConfig, CompressReport, CompressRow,
+    compress_all, compress_markdown, compress_records_markdown, CompressConfig, CompressReport,
+    CompressRow,
 };
 pub use compress::prune::{prune_vocab, PruneOptions, PruneReport};
 pub use compress::qat::QatConfig;

@@ -76,6 +76,10 @@ pub struct CompressReport {
     pub threads: usize,
     /// One row per stage.
     pub rows: Vec<CompressRow>,
+    /// The command, commit, CPU and date of the run (set by `cargo xtask compress`; absent in reports written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::record::Provenance>,
 }
 
 /// Runs (or resumes) every step under `options.out_dir` and writes `compress_report.{json,md}`.
@@ -217,6 +221,7 @@ fn score_rows(
         });
     }
     Ok(CompressReport {
+        provenance: None,
         dataset: d.dataset.clone(),
         examples,
         device: options.device_name.clone(),
@@ -276,6 +281,54 @@ pub fn compress_markdown(r: &CompressReport) -> String {
         );
     }
     s
+}
+
+/// One table of several compress records (name, report): a row per task and stage, then each record's run.
+pub fn compress_records_markdown(records: &[(String, CompressReport)]) -> String {
+    let mut s = String::from(
+        "| task | stage | accuracy | of teacher | macro-F1 | MB | smaller than teacher | engine | ms 1×64 | ms 32×64 |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (_, r) in records {
+        for row in &r.rows {
+            s += &format!(
+                "| {} | {} | {:.4} | {:.1}% | {:.4} | {:.2} | {:.2}× | {} | {:.1} | {:.1} |\n",
+                r.dataset,
+                row.stage,
+                row.accuracy,
+                100.0 * row.of_teacher_accuracy,
+                row.macro_f1,
+                row.bytes as f64 / 1e6,
+                row.smaller_than_teacher,
+                row.engine,
+                row.latency_ms_b1,
+                row.latency_ms_b32
+            );
+        }
+    }
+    s += "\n";
+    for (name, r) in records {
+        let run = match &r.provenance {
+            Some(p) => format!(
+                "`{}` at commit {} on {}, {}",
+                p.command, p.commit, p.cpu, p.date
+            ),
+            None => "a run without provenance".into(),
+        };
+        s += &format!(
+            "`{name}`: {run}; {} test examples, latency medians on {} with {} threads, each model on the path that \
+             runs.\n\n",
+            r.examples, r.device, r.threads
+        );
+    }
+    s + &format!(
+        "Records: {}.\n",
+        records
+            .iter()
+            .map(|(n, _)| format!("`docs/records/{n}.json`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// `config` with the distillation settings of the finished run `run` (which must hold a report).

@@ -195,9 +195,7 @@ impl flags::GeneralFlags {
         if self.student_init.is_some() {
             c.student_init = self.student_init;
         }
-        if self.narrow_student {
-            c.narrow_student = Some(c.general.tinybert_student.clone());
-        }
+        self.shape.apply(self.narrow_student, c);
         Ok(())
     }
 }

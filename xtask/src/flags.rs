@@ -334,6 +334,8 @@ pub struct GeneralFlags {
     /// Task distillation of a randomly initialised student of TinyBERT's general shape (no general stage).
     #[arg(long)]
     pub narrow_student: bool,
+    #[command(flatten)]
+    pub shape: crate::flags_student::StudentShapeFlags,
 }
 
 #[derive(clap::Args, Debug)]

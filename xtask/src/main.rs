@@ -14,6 +14,7 @@ mod features;
 mod fetch;
 mod flags;
 mod flags_apply;
+mod flags_student;
 mod flags_suite;
 mod fuzz;
 mod layout;

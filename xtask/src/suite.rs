@@ -1,6 +1,5 @@
 //! `cargo xtask suite`: flags onto a recipe and [`pipeline::SuiteOptions`], then [`pipeline::run_suite`].
 
-
 use anyhow::Result;
 
 use crate::distill::{base_config, run_options};

@@ -117,7 +117,7 @@ pub fn tiny_encoder(dir: &Path) {
 }
 
 /// Writes the fixture's vocab.txt into `dir` and returns the tiny config that reads it.
-fn tiny_config(dir: &Path) -> student_arch::BertConfig {
+pub fn tiny_config(dir: &Path) -> student_arch::BertConfig {
     let mut vocab = vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
         .into_iter()
         .map(str::to_string)

@@ -54,12 +54,19 @@ impl flags::Quantize {
             resume: self.resume,
         };
         let device = student_arch::device::device(&self.device.device)?;
-        let report = pipeline::quantize(
+        let provenance = crate::root::provenance();
+        let mut report = pipeline::quantize(
             &self.model,
             &options,
             &self.out,
             &pipeline::cache_dir(),
             &device,
+        )?;
+        // The report names the run that produced it, so that a copy under docs/records/ is a record.
+        report.provenance = Some(provenance);
+        student_arch::io::write_atomic(
+            &self.out.join("quant_report.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
         println!("{}", pipeline::quantize_markdown(&report));
         println!("{}", self.out.join("quant_report.json").display());

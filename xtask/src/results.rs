@@ -102,74 +102,67 @@ fn marker_at_line_start(text: &str) -> Option<usize> {
     text.find(&format!("\n{OPEN}")).map(|i| i + 1)
 }
 
-fn load_suite(records: &Path, name: &str) -> Result<pipeline::SuiteReport> {
-    let path = records.join(format!("{name}.json"));
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading the record {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a suite record", path.display()))
-}
-
-fn load_onnx_check(records: &Path, name: &str) -> Result<pipeline::OnnxCheckRecord> {
+/// The record `docs/records/NAME.json` read as `T` (`what` names the kind in errors).
+fn load<T: serde::de::DeserializeOwned>(records: &Path, name: &str, what: &str) -> Result<T> {
     let path = records.join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the record {}", path.display()))?;
     serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an ONNX check record", path.display()))
+        .with_context(|| format!("{} is not a {what} record", path.display()))
 }
 
-/// The Markdown of the records `names` (ends with a newline): `onnx-*` records (`export --dataset`) as one
-/// table, suite records alone or side by side.
+/// Every record of `names` read as `T`, with its name.
+fn load_all<T: serde::de::DeserializeOwned>(
+    records: &Path,
+    names: &[&str],
+    what: &str,
+) -> Result<Vec<(String, T)>> {
+    names
+        .iter()
+        .map(|n| Ok((n.to_string(), load(records, n, what)?)))
+        .collect()
+}
+
+/// The Markdown of the records `names` (ends with a newline), by the kind their names begin with: `bench-` (one
+/// bench run), `compress-`, `quantize-` and `onnx-` (one table over several), else suite records alone or side
+/// by side.
 fn render(names: &[&str], records: &Path) -> Result<String> {
+    let all = |prefix: &str| names.iter().all(|n| n.starts_with(prefix));
     if let [name] = names {
         if name.starts_with("bench-") {
-            let path = records.join(format!("{name}.json"));
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the record {}", path.display()))?;
-            let report: crate::bench::BenchReport = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a bench record", path.display()))?;
+            let report: crate::bench::BenchReport = load(records, name, "bench")?;
             return Ok(format!(
                 "{}\nRecord: `docs/records/{name}.json`.\n",
                 crate::bench::markdown(&report)
             ));
         }
     }
-    if names.iter().all(|n| n.starts_with("compress-")) {
-        let reports = names
-            .iter()
-            .map(|n| {
-                let path = records.join(format!("{n}.json"));
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading the record {}", path.display()))?;
-                let r: pipeline::CompressReport = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a compress record", path.display()))?;
-                Ok((n.to_string(), r))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        return Ok(pipeline::compress_records_markdown(&reports));
+    if all("compress-") {
+        return Ok(pipeline::compress_records_markdown(&load_all(
+            records, names, "compress",
+        )?));
     }
-    if names.iter().all(|n| n.starts_with("onnx-")) {
-        let checks = names
-            .iter()
-            .map(|n| Ok((n.to_string(), load_onnx_check(records, n)?)))
-            .collect::<Result<Vec<_>>>()?;
-        return Ok(pipeline::onnx_check_markdown(&checks));
+    if all("quantize-") {
+        return Ok(pipeline::quantize_records_markdown(&load_all(
+            records, names, "quantize",
+        )?));
     }
-    let suites = names
-        .iter()
-        .map(|n| load_suite(records, n))
-        .collect::<Result<Vec<_>>>()?;
+    if all("onnx-") {
+        return Ok(pipeline::onnx_check_markdown(&load_all(
+            records,
+            names,
+            "ONNX check",
+        )?));
+    }
+    let suites: Vec<(String, pipeline::SuiteReport)> = load_all(records, names, "suite")?;
     Ok(match suites.as_slice() {
-        [one] => format!(
-            "{}\nRecord: `docs/records/{}.json`.\n",
-            pipeline::suite_markdown(one),
-            names[0]
+        [(name, one)] => format!(
+            "{}\nRecord: `docs/records/{name}.json`.\n",
+            pipeline::suite_markdown(one)
         ),
         many => {
-            let named: Vec<(String, &pipeline::SuiteReport)> = names
-                .iter()
-                .map(|n| n.to_string())
-                .zip(many.iter())
-                .collect();
+            let named: Vec<(String, &pipeline::SuiteReport)> =
+                many.iter().map(|(n, r)| (n.clone(), r)).collect();
             pipeline::suite_comparison_markdown(&named)
         }
     })

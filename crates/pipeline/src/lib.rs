@@ -58,7 +58,7 @@ pub use compress::chain::{
 pub use compress::prune::{prune_vocab, PruneOptions, PruneReport};
 pub use compress::qat::QatConfig;
 pub use compress::quantize::{quantize, QuantizeOptions};
-pub use compress::report::{quantize_markdown, QuantizeReport};
+pub use compress::report::{quantize_markdown, quantize_records_markdown, QuantizeReport};
 pub use compress::sensitivity::{
     measure_sensitivity, sensitivity_batches_path, sensitivity_partial_path, MeasureControl,
     SavedBatch, SensitivityOptions,

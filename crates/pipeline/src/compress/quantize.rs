@@ -289,6 +289,7 @@ pub fn quantize(
     let input = artifact_bytes(model_dir);
     let teacher_bytes = teacher_bytes(options.teacher.clone());
     let report = QuantizeReport {
+        provenance: None,
         model: model_dir.display().to_string(),
         out: out.display().to_string(),
         plan: q.plan.clone(),

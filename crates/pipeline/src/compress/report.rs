@@ -67,6 +67,9 @@ pub struct QuantizeReport {
     /// Quantization-aware fine-tuning, when it ran.
     #[serde(default)]
     pub qat: Option<QatSummary>,
+    /// The command, commit, CPU and date of the run (set by `cargo xtask quantize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::record::Provenance>,
 }
 
 /// What quantization-aware fine-tuning did.
@@ -166,4 +169,62 @@ pub fn quantize_markdown(r: &QuantizeReport) -> String {
         s += &format!("| {n} | {b} |\n");
     }
     s
+}
+
+/// One table of several quantize records (name, report) on the same model: a row per record and variant (the
+/// written model first, then the baselines at its budget), then each record's run.
+pub fn quantize_records_markdown(records: &[(String, QuantizeReport)]) -> String {
+    let mut s = String::from(
+        "| record | variant | bits per unit | avg bits | file MB | accuracy | Δ vs fp32 | dequantized f32 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, r) in records {
+        s += &format!(
+            "| `{name}` | fp32 | 32 | 32 | {:.2} | {:.4} | | |\n",
+            r.input_bytes as f64 / 1e6,
+            r.fp32_accuracy
+        );
+        for v in &r.variants {
+            s += &format!(
+                "| `{name}` | {} | {:?} | {:.3} | {:.2} | {:.4} ({}) | {:+.2} pt | {} |\n",
+                v.name,
+                v.bits,
+                v.avg_layer_bits,
+                v.file_bytes as f64 / 1e6,
+                v.accuracy,
+                v.engine,
+                100.0 * (v.accuracy - r.fp32_accuracy),
+                v.dequantized_accuracy
+                    .map_or("-".to_string(), |a| format!("{a:.4}"))
+            );
+        }
+    }
+    s += "\n";
+    for (name, r) in records {
+        let units: Vec<String> = r
+            .units
+            .iter()
+            .map(|u| format!("{} {:.3e}", u.name, u.score))
+            .collect();
+        let run = match &r.provenance {
+            Some(p) => format!(
+                "`{}` at commit {} on {}, {}",
+                p.command, p.commit, p.cpu, p.date
+            ),
+            None => "a run without provenance".into(),
+        };
+        s += &format!(
+            "`{name}`: {run}; {} test examples; units in the sensitivity report's order: {}.\n\n",
+            r.examples,
+            units.join(", ")
+        );
+    }
+    s + &format!(
+        "Records: {}.\n",
+        records
+            .iter()
+            .map(|(n, _)| format!("`docs/records/{n}.json`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: what CI runs. The feature and layout checks, the record tables (`results --check`), the teacher fetched once, then `cargo test` on
-//! the whole workspace with the teacher's directory in `BERT_COMPRESS_TEACHER`.
+//! the whole workspace with the teacher's directory in `BERT_COMPRESS_TEACHER`, the doctests, and a `cargo check`
+//! of the CUDA backend.
 
 use std::process::Command;
 
@@ -42,6 +43,16 @@ impl flags::Ci {
         let status = doc.status().context("running cargo test --doc")?;
         if !status.success() {
             bail!("cargo test --doc failed ({status})");
+        }
+        // The CUDA backend (`--features cuda`, `--device cuda`) is type-checked, never run here: no GPU. Its build
+        // script downloads an LLVM bundle from outside the package registries, which docs.rs-style builds skip
+        // (DOCS_RS), and `cargo check` links nothing.
+        let mut cuda = Command::new(&cargo);
+        cuda.args(["check", "-p", "xtask", "--features", "cuda"])
+            .env("DOCS_RS", "1");
+        let status = cuda.status().context("running cargo check --features cuda")?;
+        if !status.success() {
+            bail!("cargo check --features cuda failed ({status})");
         }
         Ok(())
     }

@@ -20,6 +20,9 @@ pub fn available_devices() -> Vec<&'static str> {
     if cfg!(feature = "wgpu") {
         names.push("wgpu");
     }
+    if cfg!(feature = "cuda") {
+        names.push("cuda");
+    }
     names
 }
 
@@ -27,7 +30,7 @@ pub fn available_devices() -> Vec<&'static str> {
 pub fn cpu_devices() -> Vec<(&'static str, Device)> {
     available_devices()
         .into_iter()
-        .filter(|n| *n != "wgpu")
+        .filter(|n| *n != "wgpu" && *n != "cuda")
         .filter_map(|n| device(n).ok().map(|d| (n, d)))
         .collect()
 }
@@ -39,7 +42,7 @@ pub fn default_device_name() -> &'static str {
 }
 
 /// The device called `name`: `flex`, `ndarray`, `tch` (LibTorch on the CPU), `tch-cuda` (LibTorch on the
-/// first CUDA GPU) or `wgpu`.
+/// first CUDA GPU), `wgpu` or `cuda` (Burn's CubeCL CUDA backend on the first NVIDIA GPU).
 pub fn device(name: &str) -> Result<Device> {
     #[allow(unused_variables)]
     let unavailable = |feature: &str| {
@@ -85,6 +88,12 @@ pub fn device(name: &str) -> Result<Device> {
             return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
             #[allow(unreachable_code)]
             Err(unavailable("wgpu"))
+        }
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            return Ok(Device::cuda(0));
+            #[allow(unreachable_code)]
+            Err(unavailable("cuda"))
         }
         other => Err(ArchError::Device {
             name: other.to_string(),

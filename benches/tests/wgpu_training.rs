@@ -164,7 +164,9 @@ fn a_hessian_vector_product_on_wgpu_matches_flex() {
     let hvp = |device: &Device| -> Vec<f64> {
         let ad = device.clone().autodiff();
         let encoder = tiny_config().init_random(false, 3, device).unwrap();
-        let model = SequenceClassifier::new(encoder, 2, 5, device).fork(&ad).train();
+        let model = SequenceClassifier::new(encoder, 2, 5, device)
+            .fork(&ad)
+            .train();
         let params = parameters(&model);
         let block = bert_blocks(&params, "encoder", 4, BlockGranularity::Layer).unwrap()[1]
             .resolve(&params)

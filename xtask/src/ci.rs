@@ -50,7 +50,9 @@ impl flags::Ci {
         let mut cuda = Command::new(&cargo);
         cuda.args(["check", "-p", "xtask", "--features", "cuda"])
             .env("DOCS_RS", "1");
-        let status = cuda.status().context("running cargo check --features cuda")?;
+        let status = cuda
+            .status()
+            .context("running cargo check --features cuda")?;
         if !status.success() {
             bail!("cargo check --features cuda failed ({status})");
         }

@@ -3,8 +3,8 @@
 //!
 //! - a full-precision classifier, mean-pooled and [CLS] + pooler: probabilities within 1e-4 of `predict`;
 //! - quantized classifiers, 4-bit per head (Q/K/V as MatMulNBits, the output projection's 8-wide head groups as
-//!   DequantizeLinear per input channel) and 8-bit asymmetric blocks of 32 (blocked DequantizeLinear, opset
-//!   21): within 1e-4 of `predict --engine dequantized` (the export holds exactly the dequantized weights), and
+//!   DequantizeLinear per input channel, the embeddings as GatherBlockQuantized) and 8-bit asymmetric blocks of 32
+//!   (blocked DequantizeLinear, opset 21; embeddings gathered as bytes, then scaled): within 1e-4 of `predict --engine dequantized` (the export holds exactly the dequantized weights), and
 //!   within 0.02 of `predict` on the integer kernels, whose 8-bit activations round each 32-block to 1/254 of
 //!   its largest value (the logits of this model move by far less than the 0.08 that 0.02 in probability
 //!   allows);
@@ -260,8 +260,15 @@ fn quantized_classifiers_keep_their_bits_and_match_both_engines() {
                 representation(&report, "encoder.layer.0.output.dense.weight")
                     .contains("blocked by 32")
             );
+            assert!(representation(&report, "embeddings.word_embeddings.weight")
+                .contains("Gather then scale"));
         } else {
             assert_eq!(report["contrib_ops"], true);
+            // 4-bit embedding tables stay packed, two codes a byte.
+            assert_eq!(
+                representation(&report, "embeddings.word_embeddings.weight"),
+                "4-bit codes packed, GatherBlockQuantized, block 32"
+            );
         }
         let exact = check(&s, &out, &predict(&quantized, Some("dequantized")), 1e-4);
         assert_eq!(exact["label_agreement"], 1.0);

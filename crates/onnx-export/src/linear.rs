@@ -70,7 +70,7 @@ fn transpose(w: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
 
 /// The `MatMulNBits` block that represents `q` exactly: codes of at most 4 bits (asymmetric zero points within
 /// 0..=15) and a group width that a power-of-two block of 16 to 128 divides.
-fn nbits_block(q: &QuantizedTensor) -> Option<usize> {
+pub(crate) fn nbits_block(q: &QuantizedTensor) -> Option<usize> {
     if q.spec.bits > 4 {
         return None;
     }

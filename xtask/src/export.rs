@@ -14,7 +14,7 @@ impl Export {
     pub fn run(self) -> Result<()> {
         let ExportFormat::Onnx = self.format;
         let device = student_arch::device::device(&self.device.device)?;
-        let report = pipeline::export_onnx(&self.model, &self.out, &device)?;
+        let report = pipeline::export_onnx(&self.model, &self.out, self.matmul.into(), &device)?;
         eprintln!(
             "export: {} ({}) → {} ({:.2} MB; weights in the source {:.2} MB){}",
             report.source,

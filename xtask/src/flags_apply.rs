@@ -48,8 +48,26 @@ pub struct Predict {
 /// Formats `export` writes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportFormat {
-    /// ONNX (opset 17, or 21 for blocked 8-bit groups; 4-bit matrices as com.microsoft.MatMulNBits).
+    /// ONNX (opset 17; 18 for integer matrices, 21 for blocked 8-bit groups; com.microsoft contrib operators).
     Onnx,
+}
+
+/// How a quantized model's matrices compute in an ONNX export.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnnxMatmul {
+    /// As predict's integer engine: per-token 8-bit activations and MatMulInteger.
+    Integer,
+    /// Float products of the dequantized weights (the dequantized engine's outputs).
+    Float,
+}
+
+impl From<OnnxMatmul> for onnx_export::Matmul {
+    fn from(m: OnnxMatmul) -> Self {
+        match m {
+            OnnxMatmul::Integer => onnx_export::Matmul::Integer,
+            OnnxMatmul::Float => onnx_export::Matmul::Float,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +82,11 @@ pub struct Export {
     /// Output directory (new, or one an earlier export wrote).
     #[arg(long)]
     pub out: PathBuf,
+    /// How a quantized model's matrices compute in the graph: integer (as predict's integer engine: per-token
+    /// 8-bit activations, MatMulInteger) or float (dequantized weights: MatMulNBits / DequantizeLinear → MatMul,
+    /// as --engine dequantized).
+    #[arg(long, value_enum, default_value_t = OnnxMatmul::Integer)]
+    pub matmul: OnnxMatmul,
     /// Check the export in ONNX Runtime on this labelled dataset's split (needs python3 with onnx, onnxruntime,
     /// tokenizers): ONNX Runtime against each of our engines, written to onnx_check.json with the command,
     /// commit, CPU and date.

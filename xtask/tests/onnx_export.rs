@@ -2,12 +2,14 @@
 //! check, then ONNX Runtime's outputs against our own commands', text by text) for a tiny model of each kind:
 //!
 //! - a full-precision classifier, mean-pooled and [CLS] + pooler: probabilities within 1e-4 of `predict`;
-//! - quantized classifiers, 4-bit per head (Q/K/V as MatMulNBits, the output projection's 8-wide head groups as
+//! - quantized classifiers exported with `--matmul float`, 4-bit per head (Q/K/V as MatMulNBits, the output projection's 8-wide head groups as
 //!   DequantizeLinear per input channel, the embeddings as GatherBlockQuantized) and 8-bit asymmetric blocks of 32
 //!   (blocked DequantizeLinear, opset 21; embeddings gathered as bytes, then scaled): within 1e-4 of `predict --engine dequantized` (the export holds exactly the dequantized weights), and
 //!   within 0.02 of `predict` on the integer kernels, whose 8-bit activations round each 32-block to 1/254 of
 //!   its largest value (the logits of this model move by far less than the 0.08 that 0.02 in probability
-//!   allows);
+//!   allows); and exported by default (`--matmul integer`), where the 4-bit model's every encoder matrix runs
+//!   as the integer engine runs it (per-token uint8 activations, MatMulInteger on codes packed two to a byte):
+//!   within 1e-4 of `predict` on the integer kernels, every label the same;
 //! - a plain encoder: embeddings within 1e-4 of `embed`.
 //!
 //! Needs python3 with onnx, onnxruntime, tokenizers and numpy (.ci/run installs them); without them the test
@@ -59,20 +61,16 @@ fn run_ok(args: &[&str], stdin: Option<&str>) -> String {
 }
 
 fn export(model: &Path, out: &Path) -> serde_json::Value {
-    run_ok(
-        &[
-            "export",
-            "--format",
-            "onnx",
-            "--device",
-            "flex",
-            "--model",
-            &model.display().to_string(),
-            "--out",
-            &out.display().to_string(),
-        ],
-        None,
-    );
+    export_with(model, out, &[])
+}
+
+fn export_with(model: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let (model_arg, out_arg) = (model.display().to_string(), out.display().to_string());
+    let mut args = vec![
+        "export", "--format", "onnx", "--device", "flex", "--model", &model_arg, "--out", &out_arg,
+    ];
+    args.extend(extra);
+    run_ok(&args, None);
     serde_json::from_str(&std::fs::read_to_string(out.join("export_report.json")).unwrap()).unwrap()
 }
 
@@ -243,7 +241,8 @@ fn quantized_classifiers_keep_their_bits_and_match_both_engines() {
         let quantized = s.path().join(name);
         quantize(&model, &quantized, flags);
         let out = s.path().join(format!("onnx-{name}"));
-        let report = export(&quantized, &out);
+        let report = export_with(&quantized, &out, &["--matmul", "float"]);
+        assert_eq!(report["matmul"], "float");
         assert_eq!(report["kind"], "quantized classifier");
         assert_eq!(
             representation(&report, "encoder.layer.0.attention.self.query.weight"),
@@ -273,6 +272,29 @@ fn quantized_classifiers_keep_their_bits_and_match_both_engines() {
         let exact = check(&s, &out, &predict(&quantized, Some("dequantized")), 1e-4);
         assert_eq!(exact["label_agreement"], 1.0);
         check(&s, &out, &predict(&quantized, Some("integer")), 0.02);
+
+        // The default export computes as the integer engine wherever that engine runs an integer GEMM (every
+        // encoder matrix of q4-head; none of q8-block, whose asymmetric blocks run dequantized there too).
+        let out = s.path().join(format!("onnx-{name}-integer"));
+        let report = export(&quantized, &out);
+        assert_eq!(report["matmul"], "integer");
+        let integer = "MatMulInteger with per-token uint8 activations";
+        for m in report["matrices"].as_array().unwrap() {
+            let m_name = m["name"].as_str().unwrap();
+            let how = m["representation"].as_str().unwrap();
+            assert_eq!(
+                how.contains(integer),
+                m_name.starts_with("encoder.") && name == "q4-head",
+                "{name}: {m_name} is held as {how}"
+            );
+            if how.contains(integer) {
+                assert!(how.contains("packed two to a byte"), "{how}");
+            }
+        }
+        // ONNX Runtime then gives the integer engine's outputs up to float rounding in the f32 parts (LayerNorm,
+        // GELU, softmax), which can move an activation's 8-bit code by one now and then.
+        let same = check(&s, &out, &predict(&quantized, Some("integer")), 1e-4);
+        assert_eq!(same["label_agreement"], 1.0);
     }
 }
 

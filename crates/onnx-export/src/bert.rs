@@ -1,6 +1,7 @@
 //! The BERT encoder as an ONNX graph: embeddings, every layer's attention and feed-forward block, and a head
-//! (a classifier's logits or a sentence embedding). Operators of the default domain at opset 17 (21 when a
-//! matrix needs blocked `DequantizeLinear`), plus `com.microsoft.MatMulNBits` for 4-bit matrices.
+//! (a classifier's logits or a sentence embedding). Operators of the default domain at opset 17 (18 when a
+//! matrix computes as our integer engine, 21 when one needs blocked `DequantizeLinear`), plus
+//! `com.microsoft.MatMulNBits` / `GatherBlockQuantized` for 4-bit matrices and tables.
 //!
 //! The graph computes what `student_arch::BertModel` does: word + position (+ token type 0) embeddings and a
 //! LayerNorm; per layer, scores `q·kᵀ / √d` plus −10⁴ at padded keys, softmax, the heads' contexts through the
@@ -31,11 +32,14 @@ pub fn export(
     config: &BertConfig,
     tensors: Tensors,
     head: &Head,
+    matmul: crate::Matmul,
     metadata: Vec<(String, String)>,
 ) -> Result<Exported> {
     check_config(config)?;
+    let mut g = Graph::new();
+    g.integer_matmul = matmul == crate::Matmul::Integer;
     let mut b = Builder {
-        g: Graph::new(),
+        g,
         tensors,
         config,
         matrices: vec![],

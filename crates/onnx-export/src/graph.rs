@@ -31,6 +31,16 @@ pub fn attr_float(name: &str, value: f32) -> AttributeProto {
     }
 }
 
+/// A string attribute.
+pub fn attr_string(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(value.as_bytes().to_vec()),
+        ..Default::default()
+    }
+}
+
 /// A list-of-ints attribute.
 pub fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
     AttributeProto {
@@ -53,6 +63,11 @@ pub struct Graph {
     pub opset: i64,
     /// Bytes of every initializer's data.
     pub initializer_bytes: usize,
+    /// Export matrices that our integer engine runs as it runs them (`MatMulInteger` on per-token uint8
+    /// activations) rather than as float `MatMul` of dequantized weights.
+    pub integer_matmul: bool,
+    /// Per-token quantized activations already in the graph, by the input's name: `(codes, zero, scale)`.
+    pub(crate) quantized_inputs: std::collections::HashMap<String, (String, String, String)>,
 }
 
 impl Graph {
@@ -140,6 +155,12 @@ impl Graph {
     pub fn i64s(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
         let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.initializer(name, dims, DataType::Int64, raw)
+    }
+
+    /// An int32 initializer.
+    pub fn i32s(&mut self, name: &str, dims: &[usize], values: &[i32]) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer(name, dims, DataType::Int32, raw)
     }
 
     /// An int8 initializer.

@@ -3,9 +3,11 @@
 //! [CLS] + pooler head) or a sentence embedding (mean pooling, optionally L2-normalised, as `embed`).
 //!
 //! Inputs `input_ids` and `attention_mask` (int64, `[batch, sequence]`, both axes dynamic); output `logits`
-//! `[batch, labels]` or `embeddings` `[batch, hidden]`. Quantized matrices keep their bits: 4-bit (and fewer)
-//! as `com.microsoft.MatMulNBits`, 8-bit as `DequantizeLinear` → `MatMul` with per-channel or blocked scales
-//! (module `linear` says which grouping goes where); each dequantizes to exactly our file's values.
+//! `[batch, labels]` or `embeddings` `[batch, hidden]`. Quantized matrices keep their bits. By default
+//! ([`Matmul::Integer`]) those that our integer engine runs compute as it does (`MatMulInteger` on per-token
+//! uint8 activations, 4-bit codes packed two to a byte); with [`Matmul::Float`], and for the others, 4-bit (and
+//! fewer) as `com.microsoft.MatMulNBits`, 8-bit as `DequantizeLinear` → `MatMul` with per-channel or blocked
+//! scales (module `linear` says which grouping goes where); each dequantizes to exactly our file's values.
 //!
 //! The protobuf messages are prost's, generated from ONNX's own `onnx.proto` (`generated/onnx.rs`, rebuilt by
 //! `codegen/`). This crate reads tensors and writes bytes; it never depends on `pipeline` (which reads model
@@ -29,13 +31,37 @@ pub use tensors::Tensors;
 
 use student_arch::BertConfig;
 
+/// How quantized matrices compute in the exported graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Matmul {
+    /// As our integer engine (`predict`'s default on a quantized model) computes them, where it runs them:
+    /// per-token 8-bit activations and `MatMulInteger` (module `linear`). Other matrices as [`Matmul::Float`].
+    #[default]
+    Integer,
+    /// Float `MatMul` of the dequantized weights (`MatMulNBits` or `DequantizeLinear`): the dequantized engine's
+    /// outputs, and a smaller graph.
+    Float,
+}
+
 /// Builds the ONNX model of `config`'s encoder from `tensors` (Hugging Face names) with `head` on top;
-/// `metadata` goes into the model's `metadata_props` (labels, pooling, the source).
+/// `metadata` goes into the model's `metadata_props` (labels, pooling, the source). Quantized matrices compute
+/// as [`Matmul::Integer`].
 pub fn export(
     config: &BertConfig,
     tensors: Tensors,
     head: Head,
     metadata: Vec<(String, String)>,
 ) -> Result<Exported> {
-    bert::export(config, tensors, &head, metadata)
+    export_with(config, tensors, head, Matmul::default(), metadata)
+}
+
+/// [`export`] with quantized matrices computed as `matmul` says.
+pub fn export_with(
+    config: &BertConfig,
+    tensors: Tensors,
+    head: Head,
+    matmul: Matmul,
+    metadata: Vec<(String, String)>,
+) -> Result<Exported> {
+    bert::export(config, tensors, &head, matmul, metadata)
 }

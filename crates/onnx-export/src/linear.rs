@@ -10,11 +10,23 @@
 //!   rows or columns, else blocked along the inputs (opset 21). Codes of fewer than 8 bits then take a byte each.
 //!
 //! Every representation dequantizes to exactly the values of `QuantizedTensor::dequantize` (`w = s·q`).
+//!
+//! With [`crate::Matmul::Integer`] (the default), a matrix that our integer engine runs as one integer GEMM
+//! (`quant::kernels::IntLinear`: symmetric codes of at most 8 bits, one scale per output row or per input
+//! column band) is exported as that engine computes it, so that ONNX Runtime gives `predict`'s outputs rather
+//! than the dequantized model's: each token's inputs (times the column scales) quantized to unsigned 8 bits
+//! with a zero point, the range stretched to include 0 and rounded half to even, exactly as
+//! `quant::kernels::activations::quantize_token`; `MatMulInteger` (uint8 × int8 → int32, exact); then
+//! `(sum − zero · Σ_k w) · (scale · row_scale) + b` in the engine's order of operations. Codes of 4 bits or
+//! fewer stay packed two to a byte and are unpacked by `BitwiseAnd`/`BitShift` on initializers only, which ONNX
+//! Runtime folds into a constant when the session loads.
 
 use crate::error::{ExportError, Result};
-use crate::graph::{attr_int, Graph, MS_DOMAIN};
+use crate::graph::{attr_int, attr_string, Graph, MS_DOMAIN};
 use crate::head::MatrixExport;
+use crate::proto::tensor_proto::DataType;
 use crate::tensors::{Tensors, Weight};
+use quant::kernels::IntLinear;
 use quant::QuantizedTensor;
 
 /// `x·Wᵀ + b` for the layer `prefix` (`prefix.weight` `[out, in]`, `prefix.bias` `[out]`); returns `y`'s name.
@@ -33,6 +45,18 @@ pub fn linear(
             let wt = g.f32s(&name, &[shape[1], shape[0]], &transpose(w, shape));
             let y = g.op("MatMul", &[x, &wt], vec![]);
             (y, 32, 4 * w.len(), "f32 MatMul".to_string())
+        }
+        Weight::Quantized(q) if g.integer_matmul && IntLinear::supports(q) => {
+            let bias = tensors.values("linear", &format!("{prefix}.bias"), &[shape[0]])?;
+            let (y, representation) = integer_matmul(g, q, &name, x, &bias)?;
+            report.push(MatrixExport {
+                name,
+                bits: q.spec.bits,
+                representation,
+                onnx_bytes: g.initializer_bytes - before,
+                our_bytes: q.bytes(),
+            });
+            return Ok(y);
         }
         Weight::Quantized(q) => {
             let (y, representation) = match nbits_block(q) {
@@ -253,4 +277,168 @@ fn dequantize_matmul(
             if q.spec.symmetric { "int8" } else { "uint8" }
         ),
     ))
+}
+
+/// `x·Wᵀ + b` as our integer engine computes it (`quant::kernels::IntLinear`); returns `y` and the
+/// representation in words.
+fn integer_matmul(
+    g: &mut Graph,
+    q: &QuantizedTensor,
+    name: &str,
+    x: &str,
+    bias: &[f32],
+) -> Result<(String, String)> {
+    let [rows, cols] = q.shape;
+    let codes = q.signed_codes();
+    // IntLinear::from_quantized: one scale per row when the groups span whole rows, else per column band.
+    let (row_scale, col_scale): (Vec<f32>, Option<Vec<f32>>) = if q.group[1] == cols {
+        let rs = (0..rows)
+            .map(|r| q.scales[q.group_of(r, 0)].to_f32())
+            .collect();
+        (rs, None)
+    } else {
+        let cs = (0..cols)
+            .map(|c| q.scales[q.group_of(0, c)].to_f32())
+            .collect();
+        (vec![1.0; rows], Some(cs))
+    };
+    let row_sums: Vec<i32> = (0..rows)
+        .map(|r| codes[r * cols..(r + 1) * cols].iter().sum())
+        .collect();
+    // The codes transposed to [in = cols, out = rows], as MatMulInteger's B.
+    let transposed: Vec<i32> = (0..cols * rows)
+        .map(|t| codes[(t % rows) * cols + t / rows])
+        .collect();
+    let dims = [cols, rows];
+    let (w, held) = if q.spec.bits <= 4 && transposed.len().is_multiple_of(2) {
+        (
+            unpacked_int4(g, name, &transposed, &dims)?,
+            "4-bit codes packed two to a byte, unpacked at load",
+        )
+    } else {
+        let values: Vec<i8> = transposed.iter().map(|&v| v as i8).collect();
+        (
+            g.i8s(&format!("{name}.qweight"), &dims, &values),
+            "codes as int8",
+        )
+    };
+    let (codes_x, zero, scale) = quantize_tokens(g, x, col_scale.as_deref().map(|cs| (name, cs)));
+    let sums = g.op("MatMulInteger", &[&codes_x, &w], vec![]);
+    let row_sums = g.i32s(&format!("{name}.row_sums"), &[rows], &row_sums);
+    let offset = g.op("Mul", &[&zero, &row_sums], vec![]);
+    let sums = g.op("Sub", &[&sums, &offset], vec![]);
+    let sums = g.op(
+        "Cast",
+        &[&sums],
+        vec![attr_int("to", DataType::Float as i64)],
+    );
+    let row_scale = g.f32s(&format!("{name}.row_scales"), &[rows], &row_scale);
+    let scales = g.op("Mul", &[&scale, &row_scale], vec![]);
+    let y = g.op("Mul", &[&sums, &scales], vec![]);
+    let b = g.f32s(&format!("{name}.bias"), &[rows], bias);
+    let y = g.op("Add", &[&y, &b], vec![]);
+    let per = if col_scale.is_some() {
+        "column bands"
+    } else {
+        "rows"
+    };
+    Ok((
+        y,
+        format!(
+            "{}-bit {held}, MatMulInteger with per-token uint8 activations (our integer engine), scales per {per}",
+            q.spec.bits
+        ),
+    ))
+}
+
+/// Signed codes in -8..=7, `[in, out]` row-major, stored two to a byte (`code + 8`, low nibble first) and
+/// unpacked to int8 by operators on initializers only.
+fn unpacked_int4(g: &mut Graph, name: &str, codes: &[i32], dims: &[usize; 2]) -> Result<String> {
+    let mut packed = vec![0u8; codes.len() / 2];
+    for (i, &c) in codes.iter().enumerate() {
+        if !(-8..=7).contains(&c) {
+            return Err(ExportError::Unsupported {
+                what: name.into(),
+                message: format!("code {c} does not fit 4 bits"),
+            });
+        }
+        packed[i / 2] |= ((c + 8) as u8) << (4 * (i % 2));
+    }
+    let p = g.u8s(&format!("{name}.qweight_packed"), &[packed.len()], packed);
+    let mask = g.u8s(&format!("{name}.nibble_mask"), &[], vec![15]);
+    let four = g.u8s(&format!("{name}.nibble_shift"), &[], vec![4]);
+    let lo = g.op("BitwiseAnd", &[&p, &mask], vec![]);
+    let hi = g.op(
+        "BitShift",
+        &[&p, &four],
+        vec![attr_string("direction", "RIGHT")],
+    );
+    let last = g.constant_i64(&[1]);
+    let lo = g.op("Unsqueeze", &[&lo, &last], vec![]);
+    let hi = g.op("Unsqueeze", &[&hi, &last], vec![]);
+    let pairs = g.op("Concat", &[&lo, &hi], vec![attr_int("axis", 1)]);
+    let shape = g.constant_i64(&[dims[0] as i64, dims[1] as i64]);
+    let u = g.op("Reshape", &[&pairs, &shape], vec![]);
+    let u = g.op("Cast", &[&u], vec![attr_int("to", DataType::Int32 as i64)]);
+    let eight = g.i32s(&format!("{name}.nibble_offset"), &[], &[8]);
+    let s = g.op("Sub", &[&u, &eight], vec![]);
+    g.opset = g.opset.max(18);
+    Ok(g.op("Cast", &[&s], vec![attr_int("to", DataType::Int8 as i64)]))
+}
+
+/// Each token of `x` (times `col_scale`, when the weight has one) quantized as
+/// `quant::kernels::activations::quantize_token` does: `(codes: uint8, zero: int32, scale: f32)`, the last two
+/// `[…, 1]`. A token whose range is 0 gets codes 0, zero 0 and scale 1, as there. Without column scales the
+/// result is shared by every matrix that reads `x` (Q, K and V).
+fn quantize_tokens(
+    g: &mut Graph,
+    x: &str,
+    col_scale: Option<(&str, &[f32])>,
+) -> (String, String, String) {
+    if col_scale.is_none() {
+        if let Some(hit) = g.quantized_inputs.get(x) {
+            return hit.clone();
+        }
+    }
+    let xs = match col_scale {
+        Some((name, cs)) => {
+            let cs = g.f32s(&format!("{name}.col_scales"), &[cs.len()], cs);
+            g.op("Mul", &[x, &cs], vec![])
+        }
+        None => x.to_string(),
+    };
+    g.opset = g.opset.max(18);
+    let axis = g.constant_i64(&[-1]);
+    let keep = || vec![attr_int("keepdims", 1)];
+    let zero_f = g.constant_f32(&[0.0], &[]);
+    let lo = g.op("ReduceMin", &[&xs, &axis], keep());
+    let lo = g.op("Min", &[&lo, &zero_f], vec![]);
+    let hi = g.op("ReduceMax", &[&xs, &axis], keep());
+    let hi = g.op("Max", &[&hi, &zero_f], vec![]);
+    let range = g.op("Sub", &[&hi, &lo], vec![]);
+    let positive = g.op("Greater", &[&range, &zero_f], vec![]);
+    let c255 = g.constant_f32(&[255.0], &[]);
+    let one = g.constant_f32(&[1.0], &[]);
+    let scale = g.op("Div", &[&range, &c255], vec![]);
+    let scale = g.op("Where", &[&positive, &scale, &one], vec![]);
+    let inv = g.op("Div", &[&one, &scale], vec![]);
+    let neg = g.op("Neg", &[&lo], vec![]);
+    let zero = g.op("Mul", &[&neg, &inv], vec![]);
+    let zero = g.op("Round", &[&zero], vec![]);
+    let zero = g.op("Clip", &[&zero, &zero_f, &c255], vec![]);
+    let v = g.op("Mul", &[&xs, &inv], vec![]);
+    let v = g.op("Add", &[&v, &zero], vec![]);
+    let v = g.op("Round", &[&v], vec![]);
+    let v = g.op("Clip", &[&v, &zero_f, &c255], vec![]);
+    let codes = g.op("Cast", &[&v], vec![attr_int("to", DataType::Uint8 as i64)]);
+    let zero = g.op(
+        "Cast",
+        &[&zero],
+        vec![attr_int("to", DataType::Int32 as i64)],
+    );
+    let out = (codes, zero, scale);
+    if col_scale.is_none() {
+        g.quantized_inputs.insert(x.to_string(), out.clone());
+    }
+    out
 }

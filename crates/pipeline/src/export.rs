@@ -56,6 +56,9 @@ pub struct ExportReport {
     pub opset: i64,
     /// Whether the graph uses ONNX Runtime's `com.microsoft` operators (MatMulNBits).
     pub contrib_ops: bool,
+    /// How quantized matrices compute: `integer` (as our integer engine) or `float` (dequantized weights).
+    #[serde(default)]
+    pub matmul: String,
     /// Bytes of `model.onnx`.
     pub onnx_bytes: u64,
     /// Bytes of the source's weights file (`model.safetensors` or `model.quant.safetensors`).
@@ -135,7 +138,15 @@ fn file_len(path: &Path) -> Result<u64> {
 
 /// Exports the model in `model_dir` to ONNX in `out` (a new directory, or one an earlier export wrote). A
 /// classifier's graph outputs `logits`; an encoder's the L2-normalised mean-pooled `embeddings` (`embed`'s).
-pub fn export_onnx(model_dir: &Path, out: &Path, device: &Device) -> Result<ExportReport> {
+///
+/// `matmul` says how quantized matrices compute ([`onnx_export::Matmul`]): as our integer engine (`predict`'s
+/// default) or as float products of the dequantized weights.
+pub fn export_onnx(
+    model_dir: &Path,
+    out: &Path,
+    matmul: onnx_export::Matmul,
+    device: &Device,
+) -> Result<ExportReport> {
     let source = read_source(model_dir, device)?;
     let (head, pooling) = match &source.meta {
         Some(meta) => {
@@ -171,7 +182,7 @@ pub fn export_onnx(model_dir: &Path, out: &Path, device: &Device) -> Result<Expo
         ("max_length".to_string(), source.max_length.to_string()),
         ("source".to_string(), model_dir.display().to_string()),
     ];
-    let exported = onnx_export::export(&source.config, tensors, head, metadata)?;
+    let exported = onnx_export::export_with(&source.config, tensors, head, matmul, metadata)?;
     student_arch::io::claim_output_dir(out, "export", &[])?;
     remove_manifest(out)?;
     let bytes = exported.to_bytes();
@@ -219,6 +230,11 @@ pub fn export_onnx(model_dir: &Path, out: &Path, device: &Device) -> Result<Expo
         max_length: source.max_length,
         opset: exported.opset,
         contrib_ops: exported.uses_contrib,
+        matmul: match (&source.quantized, matmul) {
+            (None, _) => "float".into(),
+            (Some(_), onnx_export::Matmul::Integer) => "integer".into(),
+            (Some(_), onnx_export::Matmul::Float) => "float".into(),
+        },
         onnx_bytes: bytes.len() as u64,
         source_weights_bytes: source.weights_bytes,
         size_note: size_note(&matrices, bytes.len() as u64, source.weights_bytes),
@@ -251,8 +267,9 @@ fn size_note(matrices: &[ExportedMatrix], onnx: u64, ours: u64) -> String {
         .map(|(b, r)| format!("{r}: +{:.2} MB", *b as f64 / 1e6))
         .collect();
     format!(
-        "model.onnx is {:.2} MB against {:.2} MB: codes under 8 bits that ONNX Runtime cannot read packed (its Gather \
-         and DequantizeLinear take one byte per code) and f32 scales where ours are f16. {}",
+        "model.onnx is {:.2} MB against {:.2} MB: codes of 5 to 7 bits that ONNX Runtime cannot read packed (its \
+         Gather, MatMulInteger and DequantizeLinear take one byte per code), f32 scales where ours are f16, and the \
+         integer path's per-row sums. {}",
         onnx as f64 / 1e6,
         ours as f64 / 1e6,
         why.join("; ")
@@ -277,7 +294,7 @@ fn readme(r: &ExportReport) -> String {
          - Inputs: `input_ids` and `attention_mask`, int64 `[batch, sequence]`, both axes dynamic; tokenise with \
          `tokenizer.json` ([CLS] … [SEP], at most {max_length} tokens as in training), pad with 0 and mask 0.\n\
          - Output: {output}\n\
-         - How each matrix is held, and the sizes beside ours: `export_report.json`.\n\n\
+         - {matmul}\n         - How each matrix is held, and the sizes beside ours: `export_report.json`.\n\n\
          ```python\n\
          import numpy as np, onnxruntime as ort\n\
          from tokenizers import Tokenizer\n\
@@ -291,5 +308,16 @@ fn readme(r: &ExportReport) -> String {
         opset = r.opset,
         contrib = if r.contrib_ops { " + com.microsoft" } else { "" },
         max_length = r.max_length,
+        matmul = match (r.kind.as_str(), r.matmul.as_str()) {
+            ("quantized classifier", "integer") => {
+                "Quantized matrices compute as `cargo xtask predict`'s integer engine: each token's inputs quantized \
+                 to 8 bits, `MatMulInteger` against the weight codes (exported with `--matmul integer`, the default)."
+            }
+            ("quantized classifier", _) => {
+                "Quantized matrices compute in float from their dequantized codes (`--matmul float`): the outputs of \
+                 `cargo xtask predict --engine dequantized`."
+            }
+            _ => "Full-precision weights: float `MatMul`.",
+        },
     )
 }

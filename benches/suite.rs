@@ -299,8 +299,6 @@ pub fn run_backend(
     Ok(out)
 }
 
-/// The 3-layer student's inference on `quant`'s integer kernels, 8-bit and 4-bit weights (per-head groups, the
-/// `quantize` default), with 8-bit activations: backends `int8` and `int4`.
 /// The student that the `student_forward` workloads time (the default half-depth student of `teacher`): its
 /// config and its tensors under Hugging Face names.
 pub fn bench_student(teacher: &BertModel) -> Result<(BertConfig, NamedTensors), String> {
@@ -312,6 +310,9 @@ pub fn bench_student(teacher: &BertModel) -> Result<(BertConfig, NamedTensors), 
     Ok((config, tensors))
 }
 
+/// The 3-layer student's inference on `quant`'s forward-only encoder: full precision (f32 GEMMs, backend `fp32`)
+/// and on the integer kernels, 8-bit and 4-bit weights (per-head groups, the `quantize` default) with 8-bit
+/// activations (backends `int8` and `int4`).
 pub fn run_quantized(
     teacher: &BertModel,
     config: &SuiteConfig,
@@ -322,11 +323,19 @@ pub fn run_quantized(
         return Ok(out);
     }
     let (student_config, tensors) = bench_student(teacher)?;
+    // The full-precision student on the same forward-only encoder (f32 GEMMs): backend `fp32`.
+    let mut encoders = vec![(
+        "fp32",
+        QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string())?,
+    )];
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
         let encoder = QuantEncoder::new(&q).map_err(|e| e.to_string())?;
-        let backend = encoder.kernels()[0][0];
+        encoders.push((encoder.kernels()[0][0], encoder));
+    }
+    for (backend, encoder) in &encoders {
+        let backend = *backend;
         for (b, s) in [(1usize, 64usize), (32, 64)] {
             progress(&format!("{backend}: student_forward/b{b}s{s}"));
             let ids = random_ids(b, s, teacher.config.vocab_size);
@@ -397,6 +406,6 @@ mod tests {
         assert!(m.iter().all(|m| m.median_ms > 0.0 && m.times_ms.len() == 1));
         let q = run_quantized(&teacher, &config, &mut |_| {}).unwrap();
         let backends: Vec<&str> = q.iter().map(|m| m.backend.as_str()).collect();
-        assert_eq!(backends, ["int8", "int8", "int4", "int4"]);
+        assert_eq!(backends, ["fp32", "fp32", "int8", "int8", "int4", "int4"]);
     }
 }

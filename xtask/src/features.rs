@@ -25,6 +25,9 @@ pub fn check() -> Result<()> {
             "normal",
             "--prefix",
             "none",
+            // ndarray is opt-in for xtask (its default build is flex only); check it as it would be built.
+            "--features",
+            "ndarray",
         ])
         .args(["--format", "{p} {f}"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

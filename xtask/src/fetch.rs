@@ -38,8 +38,40 @@ impl flags::Embed {
             }
             lines.push(line);
         }
+        // On a CPU device the forward-only encoder (`quant::encoder`, one f32 GEMM per matrix) runs the same
+        // weights; Burn runs them on any other device.
+        let native = if student_arch::device::cpu_devices()
+            .iter()
+            .any(|(_, d)| *d == device)
+        {
+            let tensors = student_arch::weights::named_tensors(&encoder.model)?;
+            let config = student_arch::BertConfig::from_json(&encoder.model.config.to_hf_json())?;
+            Some(quant::encoder::QuantEncoder::full_precision(
+                &config, &tensors,
+            )?)
+        } else {
+            None
+        };
         for chunk in lines.chunks(self.batch_size.max(1)) {
-            for embedding in encoder.embed(chunk, self.batch_size)? {
+            let embeddings = match &native {
+                Some(native) => {
+                    let ids = encoder.tokenizer.encode_batch(chunk, encoder.max_length)?;
+                    native
+                        .forward(&ids)?
+                        .iter()
+                        .map(|states| {
+                            let mean = quant::encoder::mean_over_tokens(
+                                states,
+                                encoder.model.config.hidden_size,
+                            );
+                            let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                            mean.iter().map(|v| v / norm).collect::<Vec<f32>>()
+                        })
+                        .collect()
+                }
+                None => encoder.embed(chunk, self.batch_size)?,
+            };
+            for embedding in embeddings {
                 writeln!(stdout, "{}", serde_json::to_string(&embedding)?)?;
             }
         }

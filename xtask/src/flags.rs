@@ -65,6 +65,9 @@ pub enum Cmd {
     /// Feed mutated copies of valid files (classifier directory, quantized file, checkpoint) to their readers
     /// for a while; fails if any read panics. The long run of the test that CI runs briefly.
     Fuzz(Fuzz),
+    /// Time the main job's first build, cold, for each feature set (cargo build --timings into a fresh target
+    /// directory): wall time and the longest crates, in first_build.json/.md.
+    FirstBuild(crate::first_build::FirstBuild),
     /// Check that Burn is built with the features the speed depends on (simd, rayon, gemm's threads).
     CheckFeatures,
     /// Check the source tree's shape: no import cycle, no file over 600 lines, no long function in pipeline.
@@ -353,7 +356,9 @@ pub struct Eval {
     /// a file held out as a whole).
     #[arg(long, default_value = "test")]
     pub split: pipeline::EvalSplit,
-    /// integer (a quantized directory's kernels; the default for one) or dequantized (Burn on f32 weights).
+    /// integer (a quantized directory's kernels; the default for one), native (the same forward-only encoder on
+    /// a full-precision directory's f32 weights; the default for one on a CPU device) or dequantized (Burn on
+    /// f32 weights).
     #[arg(long)]
     pub engine: Option<pipeline::Engine>,
     #[command(flatten)]

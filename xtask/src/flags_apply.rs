@@ -38,7 +38,9 @@ pub struct Predict {
     /// Texts per forward pass; each batch's lines are printed as soon as it is scored.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// integer (a quantized directory's kernels; the default for one) or dequantized.
+    /// integer (a quantized directory's kernels; the default for one), native (the same forward-only encoder on
+    /// a full-precision directory's f32 weights; the default for one on a CPU device) or dequantized (Burn on
+    /// f32 weights).
     #[arg(long)]
     pub engine: Option<pipeline::Engine>,
     #[command(flatten)]

@@ -12,6 +12,7 @@ mod distill;
 mod export;
 mod features;
 mod fetch;
+mod first_build;
 mod flags;
 mod flags_apply;
 mod flags_student;
@@ -57,6 +58,7 @@ fn main() -> Result<()> {
         Cmd::Sensitivity(args) => args.run()?,
         Cmd::Bench(args) => bench::bench(args)?,
         Cmd::Fuzz(args) => args.run()?,
+        Cmd::FirstBuild(args) => args.run()?,
         Cmd::CheckFeatures => features::check()?,
         Cmd::CheckLayout => layout::check(&workspace_root())?,
         Cmd::Ci(args) => args.run()?,

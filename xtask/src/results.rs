@@ -124,7 +124,7 @@ fn load_all<T: serde::de::DeserializeOwned>(
 }
 
 /// The Markdown of the records `names` (ends with a newline), by the kind their names begin with: `bench-` (one
-/// bench run), `compress-`, `quantize-` and `onnx-` (one table over several), else suite records alone or side
+/// bench run), `compress-`, `quantize-` and `onnx-` (one table over several), `build-` (first builds), else suite records alone or side
 /// by side.
 fn render(names: &[&str], records: &Path) -> Result<String> {
     let all = |prefix: &str| names.iter().all(|n| n.starts_with(prefix));
@@ -146,6 +146,18 @@ fn render(names: &[&str], records: &Path) -> Result<String> {
         return Ok(pipeline::quantize_records_markdown(&load_all(
             records, names, "quantize",
         )?));
+    }
+    if all("build-") {
+        let mut out = String::new();
+        for (name, r) in
+            load_all::<crate::first_build::FirstBuildRecord>(records, names, "first-build")?
+        {
+            out += &format!(
+                "{}\nRecord: `docs/records/{name}.json`.\n",
+                crate::first_build::markdown(&r)
+            );
+        }
+        return Ok(out);
     }
     if all("onnx-") {
         return Ok(pipeline::onnx_check_markdown(&load_all(

@@ -1,7 +1,8 @@
-//! Applying a saved classifier to text, on the path that really runs: Burn for a full-precision directory, and
-//! for a quantized one (`model.quant.safetensors`) the integer kernels of `quant::encoder::QuantEncoder`
-//! (8-bit activations against 8- or 4-bit weights) — or, asked for, Burn on its dequantized weights, the figure
-//! that quantize reports beside it.
+//! Applying a saved classifier to text, on the path that really runs: `quant::encoder::QuantEncoder`, the
+//! forward-only CPU encoder, with the integer kernels (8-bit activations against 8- or 4-bit weights) for a
+//! quantized directory (`model.quant.safetensors`) and f32 GEMMs for a full-precision one on a CPU device; or,
+//! asked for (and on a GPU device), Burn: on a quantized directory's dequantized weights, the figure that
+//! quantize reports beside the integer one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +24,10 @@ pub enum Engine {
     Dequantized,
     /// The quantized integer kernels (only for a quantized directory).
     Integer,
+    /// The forward-only encoder of the integer kernels on a full-precision directory's f32 weights: one f32
+    /// GEMM per matrix, fused attention and LayerNorm (CPU only). The default for a full-precision directory on
+    /// a CPU device.
+    Native,
 }
 
 impl std::str::FromStr for Engine {
@@ -32,9 +37,10 @@ impl std::str::FromStr for Engine {
         match s {
             "dequantized" | "f32" | "burn" => Ok(Self::Dequantized),
             "integer" | "int8" | "kernels" => Ok(Self::Integer),
+            "native" => Ok(Self::Native),
             other => Err(PipelineError::Config {
                 field: "engine",
-                message: format!("{other:?}: expected integer or dequantized"),
+                message: format!("{other:?}: expected integer, native or dequantized"),
             }),
         }
     }
@@ -46,6 +52,7 @@ impl Engine {
         match self {
             Self::Dequantized => "dequantized",
             Self::Integer => "integer",
+            Self::Native => "native",
         }
     }
 }
@@ -85,6 +92,33 @@ fn pool(states: &[f32], hidden: usize, pooler: Option<&(Vec<f32>, Vec<f32>)>) ->
     }
 }
 
+/// The native engine's runtime: the classifier's f32 tensors in `QuantEncoder::full_precision`, its head and
+/// pooler beside it.
+fn native_runtime(model: &SequenceClassifier) -> Result<Runtime> {
+    let tensors = model.named_tensors()?;
+    let config = student_arch::BertConfig::from_json(&model.encoder.config.to_hf_json())?;
+    let take = |name: &str| -> Result<Vec<f32>> {
+        tensors
+            .get(name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| PipelineError::Config {
+                field: "engine",
+                message: format!("the classifier has no {name} for the native engine"),
+            })
+    };
+    let pooler = if model.cls {
+        Some((take("pooler.dense.weight")?, take("pooler.dense.bias")?))
+    } else {
+        None
+    };
+    Ok(Runtime::Integer {
+        encoder: Box::new(QuantEncoder::full_precision(&config, &tensors)?),
+        head_weight: take("classifier.weight")?,
+        head_bias: take("classifier.bias")?,
+        pooler,
+    })
+}
+
 /// One prediction: the label and every class's probability.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
@@ -103,17 +137,47 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Loads the classifier in `dir`. `engine` `None` picks the integer kernels for a quantized directory and
-    /// Burn otherwise; the integer engine on a full-precision directory is an error.
+    /// Loads the classifier in `dir`. `engine` `None` picks the integer kernels for a quantized directory, the
+    /// native f32 encoder for a full-precision one on a CPU device, and Burn on any other device; the integer
+    /// engine on a full-precision directory, and the native one on a quantized directory or a GPU device, are
+    /// errors.
     pub fn load(dir: &Path, device: &Device, engine: Option<Engine>) -> Result<Self> {
         let quant_path = dir.join(quant::QUANT_FILE);
         let quantized = quant_path.exists();
-        let engine = engine.unwrap_or(if quantized {
-            Engine::Integer
-        } else {
-            Engine::Dequantized
+        let cpu = student_arch::device::cpu_devices()
+            .iter()
+            .any(|(_, d)| d == device);
+        let engine = engine.unwrap_or(match (quantized, cpu) {
+            (true, _) => Engine::Integer,
+            (false, true) => Engine::Native,
+            (false, false) => Engine::Dequantized,
         });
         match engine {
+            Engine::Native if quantized => Err(PipelineError::Config {
+                field: "engine",
+                message: format!(
+                    "{} is quantized; the native engine runs full-precision directories (use integer or \
+                     dequantized)",
+                    dir.display()
+                ),
+            }),
+            Engine::Native if !cpu => Err(PipelineError::Config {
+                field: "engine",
+                message: "the native engine runs on the CPU; use --device flex (or ndarray), or --engine \
+                          dequantized for Burn on this device"
+                    .into(),
+            }),
+            Engine::Native => {
+                let (model, meta) = SequenceClassifier::load(dir, device)?;
+                let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
+                let runtime = native_runtime(&model)?;
+                Ok(Self {
+                    meta,
+                    tokenizer,
+                    engine,
+                    runtime,
+                })
+            }
             Engine::Dequantized => {
                 let (model, meta) = SequenceClassifier::load(dir, device)?;
                 let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;

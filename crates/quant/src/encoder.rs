@@ -23,10 +23,11 @@ pub enum Linear {
     Q8(QuantLinear<BlockQ8_0>),
     /// 4-bit blocks.
     Q4(QuantLinear<BlockQ4_0>),
-    /// Dequantized f32 `[out, in]` with bias.
+    /// f32 weights (full precision, or dequantized) with bias: one `gemm` call (the crate Burn's CPU backends
+    /// use), the bias written into the output first.
     F32 {
-        /// `[out, in]`, row-major.
-        weight: Vec<f32>,
+        /// `[in, out]`, row-major: the weight transposed once at load, so the GEMM reads it row by row.
+        weight_t: Vec<f32>,
         /// `[out]`.
         bias: Vec<f32>,
         /// Output features.
@@ -53,33 +54,97 @@ impl Linear {
             Self::Int(l) => l.forward(x, n),
             Self::Q8(l) => l.forward(x, n),
             Self::Q4(l) => l.forward(x, n),
-            Self::F32 {
-                weight,
-                bias,
-                rows,
-                cols,
-            } => {
-                let mut y = vec![0.0; n * rows];
-                y.par_chunks_mut(*rows).enumerate().for_each(|(i, out)| {
-                    let xi = &x[i * cols..(i + 1) * cols];
-                    for (r, o) in out.iter_mut().enumerate() {
-                        *o = weight[r * cols..(r + 1) * cols]
-                            .iter()
-                            .zip(xi)
-                            .map(|(a, b)| a * b)
-                            .sum::<f32>()
-                            + bias[r];
-                    }
-                });
+            Self::F32 { .. } => {
+                let mut y = vec![];
+                self.forward_into(x, n, &mut y)?;
                 Ok(y)
             }
         }
+    }
+
+    /// An f32 linear layer from a row-major `[rows = out, cols = in]` weight.
+    pub fn f32(weight: &[f32], bias: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
+        if weight.len() != rows * cols || bias.len() != rows {
+            return Err(QuantError::Shape {
+                op: "Linear::f32",
+                message: format!(
+                    "a weight of {} values and a bias of {} for [{rows}, {cols}]",
+                    weight.len(),
+                    bias.len()
+                ),
+            });
+        }
+        let mut weight_t = vec![0.0; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                weight_t[c * rows + r] = weight[r * cols + c];
+            }
+        }
+        Ok(Self::F32 {
+            weight_t,
+            bias,
+            rows,
+            cols,
+        })
     }
 
     /// [`Linear::forward`] into `y`, reusing its buffer on the integer GEMM.
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut Vec<f32>) -> Result<()> {
         match self {
             Self::Int(l) => l.forward_into(Isa::best(), x, n, y),
+            Self::F32 {
+                weight_t,
+                bias,
+                rows,
+                cols,
+            } => {
+                let (rows, cols) = (*rows, *cols);
+                if x.len() != n * cols {
+                    return Err(QuantError::Shape {
+                        op: "Linear::forward",
+                        message: format!("input has {} values, expected [{n}, {cols}]", x.len()),
+                    });
+                }
+                y.clear();
+                y.reserve(n * rows);
+                for _ in 0..n {
+                    y.extend_from_slice(bias);
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                let parallelism = if kernels::is_serial() || rayon::current_num_threads() == 1 {
+                    gemm::Parallelism::None
+                } else {
+                    gemm::Parallelism::Rayon(0)
+                };
+                // SAFETY: y is [n, rows], x is [n, cols] and weight_t is [cols, rows], all row-major and of
+                // exactly those lengths (checked above and at construction); the strides are in elements.
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        rows,
+                        cols,
+                        y.as_mut_ptr(),
+                        1,
+                        rows as isize,
+                        true,
+                        x.as_ptr(),
+                        1,
+                        cols as isize,
+                        weight_t.as_ptr(),
+                        1,
+                        rows as isize,
+                        1.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+                Ok(())
+            }
             _ => {
                 *y = self.forward(x, n)?;
                 Ok(())
@@ -180,12 +245,26 @@ fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
 impl QuantEncoder {
     /// Builds the encoder from a quantized model.
     pub fn new(model: &QuantizedModel) -> Result<Self> {
-        let config = model.config.clone();
+        Self::build(&model.config, &model.quantized, &model.dense)
+    }
+
+    /// The same forward-only encoder over a full-precision model's tensors (Hugging Face names): every matrix
+    /// one f32 GEMM, with the fused attention, LayerNorm and activation of the quantized path.
+    pub fn full_precision(config: &BertConfig, tensors: &crate::NamedTensors) -> Result<Self> {
+        Self::build(config, &Default::default(), tensors)
+    }
+
+    fn build(
+        config: &BertConfig,
+        quantized: &std::collections::BTreeMap<String, crate::QuantizedTensor>,
+        dense: &crate::NamedTensors,
+    ) -> Result<Self> {
+        let config = config.clone();
         // Dequantize only what runs in f32 here; 8- and 4-bit matrices go to the kernels as they are.
         let tensor = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
-            match model.quantized.get(name) {
+            match quantized.get(name) {
                 Some(q) => Some((q.shape.to_vec(), q.dequantize())),
-                None => model.dense.get(name).cloned(),
+                None => dense.get(name).cloned(),
             }
         };
         let take = |name: &str, len: usize| -> Result<Vec<f32>> {
@@ -216,7 +295,7 @@ impl QuantEncoder {
         let linear = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
             let bias = take(&format!("{name}.bias"), rows)?;
             let key = format!("{name}.weight");
-            if let Some(q) = model.quantized.get(&key) {
+            if let Some(q) = quantized.get(&key) {
                 if IntLinear::supports(q) {
                     return Ok(Linear::Int(IntLinear::from_quantized(q, bias)?));
                 }
@@ -228,12 +307,7 @@ impl QuantEncoder {
                     }
                 }
             }
-            Ok(Linear::F32 {
-                weight: take(&key, rows * cols)?,
-                bias,
-                rows,
-                cols,
-            })
+            Linear::f32(&take(&key, rows * cols)?, bias, rows, cols)
         };
         let mut layers = vec![];
         for l in 0..config.num_hidden_layers {

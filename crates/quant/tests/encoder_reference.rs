@@ -98,3 +98,40 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
     encoder.forward(&large).unwrap();
     assert_eq!(encoder.forward(&small).unwrap(), fresh);
 }
+
+#[test]
+fn full_precision_encoder_matches_burn() {
+    let device = Device::flex();
+    let config = BertConfig::new(100, 64, 2, 2, 128);
+    let model = config.init_random(false, 11, &device).unwrap();
+    let tensors = named_tensors(&model).unwrap();
+    let hf_config = BertConfig::from_json(&model.config.to_hf_json()).unwrap();
+    let encoder = QuantEncoder::full_precision(&hf_config, &tensors).unwrap();
+    assert!(encoder.kernels().iter().flatten().all(|k| *k == "f32"));
+    // A small batch (one group, threaded GEMMs) and a large one (groups of sequences, one thread each).
+    let small: Vec<Vec<u32>> = vec![vec![1, 5, 9, 33, 2], vec![3]];
+    let large: Vec<Vec<u32>> = (0..40)
+        .map(|b| {
+            (0..(30 + b % 7))
+                .map(|t| ((b * 7 + t * 3) % 99) as u32)
+                .collect()
+        })
+        .collect();
+    for sequences in [small, large] {
+        let ours = encoder.forward(&sequences).unwrap();
+        for (seq, got) in sequences.iter().zip(&ours) {
+            let want = burn_hidden(&model, seq, &device);
+            assert_eq!(got.len(), want.len());
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst <= 1e-4,
+                "sequence of {}: max difference {worst}",
+                seq.len()
+            );
+        }
+    }
+}

@@ -214,6 +214,7 @@ fn score_rows(
             // What runs the row, in the report's words (an fp32 directory's engine is named `dequantized`).
             engine: match predictor.engine() {
                 crate::predict::Engine::Integer => "integer".to_string(),
+                crate::predict::Engine::Native => "native f32".to_string(),
                 crate::predict::Engine::Dequantized => "Burn f32".to_string(),
             },
             latency_ms_b1: latency(&predictor, 1)?,

@@ -40,6 +40,11 @@ pub fn serial<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
+/// Whether this thread is inside [`serial`] (its GEMMs must not spread over the thread pool).
+pub fn is_serial() -> bool {
+    SERIAL.get()
+}
+
 /// The instruction set a kernel runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {

@@ -27,6 +27,6 @@ mod avx;
 mod gemm_avx;
 
 pub use blocks::{quantize_row_q8, ActRows, BlockQ4_0, BlockQ8_0, QuantBlock, WeightRows, QK};
-pub use int_gemm::{serial, IntLinear, Isa};
+pub use int_gemm::{is_serial, serial, IntLinear, Isa};
 pub use linear::QuantLinear;
 pub use shared::SharedOut;

@@ -69,7 +69,14 @@ impl flags::Distill {
             println!("{}", self.out.join("general").join("report.json").display());
             return Ok(());
         }
-        let report = pipeline::distill(&c, &options)?;
+        let provenance = crate::root::provenance();
+        let mut report = pipeline::distill(&c, &options)?;
+        // The report names the run that produced it, so that a copy under docs/records/ is a record.
+        report.provenance = Some(provenance);
+        student_arch::io::write_atomic(
+            &self.out.join("report.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
         println!("{}", pipeline::distill_markdown(&report));
         println!("{}", self.out.join("report.json").display());
         Ok(())

@@ -72,7 +72,7 @@ pub use data::tasks::load_dataset;
 pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
 pub use distill::general::GeneralReport;
 pub use distill::mlm_fit::{fit_mlm, mlm_fit_markdown, CurvePoint, MlmFitReport};
-pub use distill::report::{distill_markdown, ModelReport, Report};
+pub use distill::report::{distill_markdown, distill_records_markdown, ModelReport, Report};
 pub use distill::run::{distill, general_only};
 pub use error::{PipelineError, Result};
 pub use eval::{evaluate_dir, evaluate_saved, split_examples, EvalResult, EvalSplit, Scores};

@@ -58,6 +58,10 @@ pub struct Report {
     /// `BertForSequenceClassification` given with `--teacher`, its labels mapped by name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher_note: Option<String>,
+    /// The command, commit, CPU and date of the run (`cargo xtask distill` sets it), so that a copy under
+    /// docs/records/ (`distill-*.json`) is a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::record::Provenance>,
 }
 
 /// The report as a Markdown page.
@@ -107,6 +111,53 @@ pub fn distill_markdown(r: &Report) -> String {
         "\nCheckpoints written by these stages: {:.1} MB (a set every `checkpoint_minutes`, the newest \
          `keep_checkpoints` kept).\n",
         written as f64 / 1e6
+    );
+    s
+}
+
+/// The table of distillation records `(name, report)`: one row per run, with the run's own wall time.
+pub fn distill_records_markdown(records: &[(String, Report)]) -> String {
+    let mut s = String::from(
+        "| task | method | device | teacher | student | retention | run (min) | seconds per stage |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for (_, r) in records {
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|st| format!("{} {:.0}", st.name, st.seconds))
+            .collect();
+        s += &format!(
+            "| {} | {:?} | {} | {:.4} | {:.4} | {:.2}% | {:.1} | {} |\n",
+            r.dataset,
+            r.method,
+            r.device,
+            r.teacher.accuracy,
+            r.student.accuracy,
+            100.0 * r.accuracy_ratio,
+            r.seconds / 60.0,
+            stages.join(", ")
+        );
+    }
+    s += "\n";
+    for (name, r) in records {
+        match &r.provenance {
+            Some(p) => {
+                s += &format!(
+                    "`{name}`: `{}` at commit {} on {}, {}.\n\n",
+                    p.command, p.commit, p.cpu, p.date
+                )
+            }
+            None => s += &format!("`{name}`: a report without provenance.\n\n"),
+        }
+    }
+    s += &format!(
+        "Records: {}.\n",
+        records
+            .iter()
+            .map(|(n, _)| format!("`docs/records/{n}.json`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     s
 }

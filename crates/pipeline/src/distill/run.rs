@@ -147,6 +147,7 @@ pub fn distill(config: &DistillConfig, options: &RunOptions) -> Result<Report> {
         general: general_report,
         augmented_train,
         teacher_note,
+        provenance: None,
     };
     write_atomic(
         &out.join("report.json"),

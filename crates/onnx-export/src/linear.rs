@@ -313,7 +313,7 @@ fn integer_matmul(
     let (w, held) = if q.spec.bits <= 4 && transposed.len().is_multiple_of(2) {
         (
             unpacked_int4(g, name, &transposed, &dims)?,
-            "4-bit codes packed two to a byte, unpacked at load",
+            "codes packed two to a byte, unpacked at load",
         )
     } else {
         let values: Vec<i8> = transposed.iter().map(|&v| v as i8).collect();
@@ -338,14 +338,14 @@ fn integer_matmul(
     let b = g.f32s(&format!("{name}.bias"), &[rows], bias);
     let y = g.op("Add", &[&y, &b], vec![]);
     let per = if col_scale.is_some() {
-        "column bands"
+        "input column band"
     } else {
-        "rows"
+        "output row"
     };
     Ok((
         y,
         format!(
-            "{}-bit {held}, MatMulInteger with per-token uint8 activations (our integer engine), scales per {per}",
+            "{}-bit {held}, MatMulInteger with per-token uint8 activations (our integer engine), a scale per {per}",
             q.spec.bits
         ),
     ))

@@ -1,5 +1,5 @@
 //! A loop of the quantized student's forward pass, for `perf record`:
-//! `cargo run -p benches --example quant_probe -- BITS BATCH SEQ RUNS` (the teacher from `BERT_COMPRESS_TEACHER`);
+//! `cargo run -p benches --example quant_probe -- BITS BATCH SEQ RUNS` (BITS 32: full precision; the teacher from `BERT_COMPRESS_TEACHER`);
 //! prints the median time of a pass.
 
 use burn::tensor::Device;
@@ -23,9 +23,14 @@ fn main() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let tensors = student_arch::weights::named_tensors(&student).map_err(|e| e.to_string())?;
     let config = BertConfig::from_json(&student.config.to_hf_json()).map_err(|e| e.to_string())?;
-    let plan = QuantPlan::uniform(config.num_hidden_layers, bits as u32);
-    let q = quantize_tensors(&tensors, &config, &plan).map_err(|e| e.to_string())?;
-    let encoder = QuantEncoder::new(&q).map_err(|e| e.to_string())?;
+    // 32 bits: the full-precision student on the same encoder (f32 GEMMs).
+    let encoder = if bits == 32 {
+        QuantEncoder::full_precision(&config, &tensors).map_err(|e| e.to_string())?
+    } else {
+        let plan = QuantPlan::uniform(config.num_hidden_layers, bits as u32);
+        let q = quantize_tensors(&tensors, &config, &plan).map_err(|e| e.to_string())?;
+        QuantEncoder::new(&q).map_err(|e| e.to_string())?
+    };
     let ids = benches::random_ids(batch, seq, teacher.config.vocab_size);
     let mut times = vec![];
     for _ in 0..runs {

@@ -495,14 +495,14 @@ fn onnx_table(r: &BenchReport) -> String {
     };
     let mut s = format!(
         "\n### The student on ONNX Runtime {version}, from our ONNX export\n\nMedians in ms of the student's forward \
-         pass (last hidden states). `ours ÷ ORT`: our time over ONNX Runtime's on the same bits and the same export \
-         (below 1: ours is faster). Quantized exports: `float`, the dequantized weights in float products (8-bit: \
+         pass (last hidden states). `fp32 native`: our forward-only encoder on f32 weights (`predict`'s default on a \
+         CPU). `÷ ORT`: our time over ONNX Runtime's on the same bits and the same export (below 1: ours is faster). Quantized exports: `float`, the dequantized weights in float products (8-bit: \
          DequantizeLinear → MatMul, 4-bit: MatMulNBits); `integer`, as our integer engine computes (MatMulInteger \
          on per-token 8-bit activations, `export`'s default). `ORT dynamic int8`: \
          `onnxruntime.quantization.quantize_dynamic` of our f32 export.\n\n\
-         | tokens | fp32 flex | fp32 ORT | ours ÷ ORT | int8 ours | int8 ORT float | int8 ORT integer | ours ÷ ORT \
+         | tokens | fp32 flex | fp32 native | fp32 ORT | flex ÷ ORT | native ÷ ORT | int8 ours | int8 ORT float | int8 ORT integer | ours ÷ ORT \
          integer | int4 ours | int4 ORT float | int4 ORT integer | ours ÷ ORT integer | ORT dynamic int8 | int8 ours \
-         ÷ ORT dynamic |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         ÷ ORT dynamic |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for size in ["b1s64", "b32s64"] {
         let cell = |v: Option<f64>| v.map_or(" – |".to_string(), |v| format!(" {} |", fmt_ms(v)));
@@ -511,9 +511,12 @@ fn onnx_table(r: &BenchReport) -> String {
             _ => " – |".to_string(),
         };
         s += &format!("| {size} |");
+        let ort = at(size, "ort_export_fp32");
         s += &cell(at(size, "flex"));
-        s += &cell(at(size, "ort_export_fp32"));
-        s += &ratio(at(size, "flex"), at(size, "ort_export_fp32"));
+        s += &cell(at(size, "fp32"));
+        s += &cell(ort);
+        s += &ratio(at(size, "flex"), ort);
+        s += &ratio(at(size, "fp32"), ort);
         for bits in ["int8", "int4"] {
             let float = at(size, &format!("ort_export_{bits}"));
             let integer = at(size, &format!("ort_export_{bits}_integer"));

@@ -213,9 +213,9 @@ mod tests {
                     \"target\":\"\",\"start\":1.0,\"duration\":250.5},{\"i\":1,\"name\":\"libc\",\
                     \"target\":\" build-script\",\"start\":0.0,\"duration\":1.0},{\"i\":2,\"name\":\"libc\",\
                     \"target\":\"\",\"start\":1.0,\"duration\":2.0}];\nconst CONCURRENCY_DATA = [];\n</script>";
-        let units = units(html).unwrap();
-        assert_eq!(units.len(), 3);
-        let b = summarise("default", 600.04, &units);
+        let read = units(html).unwrap();
+        assert_eq!(read.len(), 3);
+        let b = summarise("default", 600.04, &read);
         assert_eq!(b.units, 3);
         assert_eq!(b.unit_seconds, 254.0);
         assert_eq!(

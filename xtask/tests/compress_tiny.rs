@@ -66,7 +66,7 @@ fn compress_runs_every_method_and_reports_each_stage() {
         "each stage is smaller: {bytes:?}"
     );
     assert_eq!(rows[3]["engine"], "integer");
-    assert_eq!(rows[0]["engine"], "Burn f32");
+    assert_eq!(rows[0]["engine"], "native f32");
     for r in rows {
         assert!(r["latency_ms_b1"].as_f64().unwrap() > 0.0);
         assert!(r["latency_ms_b32"].as_f64().unwrap() >= r["latency_ms_b1"].as_f64().unwrap());

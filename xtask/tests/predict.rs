@@ -99,7 +99,9 @@ fn predict_agrees_with_eval_on_fp32_and_quantized_directories() {
             (t.trim_matches('"').to_string(), label.to_string())
         })
         .collect();
-    for (dir, engine) in [(&model, "dequantized"), (&quantized, "integer")] {
+    // On a CPU device a full-precision directory runs on the native f32 encoder, a quantized one on the
+    // integer kernels.
+    for (dir, engine) in [(&model, "native"), (&quantized, "integer")] {
         let dir = dir.display().to_string();
         let (accuracy, eval_engine) = eval_accuracy(&dir, &csv.display().to_string());
         assert_eq!(eval_engine, engine);
@@ -129,5 +131,16 @@ fn predict_agrees_with_eval_on_fp32_and_quantized_directories() {
         let stdin: String = rows.iter().map(|(t, _)| format!("{t}\n")).collect();
         let from_stdin = predicted(&dir, &[], Some(&stdin));
         assert_eq!(from_stdin, from_file, "{dir}: stdin and --input differ");
+        if engine == "native" {
+            // Burn on the same weights gives the same labels and probabilities up to f32 rounding.
+            let burn = predicted(&dir, &["--engine", "dequantized"], Some(&stdin));
+            for (a, b) in from_stdin.iter().zip(&burn) {
+                assert_eq!(a["label"], b["label"]);
+                for (k, v) in a["probabilities"].as_object().unwrap() {
+                    let w = b["probabilities"][k].as_f64().unwrap();
+                    assert!((v.as_f64().unwrap() - w).abs() < 1e-5, "{k}: {v} vs {w}");
+                }
+            }
+        }
     }
 }

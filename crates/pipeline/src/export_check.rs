@@ -52,13 +52,25 @@ pub struct OnnxCheckRecord {
 /// The Markdown table of `records` (name, record), one row per record and engine.
 pub fn onnx_check_markdown(records: &[(String, OnnxCheckRecord)]) -> String {
     let mut s = String::from(
-        "| task | model | examples | engine | ONNX Runtime accuracy | our accuracy | labels agree | largest probability \
-         difference | model.onnx MB | our weights MB |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| task | model | export | examples | engine | ONNX Runtime accuracy | our accuracy | labels agree | largest \
+         probability difference | model.onnx MB | our weights MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (_, r) in records {
+        // How the quantized matrices compute in the file: as our integer engine, or in float.
+        let form = if r
+            .representations
+            .iter()
+            .any(|(how, _)| how.contains("MatMulInteger"))
+        {
+            "integer"
+        } else if r.kind.contains("quantized") {
+            "float"
+        } else {
+            "f32"
+        };
         for c in &r.checks {
             s += &format!(
-                "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.1e} | {:.2} | {:.2} |\n",
+                "| {} | {} | {form} | {} | {} | {:.4} | {:.4} | {:.2}% | {:.1e} | {:.2} | {:.2} |\n",
                 r.dataset,
                 r.kind,
                 r.examples,

@@ -53,7 +53,7 @@ pub struct FirstBuildRecord {
 impl FirstBuild {
     pub fn run(self) -> Result<()> {
         let provenance = crate::root::provenance();
-        let root = crate::workspace_root();
+        let root = crate::root::workspace_root();
         student_arch::io::claim_output_dir(&self.out, "first-build", &[])?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let rustc = Command::new("rustc")

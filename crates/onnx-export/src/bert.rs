@@ -32,12 +32,12 @@ pub fn export(
     config: &BertConfig,
     tensors: Tensors,
     head: &Head,
-    matmul: crate::Matmul,
+    matmul: crate::head::Matmul,
     metadata: Vec<(String, String)>,
 ) -> Result<Exported> {
     check_config(config)?;
     let mut g = Graph::new();
-    g.integer_matmul = matmul == crate::Matmul::Integer;
+    g.integer_matmul = matmul == crate::head::Matmul::Integer;
     let mut b = Builder {
         g,
         tensors,

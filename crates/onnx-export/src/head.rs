@@ -13,6 +13,18 @@ pub enum Pooling {
     Cls,
 }
 
+/// How quantized matrices compute in the exported graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Matmul {
+    /// As our integer engine (`predict`'s default on a quantized model) computes them, where it runs them:
+    /// per-token 8-bit activations and `MatMulInteger` (module `linear`). Other matrices as [`Matmul::Float`].
+    #[default]
+    Integer,
+    /// Float `MatMul` of the dequantized weights (`MatMulNBits` or `DequantizeLinear`): the dequantized engine's
+    /// outputs, and a smaller graph.
+    Float,
+}
+
 /// What the exported graph outputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Head {

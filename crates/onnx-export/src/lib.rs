@@ -26,22 +26,10 @@ mod head;
 pub mod proto;
 
 pub use error::{ExportError, Result};
-pub use head::{Exported, Head, MatrixExport, Pooling};
+pub use head::{Exported, Head, Matmul, MatrixExport, Pooling};
 pub use tensors::Tensors;
 
 use student_arch::BertConfig;
-
-/// How quantized matrices compute in the exported graph.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Matmul {
-    /// As our integer engine (`predict`'s default on a quantized model) computes them, where it runs them:
-    /// per-token 8-bit activations and `MatMulInteger` (module `linear`). Other matrices as [`Matmul::Float`].
-    #[default]
-    Integer,
-    /// Float `MatMul` of the dequantized weights (`MatMulNBits` or `DequantizeLinear`): the dequantized engine's
-    /// outputs, and a smaller graph.
-    Float,
-}
 
 /// Builds the ONNX model of `config`'s encoder from `tensors` (Hugging Face names) with `head` on top;
 /// `metadata` goes into the model's `metadata_props` (labels, pooling, the source). Quantized matrices compute

@@ -11,7 +11,7 @@ use crate::{features, fetch, flags, flags_suite, layout, workspace_root};
 impl flags::Ci {
     pub fn run(self) -> Result<()> {
         if self.wgpu && !cfg!(feature = "wgpu") {
-            bail!("`ci --wgpu` needs xtask built with the wgpu feature: run `cargo run -p xtask --features wgpu -- ci --wgpu`");
+            bail!("`ci --wgpu` needs xtask built with the wgpu feature: run `cargo run -p xtask --features wgpu,ndarray -- ci --wgpu`");
         }
         features::check()?;
         layout::check(&workspace_root())?;

@@ -193,30 +193,40 @@ fn python_side(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_torch.py");
     eprintln!("bench: PyTorch side: {} {}", args.python, script.display());
     let threads = args.threads.to_string();
-    let output = Command::new(&args.python)
+    let mut command = Command::new(&args.python);
+    command
         .arg(&script)
         .arg(teacher)
         .args(["--threads", &threads, "--runs", &args.runs.to_string()])
         .args(["--budget-s", &args.budget_s.to_string()])
         .args(args.only.iter().flat_map(|o| ["--only", o.as_str()]))
         .env("OMP_NUM_THREADS", &threads)
-        .env("MKL_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads);
+    #[derive(serde::Deserialize)]
+    struct PyReport {
+        torch: String,
+        measurements: Vec<Measurement>,
+    }
+    let r: PyReport = python_report(&mut command, &script)?;
+    Ok((r.torch, r.measurements))
+}
+
+/// Runs a Python side of the bench (its progress on our stderr) and reads the JSON report it prints last.
+fn python_report<T: serde::de::DeserializeOwned>(
+    command: &mut Command,
+    script: &Path,
+) -> Result<T, String> {
+    let output = command
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("running {}: {e}", script.display()))?;
     if !output.status.success() {
         return Err(format!("{} failed ({})", script.display(), output.status));
     }
-    #[derive(serde::Deserialize)]
-    struct PyReport {
-        torch: String,
-        measurements: Vec<Measurement>,
-    }
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().last().unwrap_or_default();
-    let r: PyReport = serde_json::from_str(line)
-        .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
-    Ok((r.torch, r.measurements))
+    serde_json::from_str(line)
+        .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))
 }
 
 /// [`onnx_side`]'s measurements appended to `measurements`, and ONNX Runtime's version; `None` (with the reason
@@ -301,7 +311,8 @@ fn onnx_side(
         script.display()
     );
     let threads = args.threads.to_string();
-    let output = Command::new(&args.python)
+    let mut command = Command::new(&args.python);
+    command
         .arg(&script)
         .args(models.iter().flat_map(|m| ["--model", m.as_str()]))
         .args(["--dynamic-int8-of", "ort_export_fp32"])
@@ -309,22 +320,13 @@ fn onnx_side(
         .args(["--threads", &threads, "--runs", &args.runs.to_string()])
         .args(["--budget-s", &args.budget_s.to_string()])
         .args(["--work-dir", &dir.display().to_string()])
-        .env("OMP_NUM_THREADS", &threads)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("running {}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!("{} failed ({})", script.display(), output.status));
-    }
+        .env("OMP_NUM_THREADS", &threads);
     #[derive(serde::Deserialize)]
     struct PyReport {
         onnxruntime: String,
         measurements: Vec<Measurement>,
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    let r: PyReport = serde_json::from_str(line)
-        .map_err(|e| format!("{} printed no report JSON ({e})", script.display()))?;
+    let r: PyReport = python_report(&mut command, &script)?;
     Ok((r.onnxruntime, r.measurements))
 }
 

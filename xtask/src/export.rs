@@ -69,22 +69,25 @@ impl Export {
         };
         let mut checks = vec![];
         let mut onnxruntime = String::new();
-        let mut examples = 0;
-        for &(engine, name) in engines {
-            let predictor = pipeline::Predictor::load(&self.model, device, Some(engine))?;
-            let columns = pipeline::Columns {
-                text: self.text_column.clone(),
-                label: self.label_column.clone(),
-            };
-            let rows = pipeline::split_examples(
-                &self.model,
-                dataset,
-                &columns,
-                self.seed,
-                self.split,
-                predictor.labels(),
-                &pipeline::cache_dir(),
-            )?;
+        let predictors = engines
+            .iter()
+            .map(|&(engine, _)| pipeline::Predictor::load(&self.model, device, Some(engine)))
+            .collect::<pipeline::Result<Vec<_>>>()?;
+        // One model directory: every engine has its labels, so the split is read once.
+        let columns = pipeline::Columns {
+            text: self.text_column.clone(),
+            label: self.label_column.clone(),
+        };
+        let rows = pipeline::split_examples(
+            &self.model,
+            dataset,
+            &columns,
+            self.seed,
+            self.split,
+            predictors[0].labels(),
+            &pipeline::cache_dir(),
+        )?;
+        for (&(_, name), predictor) in engines.iter().zip(&predictors) {
             eprintln!(
                 "export: {name} engine on {} examples of {dataset}",
                 rows.len()
@@ -117,7 +120,6 @@ impl Export {
                 accuracy_ours: number("accuracy_ours")?,
             });
             onnxruntime = summary["onnxruntime"].as_str().unwrap_or("?").to_string();
-            examples = rows.len();
         }
         let mut representations: Vec<(String, usize)> = vec![];
         for m in &report.matrices {
@@ -135,7 +137,7 @@ impl Export {
             kind: report.kind.clone(),
             dataset: dataset.into(),
             split: format!("{:?}", self.split).to_lowercase(),
-            examples,
+            examples: rows.len(),
             onnxruntime,
             onnx_bytes: report.onnx_bytes,
             source_weights_bytes: report.source_weights_bytes,

@@ -40,10 +40,7 @@ impl flags::Embed {
         }
         // On a CPU device the forward-only encoder (`quant::encoder`, one f32 GEMM per matrix) runs the same
         // weights; Burn runs them on any other device.
-        let native = if student_arch::device::cpu_devices()
-            .iter()
-            .any(|(_, d)| *d == device)
-        {
+        let native = if student_arch::device::is_cpu(&device) {
             let tensors = student_arch::weights::named_tensors(&encoder.model)?;
             let config = student_arch::BertConfig::from_json(&encoder.model.config.to_hf_json())?;
             Some(quant::encoder::QuantEncoder::full_precision(

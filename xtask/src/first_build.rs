@@ -197,8 +197,9 @@ pub fn markdown(r: &FirstBuildRecord) -> String {
         );
     }
     s += &format!(
-        "\n`{}` at commit {} on {}, {}, {}; crates already downloaded (downloads not counted).\n",
-        r.provenance.command, r.provenance.commit, r.provenance.cpu, r.provenance.date, r.rustc
+        "\n{}, {}; crates already downloaded (downloads not counted).\n",
+        r.provenance.describe(),
+        r.rustc
     );
     s
 }

@@ -82,8 +82,8 @@ pub fn linear(
 }
 
 /// `[rows, cols]` row-major → `[cols, rows]` row-major.
-fn transpose(w: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
-    let mut t = vec![0.0; w.len()];
+fn transpose<T: Copy + Default>(w: &[T], [rows, cols]: [usize; 2]) -> Vec<T> {
+    let mut t = vec![T::default(); w.len()];
     for r in 0..rows {
         for c in 0..cols {
             t[c * rows + r] = w[r * cols + c];
@@ -290,25 +290,13 @@ fn integer_matmul(
 ) -> Result<(String, String)> {
     let [rows, cols] = q.shape;
     let codes = q.signed_codes();
-    // IntLinear::from_quantized: one scale per row when the groups span whole rows, else per column band.
-    let (row_scale, col_scale): (Vec<f32>, Option<Vec<f32>>) = if q.group[1] == cols {
-        let rs = (0..rows)
-            .map(|r| q.scales[q.group_of(r, 0)].to_f32())
-            .collect();
-        (rs, None)
-    } else {
-        let cs = (0..cols)
-            .map(|c| q.scales[q.group_of(0, c)].to_f32())
-            .collect();
-        (vec![1.0; rows], Some(cs))
-    };
+    // The engine's own scales: per output row, or per input column folded into the activations.
+    let (row_scale, col_scale) = IntLinear::scales(q);
     let row_sums: Vec<i32> = (0..rows)
         .map(|r| codes[r * cols..(r + 1) * cols].iter().sum())
         .collect();
     // The codes transposed to [in = cols, out = rows], as MatMulInteger's B.
-    let transposed: Vec<i32> = (0..cols * rows)
-        .map(|t| codes[(t % rows) * cols + t / rows])
-        .collect();
+    let transposed = transpose(&codes, q.shape);
     let dims = [cols, rows];
     let (w, held) = if q.spec.bits <= 4 && transposed.len().is_multiple_of(2) {
         (

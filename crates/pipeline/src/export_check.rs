@@ -92,22 +92,11 @@ pub fn onnx_check_markdown(records: &[(String, OnnxCheckRecord)]) -> String {
             .map(|(how, n)| format!("{n} × {how}"))
             .collect();
         s += &format!(
-            "`{name}`: `{}` at commit {} on {}, {}, ONNX Runtime {}. Matrices: {}.\n\n",
-            r.provenance.command,
-            r.provenance.commit,
-            r.provenance.cpu,
-            r.provenance.date,
+            "`{name}`: {}, ONNX Runtime {}. Matrices: {}.\n\n",
+            r.provenance.describe(),
             r.onnxruntime,
             held.join("; ")
         );
     }
-    s += &format!(
-        "Records: {}.\n",
-        records
-            .iter()
-            .map(|(n, _)| format!("`docs/records/{n}.json`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    s
+    s + &crate::record::records_line(records)
 }

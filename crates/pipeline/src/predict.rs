@@ -144,9 +144,7 @@ impl Predictor {
     pub fn load(dir: &Path, device: &Device, engine: Option<Engine>) -> Result<Self> {
         let quant_path = dir.join(quant::QUANT_FILE);
         let quantized = quant_path.exists();
-        let cpu = student_arch::device::cpu_devices()
-            .iter()
-            .any(|(_, d)| d == device);
+        let cpu = student_arch::device::is_cpu(device);
         let engine = engine.unwrap_or(match (quantized, cpu) {
             (true, _) => Engine::Integer,
             (false, true) => Engine::Native,
@@ -167,28 +165,21 @@ impl Predictor {
                           dequantized for Burn on this device"
                     .into(),
             }),
-            Engine::Native => {
+            Engine::Native | Engine::Dequantized => {
                 let (model, meta) = SequenceClassifier::load(dir, device)?;
                 let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
-                let runtime = native_runtime(&model)?;
+                let runtime = match engine {
+                    Engine::Native => native_runtime(&model)?,
+                    _ => Runtime::Burn {
+                        model: Box::new(model),
+                        device: device.clone(),
+                    },
+                };
                 Ok(Self {
                     meta,
                     tokenizer,
                     engine,
                     runtime,
-                })
-            }
-            Engine::Dequantized => {
-                let (model, meta) = SequenceClassifier::load(dir, device)?;
-                let tokenizer = crate::classifier::tokenizer_for(dir, &model)?;
-                Ok(Self {
-                    meta,
-                    tokenizer,
-                    engine,
-                    runtime: Runtime::Burn {
-                        model: Box::new(model),
-                        device: device.clone(),
-                    },
                 })
             }
             Engine::Integer if !quantized => Err(PipelineError::Config {

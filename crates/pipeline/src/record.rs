@@ -26,6 +26,31 @@ impl Provenance {
             date: utc_date(std::time::SystemTime::now()),
         }
     }
+
+    /// How a rendered table names the run: `` `command` at commit C on CPU, DATE ``.
+    pub fn describe(&self) -> String {
+        format!(
+            "`{}` at commit {} on {}, {}",
+            self.command, self.commit, self.cpu, self.date
+        )
+    }
+}
+
+/// [`Provenance::describe`] of a record's provenance, or "a run without provenance".
+pub fn describe_run(provenance: Option<&Provenance>) -> String {
+    provenance.map_or_else(|| "a run without provenance".into(), Provenance::describe)
+}
+
+/// The closing line of a table rendered from several records: `Records: `docs/records/NAME.json`, ….`
+pub fn records_line<T>(records: &[(String, T)]) -> String {
+    format!(
+        "Records: {}.\n",
+        records
+            .iter()
+            .map(|(n, _)| format!("`docs/records/{n}.json`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// The vector extensions named in a CPU description, in this order, as `/proc/cpuinfo` spells them.

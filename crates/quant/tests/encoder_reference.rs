@@ -25,6 +25,13 @@ fn burn_hidden(model: &student_arch::BertModel, ids: &[u32], device: &Device) ->
         .unwrap()
 }
 
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 #[test]
 fn quantized_encoder_matches_burn_on_the_same_weights() {
     let device = Device::flex();
@@ -69,11 +76,7 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
         for (seq, got) in sequences.iter().zip(&ours) {
             let want = burn_hidden(&reference, seq, &device);
             assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let worst = max_abs_diff(got, &want);
             assert!(
                 worst <= tolerance,
                 "{bits}-bit, sequence {seq:?}: max difference {worst} > {tolerance}"
@@ -122,11 +125,7 @@ fn full_precision_encoder_matches_burn() {
         for (seq, got) in sequences.iter().zip(&ours) {
             let want = burn_hidden(&model, seq, &device);
             assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let worst = max_abs_diff(got, &want);
             assert!(
                 worst <= 1e-4,
                 "sequence of {}: max difference {worst}",

@@ -35,6 +35,11 @@ pub fn cpu_devices() -> Vec<(&'static str, Device)> {
         .collect()
 }
 
+/// Whether `device` is one of the CPU devices compiled in ([`cpu_devices`]).
+pub fn is_cpu(device: &Device) -> bool {
+    cpu_devices().iter().any(|(_, d)| d == device)
+}
+
 /// The default device: the first of [`available_devices`] (flex, which was the faster CPU backend in
 /// docs/archive/BENCHMARKS-2026-11.md, when compiled in).
 pub fn default_device_name() -> &'static str {

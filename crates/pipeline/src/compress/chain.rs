@@ -309,27 +309,14 @@ pub fn compress_records_markdown(records: &[(String, CompressReport)]) -> String
     }
     s += "\n";
     for (name, r) in records {
-        let run = match &r.provenance {
-            Some(p) => format!(
-                "`{}` at commit {} on {}, {}",
-                p.command, p.commit, p.cpu, p.date
-            ),
-            None => "a run without provenance".into(),
-        };
+        let run = crate::record::describe_run(r.provenance.as_ref());
         s += &format!(
             "`{name}`: {run}; {} test examples, latency medians on {} with {} threads, each model on the path that \
              runs.\n\n",
             r.examples, r.device, r.threads
         );
     }
-    s + &format!(
-        "Records: {}.\n",
-        records
-            .iter()
-            .map(|(n, _)| format!("`docs/records/{n}.json`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    s + &crate::record::records_line(records)
 }
 
 /// `config` with the distillation settings of the finished run `run` (which must hold a report).

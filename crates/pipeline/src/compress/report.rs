@@ -206,25 +206,12 @@ pub fn quantize_records_markdown(records: &[(String, QuantizeReport)]) -> String
             .iter()
             .map(|u| format!("{} {:.3e}", u.name, u.score))
             .collect();
-        let run = match &r.provenance {
-            Some(p) => format!(
-                "`{}` at commit {} on {}, {}",
-                p.command, p.commit, p.cpu, p.date
-            ),
-            None => "a run without provenance".into(),
-        };
+        let run = crate::record::describe_run(r.provenance.as_ref());
         s += &format!(
             "`{name}`: {run}; {} test examples; units in the sensitivity report's order: {}.\n\n",
             r.examples,
             units.join(", ")
         );
     }
-    s + &format!(
-        "Records: {}.\n",
-        records
-            .iter()
-            .map(|(n, _)| format!("`docs/records/{n}.json`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    s + &crate::record::records_line(records)
 }

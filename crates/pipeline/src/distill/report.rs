@@ -141,23 +141,10 @@ pub fn distill_records_markdown(records: &[(String, Report)]) -> String {
     }
     s += "\n";
     for (name, r) in records {
-        match &r.provenance {
-            Some(p) => {
-                s += &format!(
-                    "`{name}`: `{}` at commit {} on {}, {}.\n\n",
-                    p.command, p.commit, p.cpu, p.date
-                )
-            }
-            None => s += &format!("`{name}`: a report without provenance.\n\n"),
-        }
+        s += &format!(
+            "`{name}`: {}.\n\n",
+            crate::record::describe_run(r.provenance.as_ref())
+        );
     }
-    s += &format!(
-        "Records: {}.\n",
-        records
-            .iter()
-            .map(|(n, _)| format!("`docs/records/{n}.json`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    s
+    s + &crate::record::records_line(records)
 }

@@ -123,15 +123,12 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
     let seeds = r.rows.iter().map(|x| x.seeds.len()).max().unwrap_or(0);
     let mut s = format!(
         "Recipe `{}`{}, device {}; {} task(s) × up to {seeds} seed(s), each task on one split with one fine-tuned \
-         teacher. Run `{}` at commit {} on {}, {}.\n\n",
+         teacher. Run {}.\n\n",
         r.recipe,
         if r.quick { " (quick: capped data)" } else { "" },
         r.device,
         r.rows.len(),
-        r.provenance.command,
-        r.provenance.commit,
-        r.provenance.cpu,
-        r.provenance.date,
+        r.provenance.describe(),
     );
     s += "| task | kind | classes | train/dev/test | words | seeds | teacher | student | retention % | dev: teacher / student | teacher min | distil min |\n\
           |---|---|---|---|---|---|---|---|---|---|---|---|\n";

@@ -227,6 +227,24 @@ impl IntLinear {
         q.spec.symmetric && q.spec.bits <= 8 && (q.group[1] == cols || q.group[0] == rows)
     }
 
+    /// The scales this kernel applies for `q` (which it [`supports`](Self::supports)): one per output row when the
+    /// groups span whole rows (`(row_scale, None)`), else one per input column, folded into the activations
+    /// before they are quantized (`(vec![1.0; rows], Some(col_scale))`).
+    pub fn scales(q: &QuantizedTensor) -> (Vec<f32>, Option<Vec<f32>>) {
+        let [rows, cols] = q.shape;
+        if q.group[1] == cols {
+            let rs = (0..rows)
+                .map(|r| q.scales[q.group_of(r, 0)].to_f32())
+                .collect();
+            (rs, None)
+        } else {
+            let cs = (0..cols)
+                .map(|c| q.scales[q.group_of(0, c)].to_f32())
+                .collect();
+            (vec![1.0; rows], Some(cs))
+        }
+    }
+
     /// Packs a quantized matrix; `bias` is `[rows]`.
     pub fn from_quantized(q: &QuantizedTensor, bias: Vec<f32>) -> Result<Self> {
         let [rows, cols] = q.shape;
@@ -250,19 +268,7 @@ impl IntLinear {
             )));
         }
         let codes: Vec<i8> = q.signed_codes().iter().map(|c| *c as i8).collect();
-        let (row_scale, col_scale) = if q.group[1] == cols {
-            (
-                (0..rows)
-                    .map(|r| q.scales[q.group_of(r, 0)].to_f32())
-                    .collect(),
-                None,
-            )
-        } else {
-            let cs = (0..cols)
-                .map(|c| q.scales[q.group_of(0, c)].to_f32())
-                .collect();
-            (vec![1.0; rows], Some(cs))
-        };
+        let (row_scale, col_scale) = Self::scales(q);
         Ok(Self::pack(
             &codes,
             rows,

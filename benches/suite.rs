@@ -310,8 +310,8 @@ pub fn bench_student(teacher: &BertModel) -> Result<(BertConfig, NamedTensors), 
     Ok((config, tensors))
 }
 
-/// The 3-layer student's inference on `quant`'s forward-only encoder: full precision (f32 GEMMs, backend `fp32`)
-/// and on the integer kernels, 8-bit and 4-bit weights (per-head groups, the `quantize` default) with 8-bit
+/// The 3-layer student's inference on `quant`'s forward-only encoder: full precision (f32 GEMMs, backend `fp32`;
+/// `fp32_qkv3` with Q, K and V as three GEMMs) and on the integer kernels, 8-bit and 4-bit weights (per-head groups, the `quantize` default) with 8-bit
 /// activations (backends `int8` and `int4`).
 pub fn run_quantized(
     teacher: &BertModel,
@@ -323,11 +323,19 @@ pub fn run_quantized(
         return Ok(out);
     }
     let (student_config, tensors) = bench_student(teacher)?;
-    // The full-precision student on the same forward-only encoder (f32 GEMMs): backend `fp32`.
-    let mut encoders = vec![(
-        "fp32",
-        QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string())?,
-    )];
+    // The full-precision student on the same forward-only encoder (f32 GEMMs): backend `fp32`, and beside it
+    // the same with Q, K and V as three GEMMs (`fp32_qkv3`, the encoder before they were stacked into one).
+    let mut encoders = vec![
+        (
+            "fp32_qkv3",
+            QuantEncoder::full_precision_separate_qkv(&student_config, &tensors)
+                .map_err(|e| e.to_string())?,
+        ),
+        (
+            "fp32",
+            QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string())?,
+        ),
+    ];
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
@@ -406,6 +414,9 @@ mod tests {
         assert!(m.iter().all(|m| m.median_ms > 0.0 && m.times_ms.len() == 1));
         let q = run_quantized(&teacher, &config, &mut |_| {}).unwrap();
         let backends: Vec<&str> = q.iter().map(|m| m.backend.as_str()).collect();
-        assert_eq!(backends, ["fp32", "fp32", "int8", "int8", "int4", "int4"]);
+        assert_eq!(
+            backends,
+            ["fp32_qkv3", "fp32_qkv3", "fp32", "fp32", "int8", "int8", "int4", "int4"]
+        );
     }
 }

@@ -88,6 +88,53 @@ impl Linear {
         })
     }
 
+    /// The matrices `parts` (same input width) as one, their outputs side by side: one GEMM instead of several.
+    /// Integer matrices with row scales stack into one [`IntLinear`], f32 ones into one f32 matrix; `None` for
+    /// any other mix.
+    pub fn stack(parts: &[&Linear]) -> Option<Linear> {
+        let ints: Option<Vec<&IntLinear>> = parts
+            .iter()
+            .map(|p| match p {
+                Self::Int(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        if let Some(ints) = ints {
+            return IntLinear::stack(&ints).map(Self::Int);
+        }
+        let floats: Option<Vec<(&[f32], &[f32], usize, usize)>> = parts
+            .iter()
+            .map(|p| match p {
+                Self::F32 {
+                    weight_t,
+                    bias,
+                    rows,
+                    cols,
+                } => Some((weight_t.as_slice(), bias.as_slice(), *rows, *cols)),
+                _ => None,
+            })
+            .collect();
+        let floats = floats?;
+        let cols = floats.first()?.3;
+        if floats.iter().any(|f| f.3 != cols) {
+            return None;
+        }
+        let rows: usize = floats.iter().map(|f| f.2).sum();
+        // weight_t is [cols, rows]: each input feature's row holds every part's outputs in turn.
+        let mut weight_t = Vec::with_capacity(cols * rows);
+        for c in 0..cols {
+            for (w, _, r, _) in &floats {
+                weight_t.extend_from_slice(&w[c * r..(c + 1) * r]);
+            }
+        }
+        Some(Self::F32 {
+            weight_t,
+            bias: floats.iter().flat_map(|f| f.1.iter().copied()).collect(),
+            rows,
+            cols,
+        })
+    }
+
     /// [`Linear::forward`] into `y`, reusing its buffer on the integer GEMM.
     pub fn forward_into(&self, x: &[f32], n: usize, y: &mut Vec<f32>) -> Result<()> {
         match self {
@@ -183,8 +230,9 @@ impl LayerNorm {
 
 /// A layer's query, key and value matrices.
 enum Qkv {
-    /// As one GEMM (all three on [`IntLinear`] with row scales), with each matrix's kernel name.
-    Fused(IntLinear, [&'static str; 3]),
+    /// As one GEMM ([`Linear::stack`]: all three integer with row scales, or all three f32), with each matrix's
+    /// kernel name.
+    Fused(Linear, [&'static str; 3]),
     /// Query, key, value, each on its own kernel.
     Separate(Box<[Linear; 3]>),
 }
@@ -245,19 +293,30 @@ fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
 impl QuantEncoder {
     /// Builds the encoder from a quantized model.
     pub fn new(model: &QuantizedModel) -> Result<Self> {
-        Self::build(&model.config, &model.quantized, &model.dense)
+        Self::build(&model.config, &model.quantized, &model.dense, true)
     }
 
     /// The same forward-only encoder over a full-precision model's tensors (Hugging Face names): every matrix
-    /// one f32 GEMM, with the fused attention, LayerNorm and activation of the quantized path.
+    /// one f32 GEMM (Q, K and V stacked into one), with the fused attention, LayerNorm and activation of the
+    /// quantized path.
     pub fn full_precision(config: &BertConfig, tensors: &crate::NamedTensors) -> Result<Self> {
-        Self::build(config, &Default::default(), tensors)
+        Self::build(config, &Default::default(), tensors, true)
+    }
+
+    /// [`QuantEncoder::full_precision`] with Q, K and V as three GEMMs, as before they were stacked: the
+    /// "before" of that change in `cargo xtask bench` (backend `fp32_qkv3`).
+    pub fn full_precision_separate_qkv(
+        config: &BertConfig,
+        tensors: &crate::NamedTensors,
+    ) -> Result<Self> {
+        Self::build(config, &Default::default(), tensors, false)
     }
 
     fn build(
         config: &BertConfig,
         quantized: &std::collections::BTreeMap<String, crate::QuantizedTensor>,
         dense: &crate::NamedTensors,
+        fuse_qkv: bool,
     ) -> Result<Self> {
         let config = config.clone();
         // Dequantize only what runs in f32 here; 8- and 4-bit matrices go to the kernels as they are.
@@ -327,9 +386,10 @@ impl QuantEncoder {
                 lin("attention.self.value")?,
             );
             let kinds = [query.kind(), key.kind(), value.kind()];
-            let fused = match (&query, &key, &value) {
-                (Linear::Int(q), Linear::Int(k), Linear::Int(v)) => IntLinear::stack(&[q, k, v]),
-                _ => None,
+            let fused = if fuse_qkv {
+                Linear::stack(&[&query, &key, &value])
+            } else {
+                None
             };
             // The fused GEMM replaces the three matrices; they are not kept beside it.
             let qkv = match fused {
@@ -493,7 +553,7 @@ impl QuantEncoder {
             // Q, K and V side by side in one [n, 3h] matrix (one GEMM) or as three [n, h] ones.
             let (stride, at) = match &layer.qkv {
                 Qkv::Fused(gemm, _) => {
-                    gemm.forward_into(Isa::best(), x, n, &mut qkv[0])?;
+                    gemm.forward_into(x, n, &mut qkv[0])?;
                     (3 * h, [(0, 0), (0, h), (0, 2 * h)])
                 }
                 Qkv::Separate(m) => {
@@ -570,4 +630,45 @@ pub fn mean_over_tokens(states: &[f32], hidden: usize) -> Vec<f32> {
     (0..hidden)
         .map(|j| (0..n).map(|t| states[t * hidden + j]).sum::<f32>() / n as f32)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 - 500.0) / 500.0)
+            .collect()
+    }
+
+    #[test]
+    fn stacked_f32_matrices_give_each_matrix_s_outputs_side_by_side() {
+        let (cols, n) = (24, 5);
+        let parts: Vec<Linear> = [(8, 1), (16, 2), (8, 3)]
+            .iter()
+            .map(|&(rows, seed)| {
+                Linear::f32(&values(rows * cols, seed), values(rows, seed + 10), rows, cols).unwrap()
+            })
+            .collect();
+        let stacked = Linear::stack(&parts.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!((stacked.rows(), stacked.kind()), (32, "f32"));
+        let x = values(n * cols, 7);
+        let y = stacked.forward(&x, n).unwrap();
+        let mut at = 0;
+        for part in &parts {
+            let r = part.rows();
+            let own = part.forward(&x, n).unwrap();
+            for t in 0..n {
+                for j in 0..r {
+                    let (a, b) = (y[t * 32 + at + j], own[t * r + j]);
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "token {t} output {j}: {a} vs {b}");
+                }
+            }
+            at += r;
+        }
+        // Different input widths, or an f32 matrix beside an integer one, do not stack.
+        let narrow = Linear::f32(&values(8 * 12, 4), vec![0.0; 8], 8, 12).unwrap();
+        assert!(Linear::stack(&[&parts[0], &narrow]).is_none());
+    }
 }

@@ -21,6 +21,7 @@ use student_arch::{BertInput, BertModel, BertTokenizer, MlmHead};
 
 use crate::data::labelled::Example;
 use crate::error::{io_err, PipelineError, Result};
+use crate::train::progress::Progress;
 
 student_arch::config_defaults! {
     /// How the training set is augmented.
@@ -122,8 +123,8 @@ fn candidates(
         device,
         &mut out,
     )?;
-    let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    bar.set_prefix("augment");
+    // One step a batch of 64 masked sentences: a bar on a terminal, a line every 30 s otherwise.
+    let mut progress = Progress::start("augment", jobs.len().div_ceil(64), 0);
     for batch in jobs.chunks(64) {
         let seqs: Vec<Vec<u32>> = batch.iter().map(|j| j.2.clone()).collect();
         let seq_length = seqs.iter().map(Vec::len).max().unwrap_or(0);
@@ -155,9 +156,9 @@ fn candidates(
                 &original,
             );
         }
-        bar.inc(batch.len() as u64);
+        progress.step(batch.len() * seq_length, &[]);
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(out)
 }
 
@@ -285,6 +286,11 @@ fn neighbours_of_multi_piece_words(
     if words.is_empty() || top_k == 0 {
         return Ok(());
     }
+    eprintln!(
+        "augment: nearest whole words of {} word(s) of several pieces, against {} words of the vocabulary",
+        words.len(),
+        candidates.len()
+    );
     // The vocabulary's whole words, each on its own.
     let vocabulary = word_vectors(
         &candidates.iter().map(|id| vec![*id]).collect::<Vec<_>>(),

@@ -86,9 +86,14 @@ impl Progress {
     pub fn step(&mut self, tokens: usize, values: &[(&'static str, f32)]) {
         self.step += 1;
         self.tokens += tokens;
-        if self.first_done.is_none() {
+        let first = self.first_done.is_none();
+        if first {
             self.first_done = Some(Instant::now());
             self.first_seconds = self.started.elapsed().as_secs_f64();
+            // The first step pays for one-off work (the teacher's logits over the training set): a line now
+            // would give a time left from it alone (hours where minutes remain), so the next line waits for
+            // steps that show the stage's pace.
+            self.last_line = Instant::now();
             if let Some(bar) = &self.bar {
                 bar.reset_eta();
             }
@@ -103,12 +108,21 @@ impl Progress {
                 bar.set_message(terms);
                 bar.inc(1);
             }
-            None if self.last_line.elapsed() >= self.every => {
-                self.last_line = Instant::now();
-                eprintln!("{}", self.line(&terms));
+            None => {
+                if let Some(line) = self.due_line(first, &terms) {
+                    eprintln!("{line}");
+                }
             }
-            None => {}
         }
+    }
+
+    /// The periodic line when one is due (never on the process's first step, see [`Progress::step`]).
+    fn due_line(&mut self, first: bool, terms: &str) -> Option<String> {
+        if first || self.last_line.elapsed() < self.every {
+            return None;
+        }
+        self.last_line = Instant::now();
+        Some(self.line(terms))
     }
 
     /// The periodic line: step, loss terms, tokens/s and the time left.
@@ -181,6 +195,17 @@ mod tests {
         );
         assert_eq!(clock(3725.0), "1:02:05");
         assert_eq!(clock(f64::NAN), "?");
+    }
+
+    #[test]
+    fn no_line_after_the_first_step_alone() {
+        // Its time holds one-off work, so a line then would extrapolate it; the second step's line comes.
+        let mut p = Progress::with("tinybert-prediction", 10, 0, false, Duration::ZERO);
+        p.step(64, &[]);
+        assert_eq!(p.due_line(true, ""), None);
+        p.step(64, &[]);
+        let line = p.due_line(false, "").unwrap();
+        assert!(line.starts_with("tinybert-prediction: step 2/10"), "{line}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! LayerNorm, softmax and GELU are f32. Its outputs match the Burn model built from the same dequantized weights
 //! up to the 8-bit rounding of activations inside the kernels (tested).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 use student_arch::{BertConfig, HiddenAct};
 
@@ -199,6 +201,54 @@ impl Linear {
         }
     }
 
+    /// Output columns `j0..j1` of `y = x Wᵀ + b` of an f32 matrix, on the calling thread: one team member's part
+    /// of the product. Does nothing for other kinds (the team mode runs only all-f32 encoders).
+    ///
+    /// # Safety
+    /// `x` points at `n · cols` values that nobody writes meanwhile; `y` at `n · rows` values of which columns
+    /// `j0..j1` no other thread touches meanwhile; `j0 ≤ j1 ≤ rows`.
+    unsafe fn forward_cols(&self, x: *const f32, n: usize, y: *mut f32, j0: usize, j1: usize) {
+        let Self::F32 {
+            weight_t,
+            bias,
+            rows,
+            cols,
+        } = self
+        else {
+            return;
+        };
+        let (rows, cols) = (*rows, *cols);
+        debug_assert!(j0 <= j1 && j1 <= rows);
+        if n == 0 || j0 == j1 {
+            return;
+        }
+        for t in 0..n {
+            std::slice::from_raw_parts_mut(y.add(t * rows + j0), j1 - j0)
+                .copy_from_slice(&bias[j0..j1]);
+        }
+        gemm::gemm(
+            n,
+            j1 - j0,
+            cols,
+            y.add(j0),
+            1,
+            rows as isize,
+            true,
+            x,
+            1,
+            cols as isize,
+            weight_t.as_ptr().add(j0),
+            1,
+            rows as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+
     /// The kernel's name.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -273,6 +323,9 @@ pub struct QuantEncoder {
     token_type: Option<Vec<f32>>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// Every matrix f32 and Q, K, V stacked: a small batch can run as one team of threads
+    /// ([`QuantEncoder::forward`]).
+    team: bool,
 }
 
 /// Tokens per group of sequences when a large batch is split over threads (`QuantEncoder::forward`).
@@ -289,6 +342,92 @@ fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
         HiddenAct::Relu => x.par_iter_mut().for_each(|v| *v = v.max(0.0)),
     }
 }
+
+/// [`activate`] on the calling thread.
+fn activate_serial(tier: Tier, act: HiddenAct, x: &mut [f32]) {
+    match act {
+        HiddenAct::Gelu => ops::gelu_serial(tier, x),
+        HiddenAct::GeluTanh => x.iter_mut().for_each(|v| {
+            *v = 0.5
+                * *v
+                * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044715 * v.powi(3))).tanh())
+        }),
+        HiddenAct::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+/// A barrier for the threads of one forward pass that spins instead of sleeping: the team mode of
+/// [`QuantEncoder::forward`] meets at one after every step of a layer (seven a layer), where waking sleeping threads
+/// would cost tens of microseconds each time. After a few thousand spins a waiting thread yields its core.
+struct SpinBarrier {
+    threads: usize,
+    count: AtomicUsize,
+    generation: AtomicUsize,
+    /// Set when a member panicked: the others stop waiting and panic too, instead of spinning for ever.
+    poisoned: AtomicBool,
+}
+
+impl SpinBarrier {
+    fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            count: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            // The last to arrive resets the count before releasing the others, so none can count into the next
+            // wait early.
+            self.count.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.poisoned.load(Ordering::Relaxed),
+                "another thread of the encoder's team panicked"
+            );
+            spins = spins.saturating_add(1);
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Marks the barrier poisoned when its member unwinds.
+struct PoisonOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poisoned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The buffers of a team pass, shared by its members: each step writes disjoint parts (its columns or rows)
+/// and reads only what a barrier has finished.
+#[derive(Clone, Copy)]
+struct TeamBuffers {
+    x: *mut f32,
+    qkv: *mut f32,
+    context: *mut f32,
+    attn: *mut f32,
+    inner: *mut f32,
+}
+
+// SAFETY: members write disjoint parts between barriers and read only parts finished before the last barrier;
+// the buffers outlive the broadcast that uses them.
+unsafe impl Send for TeamBuffers {}
+unsafe impl Sync for TeamBuffers {}
 
 impl QuantEncoder {
     /// Builds the encoder from a quantized model.
@@ -409,7 +548,15 @@ impl QuantEncoder {
             Some((_, v)) if v.iter().any(|x| *x != 0.0) => Some(v[..h].to_vec()),
             _ => None,
         };
+        let f32_matrix = |l: &Linear| matches!(l, Linear::F32 { .. });
+        let team = layers.iter().all(|l| {
+            matches!(&l.qkv, Qkv::Fused(m, _) if f32_matrix(m))
+                && [&l.output, &l.intermediate, &l.ffn_output]
+                    .into_iter()
+                    .all(f32_matrix)
+        });
         Ok(Self {
+            team,
             activation: config.activation()?,
             word: take("embeddings.word_embeddings.weight", config.vocab_size * h)?,
             position: take(
@@ -421,6 +568,20 @@ impl QuantEncoder {
             layers,
             config,
         })
+    }
+
+    /// Whether a small batch runs as one team of threads (every matrix f32, the pool more than one thread; see
+    /// [`QuantEncoder::forward`]).
+    pub fn runs_as_team(&self) -> bool {
+        self.team && rayon::current_num_threads() > 1
+    }
+
+    /// With `false`, a small batch runs on the pool step by step (each GEMM, attention and LayerNorm a parallel
+    /// call of its own) as before the team mode: the "before" of that change in `cargo xtask bench` (backend
+    /// `fp32_pool`) and its reference in the tests.
+    pub fn with_team(mut self, on: bool) -> Self {
+        self.team = on && self.team;
+        self
     }
 
     /// The kernel each layer's six matrices run on, e.g. `["q4_0", ...]` per layer.
@@ -495,15 +656,23 @@ impl QuantEncoder {
             groups.push(&ids[start..]);
             let parts = groups
                 .par_iter()
-                .map(|g| kernels::serial(|| self.forward_group(g)))
+                .map(|g| kernels::serial(|| self.forward_group(g, false)))
                 .collect::<Result<Vec<_>>>()?;
             return Ok(parts.into_iter().flatten().collect());
         }
-        self.forward_group(ids)
+        // A small batch of an all-f32 encoder runs as one team: every thread of the pool takes its share of
+        // each step (its heads, its columns of each matrix, its rows of each LayerNorm) and the team meets at a
+        // spinning barrier between steps, instead of waking the pool for every GEMM, attention and LayerNorm
+        // (about thirty times a pass, each wake-up tens of microseconds on a 2-core VM).
+        let team = self.team
+            && threads > 1
+            && !kernels::is_serial()
+            && rayon::current_thread_index().is_none();
+        self.forward_group(ids, team)
     }
 
-    /// [`QuantEncoder::forward`] of checked sequences as one matrix.
-    fn forward_group(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+    /// [`QuantEncoder::forward`] of checked sequences as one matrix; `team`: the layers as one team of threads.
+    fn forward_group(&self, ids: &[Vec<u32>], team: bool) -> Result<Vec<Vec<f32>>> {
         let h = self.config.hidden_size;
         let heads = self.config.num_attention_heads;
         let d = h / heads;
@@ -542,7 +711,33 @@ impl QuantEncoder {
         let jobs: Vec<(usize, usize)> = (0..ids.len())
             .flat_map(|b| (0..heads).map(move |hd| (b, hd)))
             .collect();
-        for layer in &self.layers {
+        let layers: &[Layer] = if team {
+            let f = self.config.intermediate_size;
+            ws.qkv[0].resize(n * 3 * h, 0.0);
+            ws.context.resize(n * h, 0.0);
+            ws.attn.resize(n * h, 0.0);
+            ws.inner.resize(n * f, 0.0);
+            let buffers = TeamBuffers {
+                x: ws.x.as_mut_ptr(),
+                qkv: ws.qkv[0].as_mut_ptr(),
+                context: ws.context.as_mut_ptr(),
+                attn: ws.attn.as_mut_ptr(),
+                inner: ws.inner.as_mut_ptr(),
+            };
+            let barrier = SpinBarrier::new(rayon::current_num_threads());
+            rayon::broadcast(|ctx| {
+                let _poison = PoisonOnPanic(&barrier);
+                // SAFETY: the buffers have the sizes set above and live until broadcast returns; the member
+                // keeps to its parts between barriers (see `team_member`).
+                unsafe {
+                    self.team_member(ctx.index(), ctx.num_threads(), ids, &offsets, buffers, &barrier, tier)
+                };
+            });
+            &[]
+        } else {
+            &self.layers
+        };
+        for layer in layers {
             let Workspace {
                 x,
                 qkv,
@@ -608,6 +803,118 @@ impl QuantEncoder {
             }
         });
         Ok(states)
+    }
+
+    /// One thread's part of every layer in team mode: member `t` of `threads` computes the Q, K and V columns of
+    /// its heads and their attention, its columns of the output, intermediate and FFN matrices (the activation on
+    /// its intermediate columns), and its rows of both LayerNorms; the team meets at `barrier` after each step.
+    ///
+    /// # Safety
+    /// The buffers hold `x: [n, h]`, `qkv: [n, 3h]`, `context`, `attn: [n, h]` and `inner: [n, intermediate]`
+    /// (n the tokens of `ids`), `x` holding the embeddings; every member of the team runs this with the same
+    /// arguments but `t`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn team_member(
+        &self,
+        t: usize,
+        threads: usize,
+        ids: &[Vec<u32>],
+        offsets: &[usize],
+        b: TeamBuffers,
+        barrier: &SpinBarrier,
+        tier: Tier,
+    ) {
+        use std::slice::{from_raw_parts, from_raw_parts_mut};
+        let h = self.config.hidden_size;
+        let f = self.config.intermediate_size;
+        let heads = self.config.num_attention_heads;
+        let d = h / heads;
+        let n: usize = ids.iter().map(Vec::len).sum();
+        let scale = 1.0 / (d as f32).sqrt();
+        // This member's columns of a matrix `width` wide (whole vectors of 16), rows and heads.
+        let columns = |width: usize| {
+            let chunk = width.div_ceil(threads).next_multiple_of(16);
+            let j0 = (t * chunk).min(width);
+            (j0, (j0 + chunk).min(width))
+        };
+        let (r0, r1) = (t * n / threads, (t + 1) * n / threads);
+        let (h0, h1) = (t * heads / threads, (t + 1) * heads / threads);
+        for layer in &self.layers {
+            let Qkv::Fused(qkv, _) = &layer.qkv else {
+                unreachable!("team mode runs only stacked Q, K, V");
+            };
+            // 1. The Q, K and V columns of this member's heads.
+            for part in 0..3 {
+                qkv.forward_cols(b.x, n, b.qkv, part * h + h0 * d, part * h + h1 * d);
+            }
+            barrier.wait();
+            // 2. Those heads' attention, into their columns of the context.
+            let all = from_raw_parts(b.qkv, n * 3 * h);
+            SCRATCH.with(|scratch| {
+                let (scratch, out) = &mut *scratch.borrow_mut();
+                for (s, seq) in ids.iter().enumerate() {
+                    let (o, len) = (offsets[s], seq.len());
+                    out.resize(len * d, 0.0);
+                    for hd in h0..h1 {
+                        let at = |part: usize| &all[o * 3 * h + part * h + hd * d..];
+                        let head = ops::Head {
+                            q: at(0),
+                            k: at(1),
+                            v: at(2),
+                            stride: 3 * h,
+                            len,
+                            d,
+                            scale,
+                        };
+                        ops::attend_head(tier, head, scratch, out);
+                        for (i, row) in out.chunks_exact(d).enumerate() {
+                            from_raw_parts_mut(b.context.add((o + i) * h + hd * d), d).copy_from_slice(row);
+                        }
+                    }
+                }
+            });
+            barrier.wait();
+            // 3. The attention output's columns.
+            let (j0, j1) = columns(h);
+            layer.output.forward_cols(b.context, n, b.attn, j0, j1);
+            barrier.wait();
+            // 4. LayerNorm of this member's rows, with the layer's input as the residual.
+            let rows = (r1 - r0) * h;
+            ops::add_layer_norm_serial(
+                tier,
+                from_raw_parts_mut(b.attn.add(r0 * h), rows),
+                Some(from_raw_parts(b.x.add(r0 * h), rows)),
+                &layer.attention_norm.gamma,
+                &layer.attention_norm.beta,
+                layer.attention_norm.eps,
+            );
+            barrier.wait();
+            // 5. The intermediate columns and their activation.
+            let (j0, j1) = columns(f);
+            layer.intermediate.forward_cols(b.attn, n, b.inner, j0, j1);
+            for r in 0..n {
+                activate_serial(
+                    tier,
+                    self.activation,
+                    from_raw_parts_mut(b.inner.add(r * f + j0), j1 - j0),
+                );
+            }
+            barrier.wait();
+            // 6. The FFN output's columns, over the layer's input (read for the last time in step 4).
+            let (j0, j1) = columns(h);
+            layer.ffn_output.forward_cols(b.inner, n, b.x, j0, j1);
+            barrier.wait();
+            // 7. LayerNorm of this member's rows: the layer's output.
+            ops::add_layer_norm_serial(
+                tier,
+                from_raw_parts_mut(b.x.add(r0 * h), rows),
+                Some(from_raw_parts(b.attn.add(r0 * h), rows)),
+                &layer.output_norm.gamma,
+                &layer.output_norm.beta,
+                layer.output_norm.eps,
+            );
+            barrier.wait();
+        }
     }
 
     /// Mean over tokens of each sequence's last hidden states (the classifier's pooling).

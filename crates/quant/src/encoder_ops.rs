@@ -49,6 +49,31 @@ pub fn add_layer_norm(
         .for_each(work);
 }
 
+/// [`add_layer_norm`] on the calling thread alone (rows of `x` and `residual` in step).
+pub fn add_layer_norm_serial(
+    tier: Tier,
+    x: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    let h = gamma.len();
+    for (i, row) in x.chunks_mut(h).enumerate() {
+        if let Some(r) = residual {
+            for (v, a) in row.iter_mut().zip(&r[i * h..(i + 1) * h]) {
+                *v += a;
+            }
+        }
+        layer_norm_row(tier, row, gamma, beta, eps);
+    }
+}
+
+/// GELU of every value of `x` on the calling thread.
+pub fn gelu_serial(tier: Tier, x: &mut [f32]) {
+    gelu_slice(tier, x);
+}
+
 multiversion! {
     /// GELU (erf form) of a slice in place, as `student_arch`'s kernel for flex computes it.
     fn gelu_slice(x: &mut [f32]) {

@@ -120,6 +120,17 @@ fn full_precision_encoder_matches_burn() {
                 .collect()
         })
         .collect();
+    // The small batch runs as one team of threads when the pool has several; step by step on the pool it
+    // gives the same values.
+    assert_eq!(encoder.runs_as_team(), rayon::current_num_threads() > 1);
+    let team = encoder.forward(&small).unwrap();
+    let pool = QuantEncoder::full_precision(&hf_config, &tensors)
+        .unwrap()
+        .with_team(false);
+    assert!(!pool.runs_as_team());
+    for (a, b) in team.iter().zip(&pool.forward(&small).unwrap()) {
+        assert!(max_abs_diff(a, b) <= 1e-5);
+    }
     for sequences in [small, large] {
         let ours = encoder.forward(&sequences).unwrap();
         for (seq, got) in sequences.iter().zip(&ours) {

@@ -346,7 +346,8 @@ pub fn run_quantized(
     let (student_config, tensors) = bench_student(teacher)?;
     // The full-precision student on the same forward-only encoder (f32 GEMMs): backend `fp32`, and beside it
     // the encoder before each of its last two changes: Q, K and V as three GEMMs on the pool (`fp32_qkv3`),
-    // stacked but a small batch still step by step on the pool (`fp32_pool`) instead of as one team of threads.
+    // stacked but a small batch still step by step on the pool (`fp32_pool`) instead of as one team of threads;
+    // the 8-bit encoder likewise before the team mode (`int8_pool`).
     let full = || QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string());
     let mut encoders = vec![
         (
@@ -360,6 +361,13 @@ pub fn run_quantized(
     for bits in [8u32, 4] {
         let plan = QuantPlan::uniform(student_config.num_hidden_layers, bits);
         let q = quantize_tensors(&tensors, &student_config, &plan).map_err(|e| e.to_string())?;
+        if bits == 8 {
+            // The 8-bit encoder before the team mode (`int8_pool`).
+            encoders.push((
+                "int8_pool",
+                QuantEncoder::new(&q).map_err(|e| e.to_string())?.with_team(false),
+            ));
+        }
         let encoder = QuantEncoder::new(&q).map_err(|e| e.to_string())?;
         encoders.push((encoder.kernels()[0][0], encoder));
     }
@@ -456,6 +464,8 @@ mod tests {
                 "fp32_pool",
                 "fp32",
                 "fp32",
+                "int8_pool",
+                "int8_pool",
                 "int8",
                 "int8",
                 "int4",

@@ -201,52 +201,72 @@ impl Linear {
         }
     }
 
-    /// Output columns `j0..j1` of `y = x Wᵀ + b` of an f32 matrix, on the calling thread: one team member's part
-    /// of the product. Does nothing for other kinds (the team mode runs only all-f32 encoders).
+    /// Member `member` of `members` threads' share of `y = x Wᵀ + b` on the calling thread: its columns of an f32
+    /// matrix (whole vectors of 16), its panels of rows of an integer one. Other kinds are not run by a team and
+    /// do nothing here.
     ///
     /// # Safety
-    /// `x` points at `n · cols` values that nobody writes meanwhile; `y` at `n · rows` values of which columns
-    /// `j0..j1` no other thread touches meanwhile; `j0 ≤ j1 ≤ rows`.
-    unsafe fn forward_cols(&self, x: *const f32, n: usize, y: *mut f32, j0: usize, j1: usize) {
-        let Self::F32 {
-            weight_t,
-            bias,
-            rows,
-            cols,
-        } = self
-        else {
-            return;
-        };
-        let (rows, cols) = (*rows, *cols);
-        debug_assert!(j0 <= j1 && j1 <= rows);
-        if n == 0 || j0 == j1 {
-            return;
+    /// `x` points at `n · cols` values that nobody writes meanwhile; `y` at `n · rows` values whose share no
+    /// other thread touches meanwhile (each member of `members` calls this with its own `member`).
+    unsafe fn forward_share(
+        &self,
+        x: *const f32,
+        n: usize,
+        y: *mut f32,
+        member: usize,
+        members: usize,
+    ) -> Result<()> {
+        match self {
+            Self::Int(l) => l.forward_share(
+                Isa::best(),
+                std::slice::from_raw_parts(x, n * l.cols),
+                n,
+                &SharedOut::from_raw(y, n * l.rows),
+                member,
+                members,
+            ),
+            Self::F32 {
+                weight_t,
+                bias,
+                rows,
+                cols,
+            } => {
+                let (rows, cols) = (*rows, *cols);
+                let chunk = rows.div_ceil(members.max(1)).next_multiple_of(16);
+                let j0 = (member * chunk).min(rows);
+                let j1 = (j0 + chunk).min(rows);
+                if n == 0 || j0 == j1 {
+                    return Ok(());
+                }
+                for t in 0..n {
+                    std::slice::from_raw_parts_mut(y.add(t * rows + j0), j1 - j0)
+                        .copy_from_slice(&bias[j0..j1]);
+                }
+                gemm::gemm(
+                    n,
+                    j1 - j0,
+                    cols,
+                    y.add(j0),
+                    1,
+                    rows as isize,
+                    true,
+                    x,
+                    1,
+                    cols as isize,
+                    weight_t.as_ptr().add(j0),
+                    1,
+                    rows as isize,
+                    1.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                Ok(())
+            }
+            Self::Q8(_) | Self::Q4(_) => Ok(()),
         }
-        for t in 0..n {
-            std::slice::from_raw_parts_mut(y.add(t * rows + j0), j1 - j0)
-                .copy_from_slice(&bias[j0..j1]);
-        }
-        gemm::gemm(
-            n,
-            j1 - j0,
-            cols,
-            y.add(j0),
-            1,
-            rows as isize,
-            true,
-            x,
-            1,
-            cols as isize,
-            weight_t.as_ptr().add(j0),
-            1,
-            rows as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 
     /// The kernel's name.
@@ -323,7 +343,7 @@ pub struct QuantEncoder {
     token_type: Option<Vec<f32>>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
-    /// Every matrix f32 and Q, K, V stacked: a small batch can run as one team of threads
+    /// Every matrix f32 or on the integer GEMM, and Q, K, V stacked: a small batch can run as one team of threads
     /// ([`QuantEncoder::forward`]).
     team: bool,
 }
@@ -357,7 +377,7 @@ fn activate_serial(tier: Tier, act: HiddenAct, x: &mut [f32]) {
 }
 
 /// A barrier for the threads of one forward pass that spins instead of sleeping: the team mode of
-/// [`QuantEncoder::forward`] meets at one after every step of a layer (seven a layer), where waking sleeping threads
+/// [`QuantEncoder::forward`] meets at one after every step of a layer (eight a layer), where waking sleeping threads
 /// would cost tens of microseconds each time. After a few thousand spins a waiting thread yields its core.
 struct SpinBarrier {
     threads: usize,
@@ -548,12 +568,12 @@ impl QuantEncoder {
             Some((_, v)) if v.iter().any(|x| *x != 0.0) => Some(v[..h].to_vec()),
             _ => None,
         };
-        let f32_matrix = |l: &Linear| matches!(l, Linear::F32 { .. });
+        let shareable = |l: &Linear| matches!(l, Linear::F32 { .. } | Linear::Int(_));
         let team = layers.iter().all(|l| {
-            matches!(&l.qkv, Qkv::Fused(m, _) if f32_matrix(m))
+            matches!(&l.qkv, Qkv::Fused(m, _) if shareable(m))
                 && [&l.output, &l.intermediate, &l.ffn_output]
                     .into_iter()
-                    .all(f32_matrix)
+                    .all(shareable)
         });
         Ok(Self {
             team,
@@ -570,15 +590,16 @@ impl QuantEncoder {
         })
     }
 
-    /// Whether a small batch runs as one team of threads (every matrix f32, the pool more than one thread; see
+    /// Whether a small batch runs as one team of threads (every matrix f32 or integer, the pool more than one
+    /// thread; see
     /// [`QuantEncoder::forward`]).
     pub fn runs_as_team(&self) -> bool {
         self.team && rayon::current_num_threads() > 1
     }
 
     /// With `false`, a small batch runs on the pool step by step (each GEMM, attention and LayerNorm a parallel
-    /// call of its own) as before the team mode: the "before" of that change in `cargo xtask bench` (backend
-    /// `fp32_pool`) and its reference in the tests.
+    /// call of its own) as before the team mode: the "before" of that change in `cargo xtask bench` (backends
+    /// `fp32_pool`, `int8_pool`) and its reference in the tests.
     pub fn with_team(mut self, on: bool) -> Self {
         self.team = on && self.team;
         self
@@ -660,8 +681,8 @@ impl QuantEncoder {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(parts.into_iter().flatten().collect());
         }
-        // A small batch of an all-f32 encoder runs as one team: every thread of the pool takes its share of
-        // each step (its heads, its columns of each matrix, its rows of each LayerNorm) and the team meets at a
+        // A small batch runs as one team when every matrix is f32 or integer: every thread of the pool takes its
+        // share of each step (its heads, its part of each matrix, its rows of each LayerNorm) and meets the others at a
         // spinning barrier between steps, instead of waking the pool for every GEMM, attention and LayerNorm
         // (about thirty times a pass, each wake-up tens of microseconds on a 2-core VM).
         let team = self.team
@@ -725,14 +746,15 @@ impl QuantEncoder {
                 inner: ws.inner.as_mut_ptr(),
             };
             let barrier = SpinBarrier::new(rayon::current_num_threads());
-            rayon::broadcast(|ctx| {
+            let results = rayon::broadcast(|ctx| {
                 let _poison = PoisonOnPanic(&barrier);
                 // SAFETY: the buffers have the sizes set above and live until broadcast returns; the member
                 // keeps to its parts between barriers (see `team_member`).
                 unsafe {
                     self.team_member(ctx.index(), ctx.num_threads(), ids, &offsets, buffers, &barrier, tier)
-                };
+                }
             });
+            results.into_iter().collect::<Result<Vec<()>>>()?;
             &[]
         } else {
             &self.layers
@@ -805,9 +827,10 @@ impl QuantEncoder {
         Ok(states)
     }
 
-    /// One thread's part of every layer in team mode: member `t` of `threads` computes the Q, K and V columns of
-    /// its heads and their attention, its columns of the output, intermediate and FFN matrices (the activation on
-    /// its intermediate columns), and its rows of both LayerNorms; the team meets at `barrier` after each step.
+    /// One thread's part of every layer in team mode: member `t` of `threads` computes its share of the stacked
+    /// Q, K, V matrix, the attention of its heads, its shares of the output, intermediate and FFN matrices, and
+    /// its rows of the activation and of both LayerNorms; the team meets at `barrier` after each step. A member
+    /// whose step fails keeps meeting the others (so none waits for ever) and returns the first error.
     ///
     /// # Safety
     /// The buffers hold `x: [n, h]`, `qkv: [n, 3h]`, `context`, `attn: [n, h]` and `inner: [n, intermediate]`
@@ -823,7 +846,7 @@ impl QuantEncoder {
         b: TeamBuffers,
         barrier: &SpinBarrier,
         tier: Tier,
-    ) {
+    ) -> Result<()> {
         use std::slice::{from_raw_parts, from_raw_parts_mut};
         let h = self.config.hidden_size;
         let f = self.config.intermediate_size;
@@ -831,24 +854,22 @@ impl QuantEncoder {
         let d = h / heads;
         let n: usize = ids.iter().map(Vec::len).sum();
         let scale = 1.0 / (d as f32).sqrt();
-        // This member's columns of a matrix `width` wide (whole vectors of 16), rows and heads.
-        let columns = |width: usize| {
-            let chunk = width.div_ceil(threads).next_multiple_of(16);
-            let j0 = (t * chunk).min(width);
-            (j0, (j0 + chunk).min(width))
-        };
         let (r0, r1) = (t * n / threads, (t + 1) * n / threads);
         let (h0, h1) = (t * heads / threads, (t + 1) * heads / threads);
+        let mut failed: Option<QuantError> = None;
+        let mut share = |m: &Linear, x: *const f32, y: *mut f32| {
+            if let Err(e) = m.forward_share(x, n, y, t, threads) {
+                failed.get_or_insert(e);
+            }
+        };
         for layer in &self.layers {
             let Qkv::Fused(qkv, _) = &layer.qkv else {
                 unreachable!("team mode runs only stacked Q, K, V");
             };
-            // 1. The Q, K and V columns of this member's heads.
-            for part in 0..3 {
-                qkv.forward_cols(b.x, n, b.qkv, part * h + h0 * d, part * h + h1 * d);
-            }
+            // 1. This member's share of Q, K and V.
+            share(qkv, b.x, b.qkv);
             barrier.wait();
-            // 2. Those heads' attention, into their columns of the context.
+            // 2. Its heads' attention, into their columns of the context.
             let all = from_raw_parts(b.qkv, n * 3 * h);
             SCRATCH.with(|scratch| {
                 let (scratch, out) = &mut *scratch.borrow_mut();
@@ -868,17 +889,17 @@ impl QuantEncoder {
                         };
                         ops::attend_head(tier, head, scratch, out);
                         for (i, row) in out.chunks_exact(d).enumerate() {
-                            from_raw_parts_mut(b.context.add((o + i) * h + hd * d), d).copy_from_slice(row);
+                            from_raw_parts_mut(b.context.add((o + i) * h + hd * d), d)
+                                .copy_from_slice(row);
                         }
                     }
                 }
             });
             barrier.wait();
-            // 3. The attention output's columns.
-            let (j0, j1) = columns(h);
-            layer.output.forward_cols(b.context, n, b.attn, j0, j1);
+            // 3. Its share of the attention output.
+            share(&layer.output, b.context, b.attn);
             barrier.wait();
-            // 4. LayerNorm of this member's rows, with the layer's input as the residual.
+            // 4. LayerNorm of its rows, with the layer's input as the residual.
             let rows = (r1 - r0) * h;
             ops::add_layer_norm_serial(
                 tier,
@@ -889,22 +910,19 @@ impl QuantEncoder {
                 layer.attention_norm.eps,
             );
             barrier.wait();
-            // 5. The intermediate columns and their activation.
-            let (j0, j1) = columns(f);
-            layer.intermediate.forward_cols(b.attn, n, b.inner, j0, j1);
-            for r in 0..n {
-                activate_serial(
-                    tier,
-                    self.activation,
-                    from_raw_parts_mut(b.inner.add(r * f + j0), j1 - j0),
-                );
-            }
+            // 5. Its share of the intermediate matrix, then the activation of its rows.
+            share(&layer.intermediate, b.attn, b.inner);
             barrier.wait();
-            // 6. The FFN output's columns, over the layer's input (read for the last time in step 4).
-            let (j0, j1) = columns(h);
-            layer.ffn_output.forward_cols(b.inner, n, b.x, j0, j1);
+            activate_serial(
+                tier,
+                self.activation,
+                from_raw_parts_mut(b.inner.add(r0 * f), (r1 - r0) * f),
+            );
             barrier.wait();
-            // 7. LayerNorm of this member's rows: the layer's output.
+            // 6. Its share of the FFN output, over the layer's input (read for the last time in step 4).
+            share(&layer.ffn_output, b.inner, b.x);
+            barrier.wait();
+            // 7. LayerNorm of its rows: the layer's output.
             ops::add_layer_norm_serial(
                 tier,
                 from_raw_parts_mut(b.x.add(r0 * h), rows),
@@ -915,6 +933,7 @@ impl QuantEncoder {
             );
             barrier.wait();
         }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Mean over tokens of each sequence's last hidden states (the classifier's pooling).

@@ -73,6 +73,24 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
         let (reference, _) =
             load_weights_from_bytes(&hf_config, Path::new("dequantized"), &bytes, &device).unwrap();
         let ours = encoder.forward(&sequences).unwrap();
+        // A small batch runs as one team of threads on the f32 and integer kernels (when the pool has several);
+        // step by step on the pool it gives the same values: the same bits on the integer GEMM.
+        let pooled = QuantEncoder::new(&q)
+            .unwrap()
+            .with_team(false)
+            .forward(&sequences)
+            .unwrap();
+        let shareable = expected_kernel == "f32" || expected_kernel.starts_with("int");
+        assert_eq!(
+            encoder.runs_as_team(),
+            shareable && rayon::current_num_threads() > 1
+        );
+        if expected_kernel.starts_with("int") {
+            assert_eq!(ours, pooled, "{bits}-bit: team and pool differ");
+        }
+        for (a, b) in ours.iter().zip(&pooled) {
+            assert!(max_abs_diff(a, b) <= 1e-5, "{bits}-bit: team and pool differ");
+        }
         for (seq, got) in sequences.iter().zip(&ours) {
             let want = burn_hidden(&reference, seq, &device);
             assert_eq!(got.len(), want.len());

@@ -29,6 +29,8 @@ pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL}
 thread_local! {
     /// Set while this thread runs [`serial`].
     static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Each thread's activation codes, reused across calls.
+    static ACTS: std::cell::RefCell<TokenCodes> = std::cell::RefCell::default();
 }
 
 /// Runs `f` with every [`IntLinear`] GEMM it calls on this thread kept on this thread (for callers that are
@@ -420,7 +422,7 @@ impl IntLinear {
                 }
             }
         };
-        if n >= 16 {
+        if n >= 16 && !SERIAL.get() {
             acts.codes
                 .par_chunks_mut(group_len)
                 .zip(acts.scale.par_chunks_mut(group))
@@ -465,9 +467,6 @@ impl IntLinear {
                 message: format!("this CPU does not run {}", isa.name()),
             });
         }
-        thread_local! {
-            static ACTS: std::cell::RefCell<TokenCodes> = std::cell::RefCell::default();
-        }
         ACTS.with(|acts| {
             // A re-entrant call on this thread (none today) gets its own buffer instead of a borrow panic.
             let mut own = TokenCodes::default();
@@ -479,6 +478,39 @@ impl IntLinear {
             self.quantize_into(x, n, isa.tile().0, acts)?;
             y.resize(n * self.rows, 0.0);
             self.gemm(isa, acts, n, y);
+            Ok(())
+        })
+    }
+
+    /// Member `member` of `members` threads' share of `y = x Wᵀ + b`: its panels of rows (whole register tiles),
+    /// written into their columns of `out: [n, rows]`, on this thread alone. Each member quantizes the
+    /// activations itself (a small fraction of the GEMM's work), so the members need not wait for each other.
+    pub fn forward_share(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        n: usize,
+        out: &SharedOut,
+        member: usize,
+        members: usize,
+    ) -> Result<()> {
+        ACTS.with(|acts| {
+            let mut own = TokenCodes::default();
+            let mut guard = acts.try_borrow_mut();
+            let acts = match guard.as_deref_mut() {
+                Ok(a) => a,
+                Err(_) => &mut own,
+            };
+            serial(|| self.quantize_into(x, n, isa.tile().0, acts))?;
+            let panels = self.rows.div_ceil(PANEL);
+            let per = panels
+                .div_ceil(members.max(1))
+                .next_multiple_of(isa.tile().1);
+            let p0 = (member * per).min(panels);
+            let p1 = (p0 + per).min(panels);
+            if n > 0 && p0 < p1 {
+                self.panels_into(isa, acts, n, p0..p1, out);
+            }
             Ok(())
         })
     }

@@ -13,6 +13,15 @@ impl SharedOut {
         Self(out.as_mut_ptr(), out.len())
     }
 
+    /// Shares `len` values at `ptr` without borrowing them (threads that write other parts of the same matrix
+    /// at the same time hold no reference to the whole).
+    ///
+    /// # Safety
+    /// `ptr` points at `len` values that outlive the tasks, each written by one task at most.
+    pub unsafe fn from_raw(ptr: *mut f32, len: usize) -> Self {
+        Self(ptr, len)
+    }
+
     /// `len` values from `at` on, to write.
     ///
     /// # Safety

@@ -348,7 +348,8 @@ pub fn run_quantized(
     // the encoder before each of its last two changes: Q, K and V as three GEMMs on the pool (`fp32_qkv3`),
     // stacked but a small batch still step by step on the pool (`fp32_pool`) instead of as one team of threads;
     // the 8-bit encoder likewise before the team mode (`int8_pool`).
-    let full = || QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string());
+    let full =
+        || QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string());
     let mut encoders = vec![
         (
             "fp32_qkv3",
@@ -365,7 +366,9 @@ pub fn run_quantized(
             // The 8-bit encoder before the team mode (`int8_pool`).
             encoders.push((
                 "int8_pool",
-                QuantEncoder::new(&q).map_err(|e| e.to_string())?.with_team(false),
+                QuantEncoder::new(&q)
+                    .map_err(|e| e.to_string())?
+                    .with_team(false),
             ));
         }
         let encoder = QuantEncoder::new(&q).map_err(|e| e.to_string())?;
@@ -395,7 +398,8 @@ pub fn run_quantized(
         if let Some(e) = failure.into_inner() {
             return Err(e);
         }
-        for ((backend, _), (times, m)) in encoders.iter().zip(times.into_iter().zip(&mut measured)) {
+        for ((backend, _), (times, m)) in encoders.iter().zip(times.into_iter().zip(&mut measured))
+        {
             m.push(Measurement::new(
                 "student_forward",
                 format!("b{b}s{s}"),

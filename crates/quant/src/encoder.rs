@@ -168,30 +168,18 @@ impl Linear {
                     gemm::Parallelism::Rayon(0)
                 };
                 // SAFETY: y is [n, rows], x is [n, cols] and weight_t is [cols, rows], all row-major and of
-                // exactly those lengths (checked above and at construction); the strides are in elements.
+                // exactly those lengths (checked above and at construction).
                 unsafe {
-                    gemm::gemm(
+                    f32_gemm_cols(
                         n,
-                        rows,
-                        cols,
-                        y.as_mut_ptr(),
-                        1,
-                        rows as isize,
-                        true,
+                        (rows, cols),
+                        0..rows,
                         x.as_ptr(),
-                        1,
-                        cols as isize,
-                        weight_t.as_ptr(),
-                        1,
-                        rows as isize,
-                        1.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
+                        weight_t,
+                        y.as_mut_ptr(),
                         parallelism,
-                    );
-                }
+                    )
+                };
                 Ok(())
             }
             _ => {
@@ -242,25 +230,13 @@ impl Linear {
                     std::slice::from_raw_parts_mut(y.add(t * rows + j0), j1 - j0)
                         .copy_from_slice(&bias[j0..j1]);
                 }
-                gemm::gemm(
+                f32_gemm_cols(
                     n,
-                    j1 - j0,
-                    cols,
-                    y.add(j0),
-                    1,
-                    rows as isize,
-                    true,
+                    (rows, cols),
+                    j0..j1,
                     x,
-                    1,
-                    cols as isize,
-                    weight_t.as_ptr().add(j0),
-                    1,
-                    rows as isize,
-                    1.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
+                    weight_t,
+                    y,
                     gemm::Parallelism::None,
                 );
                 Ok(())
@@ -295,6 +271,11 @@ impl LayerNorm {
     /// `x ← LayerNorm(x + residual)`, row by row.
     fn apply(&self, tier: Tier, x: &mut [f32], residual: Option<&[f32]>) {
         ops::add_layer_norm(tier, x, residual, &self.gamma, &self.beta, self.eps);
+    }
+
+    /// [`LayerNorm::apply`] on the calling thread.
+    fn apply_serial(&self, tier: Tier, x: &mut [f32], residual: Option<&[f32]>) {
+        ops::add_layer_norm_serial(tier, x, residual, &self.gamma, &self.beta, self.eps);
     }
 }
 
@@ -361,6 +342,44 @@ fn activate(tier: Tier, act: HiddenAct, x: &mut [f32]) {
         }),
         HiddenAct::Relu => x.par_iter_mut().for_each(|v| *v = v.max(0.0)),
     }
+}
+
+/// Output columns `out` of `y += x · weight_t` (one `gemm` call): `x: [n, cols]`, `weight_t: [cols, rows]`,
+/// `y: [n, rows]`, all row-major, `(rows, cols)` given.
+///
+/// # Safety
+/// `x` and `y` point at `n · cols` and `n · rows` values, `weight_t` holds `cols · rows`, `out` lies in
+/// `0..rows`, and nobody else touches columns `out` of `y` meanwhile.
+unsafe fn f32_gemm_cols(
+    n: usize,
+    (rows, cols): (usize, usize),
+    out: std::ops::Range<usize>,
+    x: *const f32,
+    weight_t: &[f32],
+    y: *mut f32,
+    parallelism: gemm::Parallelism,
+) {
+    gemm::gemm(
+        n,
+        out.len(),
+        cols,
+        y.add(out.start),
+        1,
+        rows as isize,
+        true,
+        x,
+        1,
+        cols as isize,
+        weight_t.as_ptr().add(out.start),
+        1,
+        rows as isize,
+        1.0f32,
+        1.0f32,
+        false,
+        false,
+        false,
+        parallelism,
+    );
 }
 
 /// [`activate`] on the calling thread.
@@ -751,7 +770,15 @@ impl QuantEncoder {
                 // SAFETY: the buffers have the sizes set above and live until broadcast returns; the member
                 // keeps to its parts between barriers (see `team_member`).
                 unsafe {
-                    self.team_member(ctx.index(), ctx.num_threads(), ids, &offsets, buffers, &barrier, tier)
+                    self.team_member(
+                        ctx.index(),
+                        ctx.num_threads(),
+                        ids,
+                        &offsets,
+                        buffers,
+                        &barrier,
+                        tier,
+                    )
                 }
             });
             results.into_iter().collect::<Result<Vec<()>>>()?;
@@ -901,13 +928,10 @@ impl QuantEncoder {
             barrier.wait();
             // 4. LayerNorm of its rows, with the layer's input as the residual.
             let rows = (r1 - r0) * h;
-            ops::add_layer_norm_serial(
+            layer.attention_norm.apply_serial(
                 tier,
                 from_raw_parts_mut(b.attn.add(r0 * h), rows),
                 Some(from_raw_parts(b.x.add(r0 * h), rows)),
-                &layer.attention_norm.gamma,
-                &layer.attention_norm.beta,
-                layer.attention_norm.eps,
             );
             barrier.wait();
             // 5. Its share of the intermediate matrix, then the activation of its rows.
@@ -923,13 +947,10 @@ impl QuantEncoder {
             share(&layer.ffn_output, b.inner, b.x);
             barrier.wait();
             // 7. LayerNorm of its rows: the layer's output.
-            ops::add_layer_norm_serial(
+            layer.output_norm.apply_serial(
                 tier,
                 from_raw_parts_mut(b.x.add(r0 * h), rows),
                 Some(from_raw_parts(b.attn.add(r0 * h), rows)),
-                &layer.output_norm.gamma,
-                &layer.output_norm.beta,
-                layer.output_norm.eps,
             );
             barrier.wait();
         }
@@ -974,7 +995,13 @@ mod tests {
         let parts: Vec<Linear> = [(8, 1), (16, 2), (8, 3)]
             .iter()
             .map(|&(rows, seed)| {
-                Linear::f32(&values(rows * cols, seed), values(rows, seed + 10), rows, cols).unwrap()
+                Linear::f32(
+                    &values(rows * cols, seed),
+                    values(rows, seed + 10),
+                    rows,
+                    cols,
+                )
+                .unwrap()
             })
             .collect();
         let stacked = Linear::stack(&parts.iter().collect::<Vec<_>>()).unwrap();
@@ -988,7 +1015,10 @@ mod tests {
             for t in 0..n {
                 for j in 0..r {
                     let (a, b) = (y[t * 32 + at + j], own[t * r + j]);
-                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "token {t} output {j}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "token {t} output {j}: {a} vs {b}"
+                    );
                 }
             }
             at += r;

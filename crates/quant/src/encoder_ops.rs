@@ -35,18 +35,36 @@ pub fn add_layer_norm(
     eps: f32,
 ) {
     let h = gamma.len();
-    let work = |(i, row): (usize, &mut [f32])| {
-        if let Some(r) = residual {
-            for (v, a) in row.iter_mut().zip(&r[i * h..(i + 1) * h]) {
-                *v += a;
-            }
-        }
-        layer_norm_row(tier, row, gamma, beta, eps);
-    };
     x.par_chunks_mut(h)
         .enumerate()
         .with_min_len(16)
-        .for_each(work);
+        .for_each(|(i, row)| {
+            add_norm_row(
+                tier,
+                row,
+                residual.map(|r| &r[i * h..(i + 1) * h]),
+                gamma,
+                beta,
+                eps,
+            )
+        });
+}
+
+/// One row of [`add_layer_norm`]: `row ← LayerNorm(row + residual)`.
+fn add_norm_row(
+    tier: Tier,
+    row: &mut [f32],
+    residual: Option<&[f32]>,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    if let Some(r) = residual {
+        for (v, a) in row.iter_mut().zip(r) {
+            *v += a;
+        }
+    }
+    layer_norm_row(tier, row, gamma, beta, eps);
 }
 
 /// [`add_layer_norm`] on the calling thread alone (rows of `x` and `residual` in step).
@@ -60,12 +78,14 @@ pub fn add_layer_norm_serial(
 ) {
     let h = gamma.len();
     for (i, row) in x.chunks_mut(h).enumerate() {
-        if let Some(r) = residual {
-            for (v, a) in row.iter_mut().zip(&r[i * h..(i + 1) * h]) {
-                *v += a;
-            }
-        }
-        layer_norm_row(tier, row, gamma, beta, eps);
+        add_norm_row(
+            tier,
+            row,
+            residual.map(|r| &r[i * h..(i + 1) * h]),
+            gamma,
+            beta,
+            eps,
+        );
     }
 }
 

@@ -89,7 +89,10 @@ fn quantized_encoder_matches_burn_on_the_same_weights() {
             assert_eq!(ours, pooled, "{bits}-bit: team and pool differ");
         }
         for (a, b) in ours.iter().zip(&pooled) {
-            assert!(max_abs_diff(a, b) <= 1e-5, "{bits}-bit: team and pool differ");
+            assert!(
+                max_abs_diff(a, b) <= 1e-5,
+                "{bits}-bit: team and pool differ"
+            );
         }
         for (seq, got) in sequences.iter().zip(&ours) {
             let want = burn_hidden(&reference, seq, &device);

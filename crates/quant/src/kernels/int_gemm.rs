@@ -33,6 +33,15 @@ thread_local! {
     static ACTS: std::cell::RefCell<TokenCodes> = std::cell::RefCell::default();
 }
 
+/// Runs `f` on this thread's activation-code buffer (a re-entrant call, none today, gets a fresh one instead of
+/// a borrow panic).
+fn with_acts<R>(f: impl FnOnce(&mut TokenCodes) -> R) -> R {
+    ACTS.with(|acts| match acts.try_borrow_mut() {
+        Ok(mut a) => f(&mut a),
+        Err(_) => f(&mut TokenCodes::default()),
+    })
+}
+
 /// Runs `f` with every [`IntLinear`] GEMM it calls on this thread kept on this thread (for callers that are
 /// already one task per thread, like the encoder's groups of sequences).
 pub fn serial<R>(f: impl FnOnce() -> R) -> R {
@@ -467,14 +476,7 @@ impl IntLinear {
                 message: format!("this CPU does not run {}", isa.name()),
             });
         }
-        ACTS.with(|acts| {
-            // A re-entrant call on this thread (none today) gets its own buffer instead of a borrow panic.
-            let mut own = TokenCodes::default();
-            let mut guard = acts.try_borrow_mut();
-            let acts = match guard.as_deref_mut() {
-                Ok(a) => a,
-                Err(_) => &mut own,
-            };
+        with_acts(|acts| {
             self.quantize_into(x, n, isa.tile().0, acts)?;
             y.resize(n * self.rows, 0.0);
             self.gemm(isa, acts, n, y);
@@ -494,13 +496,7 @@ impl IntLinear {
         member: usize,
         members: usize,
     ) -> Result<()> {
-        ACTS.with(|acts| {
-            let mut own = TokenCodes::default();
-            let mut guard = acts.try_borrow_mut();
-            let acts = match guard.as_deref_mut() {
-                Ok(a) => a,
-                Err(_) => &mut own,
-            };
+        with_acts(|acts| {
             serial(|| self.quantize_into(x, n, isa.tile().0, acts))?;
             let panels = self.rows.div_ceil(PANEL);
             let per = panels

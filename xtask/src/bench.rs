@@ -94,12 +94,17 @@ pub fn bench(args: flags::Bench) -> Result<()> {
         ..Default::default()
     };
     let compiled = student_arch::device::available_devices();
+    // `quant` first: timed after flex in the same process, our encoder's 1 × 64 pass took about a millisecond
+    // more than in a process of its own (`quant_probe`, 2026-12-03; 5.5 against 6.5 ms), so the forward-only
+    // encoders that are compared with ONNX Runtime (a process of its own) are timed before any Burn backend.
     let wanted: Vec<String> = if args.backends.is_empty() {
-        compiled
-            .iter()
-            .filter(|n| **n != "wgpu")
-            .map(|n| n.to_string())
-            .chain(["quant".to_string()])
+        std::iter::once("quant".to_string())
+            .chain(
+                compiled
+                    .iter()
+                    .filter(|n| **n != "wgpu")
+                    .map(|n| n.to_string()),
+            )
             .collect()
     } else {
         args.backends.clone()

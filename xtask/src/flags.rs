@@ -529,8 +529,8 @@ pub struct Bench {
     /// A Hugging Face BERT directory (default: the fetched all-MiniLM-L6-v2).
     #[arg(long)]
     pub teacher: Option<PathBuf>,
-    /// Backends to time, comma-separated: flex, ndarray, quant (default: the CPU backends compiled in, and
-    /// quant's 8- and 4-bit kernels).
+    /// Backends to time, comma-separated, in this order: flex, ndarray, quant (default: quant, the forward-only
+    /// encoder in f32 and on the 8- and 4-bit kernels, then the CPU backends compiled in).
     #[arg(long, value_delimiter = ',')]
     pub backends: Vec<String>,
     /// Threads for every side (Rust's thread pool, PyTorch's intra-op threads).

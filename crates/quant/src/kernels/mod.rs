@@ -16,6 +16,7 @@ pub mod activations;
 pub mod blocks;
 pub mod dispatch;
 pub mod int_gemm;
+pub mod isa;
 pub mod linear;
 pub mod shared;
 pub mod simd;
@@ -27,6 +28,7 @@ mod avx;
 mod gemm_avx;
 
 pub use blocks::{quantize_row_q8, ActRows, BlockQ4_0, BlockQ8_0, QuantBlock, WeightRows, QK};
-pub use int_gemm::{is_serial, serial, IntLinear, Isa};
+pub use int_gemm::{is_serial, serial, IntLinear};
+pub use isa::Isa;
 pub use linear::QuantLinear;
 pub use shared::SharedOut;

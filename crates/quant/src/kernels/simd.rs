@@ -17,7 +17,7 @@ pub enum Tier {
 
 impl Tier {
     /// The widest tier this CPU runs; `BERT_COMPRESS_ISA=avx2` or `scalar` caps it as it caps the GEMM (in any
-    /// case, as [`crate::kernels::int_gemm::Isa::parse`] reads it).
+    /// case, as [`crate::kernels::Isa::parse`] reads it).
     pub fn best() -> Tier {
         static BEST: std::sync::OnceLock<Tier> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {

@@ -143,11 +143,7 @@ impl Linear {
                         message: format!("input has {} values, expected [{n}, {cols}]", x.len()),
                     });
                 }
-                y.clear();
-                y.reserve(n * rows);
-                for _ in 0..n {
-                    y.extend_from_slice(bias);
-                }
+                y.resize(n * rows, 0.0);
                 if n == 0 {
                     return Ok(());
                 }
@@ -159,12 +155,12 @@ impl Linear {
                 // SAFETY: y is [n, rows], x is [n, cols] and weight_t is [cols, rows], all row-major and of
                 // exactly those lengths (checked above and at construction).
                 unsafe {
-                    f32_gemm_cols(
+                    f32_affine_cols(
                         n,
                         (rows, cols),
                         0..rows,
                         x.as_ptr(),
-                        weight_t,
+                        (weight_t, bias),
                         y.as_mut_ptr(),
                         parallelism,
                     )
@@ -215,16 +211,12 @@ impl Linear {
                 if n == 0 || j0 == j1 {
                     return Ok(());
                 }
-                for t in 0..n {
-                    std::slice::from_raw_parts_mut(y.add(t * rows + j0), j1 - j0)
-                        .copy_from_slice(&bias[j0..j1]);
-                }
-                f32_gemm_cols(
+                f32_affine_cols(
                     n,
                     (rows, cols),
                     j0..j1,
                     x,
-                    weight_t,
+                    (weight_t, bias),
                     y,
                     gemm::Parallelism::None,
                 );
@@ -250,21 +242,26 @@ impl Linear {
     }
 }
 
-/// Output columns `out` of `y += x · weight_t` (one `gemm` call): `x: [n, cols]`, `weight_t: [cols, rows]`,
-/// `y: [n, rows]`, all row-major, `(rows, cols)` given.
+/// Output columns `out` of `y = x · weight_t + bias`: the bias written into those columns, then one `gemm`
+/// call adding the product. `x: [n, cols]`, `weight_t: [cols, rows]`, `y: [n, rows]`, all row-major, `(rows,
+/// cols)` given; `bias: [rows]`.
 ///
 /// # Safety
 /// `x` and `y` point at `n · cols` and `n · rows` values, `weight_t` holds `cols · rows`, `out` lies in
 /// `0..rows`, and nobody else touches columns `out` of `y` meanwhile.
-unsafe fn f32_gemm_cols(
+unsafe fn f32_affine_cols(
     n: usize,
     (rows, cols): (usize, usize),
     out: std::ops::Range<usize>,
     x: *const f32,
-    weight_t: &[f32],
+    (weight_t, bias): (&[f32], &[f32]),
     y: *mut f32,
     parallelism: gemm::Parallelism,
 ) {
+    for t in 0..n {
+        std::slice::from_raw_parts_mut(y.add(t * rows + out.start), out.len())
+            .copy_from_slice(&bias[out.clone()]);
+    }
     gemm::gemm(
         n,
         out.len(),

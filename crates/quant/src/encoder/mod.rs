@@ -350,10 +350,8 @@ impl QuantEncoder {
         // share of each step (its heads, its part of each matrix, its rows of each LayerNorm) and meets the others at a
         // spinning barrier between steps, instead of waking the pool for every GEMM, attention and LayerNorm
         // (about thirty times a pass, each wake-up tens of microseconds on a 2-core VM).
-        let team = self.team
-            && threads > 1
-            && !kernels::is_serial()
-            && rayon::current_thread_index().is_none();
+        let team =
+            self.runs_as_team() && !kernels::is_serial() && rayon::current_thread_index().is_none();
         self.forward_group(ids, team)
     }
 

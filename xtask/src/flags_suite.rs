@@ -39,6 +39,11 @@ pub struct Suite {
     /// leaving out the missing ones.
     #[arg(long)]
     pub record_only: bool,
+    /// An earlier suite record (e.g. docs/records/suite-default.json) whose rows stand, marked as carried, for
+    /// the tasks where this recipe makes the same runs: it differs only in stage floors that add no pass there.
+    /// The other tasks run.
+    #[arg(long)]
+    pub carry_from: Option<PathBuf>,
     /// Output directory (one subdirectory per task and seed); rerun to continue.
     #[arg(long, default_value = "runs/suite")]
     pub out: PathBuf,

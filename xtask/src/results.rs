@@ -231,6 +231,7 @@ mod tests {
                 student: vec![0.5],
                 student_dev: vec![0.5],
                 seconds: vec![60.0],
+                carried_from: None,
             }],
             seconds: 120.0,
         };

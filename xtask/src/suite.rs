@@ -44,6 +44,7 @@ impl flags_suite::Suite {
             teachers_from: self.teachers_from,
             provenance: crate::root::provenance(),
             record_only: self.record_only,
+            carry_from: self.carry_from,
         };
         let options = run_options(&self.out, &self.device, true, None)?;
         let report = pipeline::run_suite(&c, &suite, &options)?;

@@ -150,6 +150,7 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
         teachers_from: Vec::new(),
         provenance: Provenance::now("test".into(), "abc".into()),
         record_only: false,
+        carry_from: None,
     };
     let out = dir.join("suite");
     let mut options = RunOptions {
@@ -219,6 +220,56 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
     .unwrap();
     assert_same_rows(&recorded.rows, &report.rows);
     assert!(!out.join("reviews").join("seed-9").exists());
+
+    // A recipe that differs only in a teacher floor adding no pass on either task: both rows carried from the
+    // record, marked so, nothing run; a floor that adds passes carries nothing (record only: no row at all).
+    let mut floored = config.clone();
+    floored.teacher_finetune.min_tokens = 1;
+    let carry = SuiteOptions {
+        carry_from: Some(out.join("suite.json")),
+        ..suite.clone()
+    };
+    let carried_dir = dir.join("suite-carried");
+    let carried = run_suite(
+        &floored,
+        &carry,
+        &RunOptions {
+            out_dir: carried_dir.clone(),
+            ..options.clone()
+        },
+    )
+    .unwrap();
+    let strip = |rows: &[SuiteRow]| -> Vec<SuiteRow> {
+        rows.iter()
+            .map(|r| SuiteRow {
+                carried_from: None,
+                ..r.clone()
+            })
+            .collect()
+    };
+    assert_same_rows(&strip(&carried.rows), &report.rows);
+    assert!(carried
+        .rows
+        .iter()
+        .all(|r| r.carried_from.as_deref().is_some_and(|c| c.contains("suite.json"))));
+    assert!(!carried_dir.join("reviews").exists() && !carried_dir.join("topics").exists());
+    assert!(std::fs::read_to_string(carried_dir.join("suite.md"))
+        .unwrap()
+        .contains("† Carried from"));
+    floored.teacher_finetune.min_tokens = 1_000_000;
+    let not_carried = run_suite(
+        &floored,
+        &SuiteOptions {
+            record_only: true,
+            ..carry.clone()
+        },
+        &RunOptions {
+            out_dir: dir.join("suite-not-carried"),
+            ..options.clone()
+        },
+    )
+    .unwrap();
+    assert!(not_carried.rows.is_empty(), "{:?}", not_carried.rows);
 
     // Another recipe in another directory reuses the first suite's teachers.
     let mut scores = config.clone();

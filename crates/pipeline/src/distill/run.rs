@@ -83,6 +83,29 @@ fn task_splits(config: &DistillConfig, cache: &Path) -> Result<(Dataset, Splits)
     Ok((dataset, splits))
 }
 
+/// The base teacher's directory (fetched when the config names none) and its tokenizer, checked against it.
+fn base_teacher(config: &DistillConfig, cache: &Path) -> Result<(PathBuf, BertTokenizer)> {
+    let teacher_dir = match &config.teacher {
+        Some(dir) => dir.clone(),
+        None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, cache)?,
+    };
+    let teacher_config = student_arch::BertConfig::from_file(
+        &teacher_dir.join(student_arch::weights::CONFIG_FILE),
+    )?;
+    config.validate_for_teacher(&teacher_config)?;
+    let tokenizer = crate::classifier::checked_tokenizer(&teacher_dir, teacher_config.vocab_size)?;
+    Ok((teacher_dir, tokenizer))
+}
+
+/// One pass over the training split of a run of `config`, as [`distill`] encodes it: its examples and real
+/// tokens (the counts the stages' step and token floors are measured in).
+pub fn train_pass(config: &DistillConfig, cache: &Path) -> Result<(usize, usize)> {
+    let (_, tokenizer) = base_teacher(config, cache)?;
+    let (_, splits) = task_splits(config, cache)?;
+    let train = encode(&tokenizer, &splits.train, config.max_length)?;
+    Ok((train.len(), train.iter().map(|e| e.ids.len()).sum()))
+}
+
 /// General distillation alone (`--stage general`): the task's dev and test texts are kept out of the corpus.
 pub fn general_only(config: &DistillConfig, options: &RunOptions) -> Result<GeneralReport> {
     config.validate()?;
@@ -193,16 +216,7 @@ struct TaskRun<'a> {
 impl<'a> TaskRun<'a> {
     /// Fetches the teacher if needed, reads and splits the task's data and tokenises it.
     fn prepare(config: &'a DistillConfig, options: &'a RunOptions) -> Result<Self> {
-        let teacher_dir = match &config.teacher {
-            Some(dir) => dir.clone(),
-            None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, &options.cache)?,
-        };
-        let teacher_config = student_arch::BertConfig::from_file(
-            &teacher_dir.join(student_arch::weights::CONFIG_FILE),
-        )?;
-        config.validate_for_teacher(&teacher_config)?;
-        let tokenizer =
-            crate::classifier::checked_tokenizer(&teacher_dir, teacher_config.vocab_size)?;
+        let (teacher_dir, tokenizer) = base_teacher(config, &options.cache)?;
         let (dataset, splits) = task_splits(config, &options.cache)?;
         let train = encode(&tokenizer, &splits.train, config.max_length)?;
         let dev = encode(&tokenizer, &splits.dev, config.max_length)?;

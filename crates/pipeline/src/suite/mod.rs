@@ -6,6 +6,7 @@
 //!
 //! Layout: `out/{task}/seed-{seed}/` is one `distill` run (its checkpoints removed once its report is written).
 
+pub mod carry;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ pub struct SuiteOptions {
     /// Run nothing: the record of the runs already finished under the output directory (runs made by earlier
     /// invocations, e.g. with other task orders or seeds), the missing ones left out.
     pub record_only: bool,
+    /// An earlier suite record whose rows stand for the tasks where this recipe makes the same runs
+    /// ([`carry::carried_rows`]); those tasks are not run again.
+    pub carry_from: Option<PathBuf>,
 }
 
 /// The config of the suite's runs of `task` with `seed`, on the split of `split_seed`.
@@ -104,7 +108,7 @@ pub fn same_teacher_recipe(
         && (donor.teacher.is_none() || donor.teacher == *base_teacher)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
     serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
         path: path.to_path_buf(),
@@ -203,6 +207,7 @@ fn task_rows(
             student: Vec::new(),
             student_dev: Vec::new(),
             seconds: Vec::new(),
+            carried_from: None,
         });
         donors.push(donor);
     }
@@ -247,12 +252,28 @@ pub fn run_suite(
     };
     let total = suite.tasks.len() * suite.seeds.len();
     let (mut rows, mut donors) = task_rows(base, suite, &out, split_seed, &options.cache)?;
+    let carried = match &suite.carry_from {
+        Some(path) => carry::carried_rows(
+            path,
+            base,
+            &suite.tasks,
+            &suite.seeds,
+            suite.quick,
+            &options.cache,
+        )?,
+        None => vec![None; suite.tasks.len()],
+    };
+    for (row, c) in rows.iter_mut().zip(&carried) {
+        if let Some(c) = c {
+            *row = c.clone();
+        }
+    }
     // Seed by seed, so that an interrupted suite has every task's first seed before any task's second.
     for (s, &seed) in suite.seeds.iter().enumerate() {
         for (t, task) in suite.tasks.iter().enumerate() {
             let config = task_config(base, task, seed, split_seed, suite.quick);
             let dir = out.join(sanitise(task)).join(format!("seed-{seed}"));
-            if suite.record_only && !dir.join("report.json").exists() {
+            if carried[t].is_some() || (suite.record_only && !dir.join("report.json").exists()) {
                 continue;
             }
             eprintln!(
@@ -283,26 +304,33 @@ pub fn run_suite(
                     .unwrap_or(f64::NAN),
             );
             row.seconds.push(run.seconds - teacher_seconds(&run));
-            report.rows = rows
-                .iter()
-                .filter(|r| !r.seeds.is_empty())
-                .cloned()
-                .collect();
-            report.seconds = report
-                .rows
-                .iter()
-                .map(|r| r.teacher_seconds + r.seconds.iter().sum::<f64>())
-                .sum();
-            write_atomic(
-                &out.join("suite.json"),
-                serde_json::to_string_pretty(&report)
-                    .expect("report serialises")
-                    .as_bytes(),
-            )?;
-            write_atomic(&out.join("suite.md"), suite_markdown(&report).as_bytes())?;
+            write_record(&mut report, &rows, &out)?;
         }
     }
+    write_record(&mut report, &rows, &out)?;
     Ok(report)
+}
+
+/// Puts the rows with runs into `report` and writes it (`suite.json`) and its table (`suite.md`) under `out`.
+fn write_record(report: &mut SuiteReport, rows: &[SuiteRow], out: &Path) -> Result<()> {
+    report.rows = rows
+        .iter()
+        .filter(|r| !r.seeds.is_empty())
+        .cloned()
+        .collect();
+    report.seconds = report
+        .rows
+        .iter()
+        .map(|r| r.teacher_seconds + r.seconds.iter().sum::<f64>())
+        .sum();
+    write_atomic(
+        &out.join("suite.json"),
+        serde_json::to_string_pretty(report)
+            .expect("report serialises")
+            .as_bytes(),
+    )?;
+    write_atomic(&out.join("suite.md"), suite_markdown(report).as_bytes())?;
+    Ok(())
 }
 
 /// A task's directory name: a file path's name without extension, other characters kept.

@@ -43,6 +43,10 @@ pub struct SuiteRow {
     pub student_dev: Vec<f64>,
     /// Wall seconds of each seed's distillation (teacher fine-tuning excluded).
     pub seconds: Vec<f64>,
+    /// The earlier record this row was carried from (its file and run), where the suite's recipe makes the
+    /// same runs on this task (`--carry-from`); `None` for a row run by this suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried_from: Option<String>,
 }
 
 impl SuiteRow {
@@ -134,8 +138,9 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
           |---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for row in &r.rows {
         s += &format!(
-            "| {} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {} / {} | {:.1} | {} |\n",
+            "| {}{} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {} / {} | {:.1} | {} |\n",
             row.task,
+            if row.carried_from.is_some() { " †" } else { "" },
             row.kind,
             row.labels.len(),
             row.split_sizes[0],
@@ -150,6 +155,18 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
             pm(&row.student_dev, 1.0, 4),
             row.teacher_seconds / 60.0,
             pm(&row.seconds, 1.0 / 60.0, 1),
+        );
+    }
+    let carried: Vec<String> = r
+        .rows
+        .iter()
+        .filter_map(|row| row.carried_from.as_ref().map(|c| format!("{}: {c}", row.task)))
+        .collect();
+    if !carried.is_empty() {
+        s += &format!(
+            "\n† Carried from an earlier record whose runs this recipe would make again (it differs only in stage \
+             floors that add no pass on that task): {}.\n",
+            carried.join("; ")
         );
     }
     match r.worst() {
@@ -272,6 +289,7 @@ mod tests {
             student: student.to_vec(),
             student_dev: student.to_vec(),
             seconds: vec![300.0; student.len()],
+            carried_from: None,
         }
     }
 

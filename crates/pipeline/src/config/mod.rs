@@ -227,8 +227,12 @@ fn is_mean(p: &Pooling) -> bool {
     *p == Pooling::Mean
 }
 
-/// The default recipe's token floors of TinyBERT's intermediate and prediction stages; the second is also the
-/// teacher's fine-tuning floor.
+/// The default recipe's token floors of TinyBERT's intermediate and prediction stages (about the default's
+/// 2 + 3 passes over 4,000 texts of 25 tokens): a small set of short texts gets more whole passes
+/// (debates-2016: 8 + 12 instead of 2 + 3, where the epochs alone kept 85% of its teacher, docs/RESULTS.md), a
+/// set of long texts or of many texts is unchanged. A floor in steps stretched those too. The second is also
+/// the teacher's fine-tuning floor: its fixed 2 passes over 783 long reviews left the kept-aside task's teacher
+/// at the majority class (docs/RESULTS.md).
 pub const DEFAULT_MIN_TOKENS: (usize, usize) = (200_000, 300_000);
 
 impl Default for DistillConfig {
@@ -301,16 +305,11 @@ impl DistillConfig {
         match name {
             // The whole training split at up to 64 tokens, the same epochs: 18–19 minutes on 2 cores once
             // flex ran at speed (issue 14; docs/archive/RESULTS-2026-11.md).
-            // A floor in tokens on the two task stages (about the default's 2 + 3 passes over 4,000 texts of
-            // 25 tokens): a small set of short texts gets more whole passes (debates-2016: 8 + 12 instead of
-            // 2 + 3, where the epochs alone kept 85% of its teacher, docs/RESULTS.md), a set of long texts
-            // (bbc-news, spam-assassin) or of many texts is unchanged. A floor in steps stretched those too.
+            // Token floors on every stage: see DEFAULT_MIN_TOKENS.
             "default" => Ok(Self {
                 max_length: 64,
                 max_train_examples: None,
                 max_eval_examples: None,
-                // The same floor on the teacher's fine-tuning (the prediction stage's): its fixed 2 passes
-                // over 783 long reviews left the kept-aside task's teacher at the majority class (docs/RESULTS.md).
                 teacher_finetune: StageConfig {
                     min_tokens: DEFAULT_MIN_TOKENS.1,
                     ..quick.teacher_finetune.clone()

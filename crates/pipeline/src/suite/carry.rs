@@ -8,12 +8,12 @@ use std::path::Path;
 
 use crate::config::DistillConfig;
 use crate::distill::run::train_pass;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 use crate::train::stage::epochs_run;
 use crate::train::StageConfig;
 
 use super::table::{SuiteReport, SuiteRow};
-use super::{read_json, task_config};
+use super::task::{read_json, task_config};
 
 /// The stages whose passes a floor sets, as (name, stage) of a config.
 fn floored(c: &DistillConfig) -> [(&'static str, &StageConfig); 3] {
@@ -83,7 +83,17 @@ pub fn carried_rows(
     quick: bool,
     cache: &Path,
 ) -> Result<Vec<Option<SuiteRow>>> {
-    let record: SuiteReport = read_json(path)?;
+    let record: SuiteReport = read_json(path).map_err(|e| match e {
+        PipelineError::Checkpoint { path, message } => PipelineError::Config {
+            field: "carry_from",
+            message: format!(
+                "{}: not a suite record ({}); give --carry-from a suite.json or docs/records/suite-*.json",
+                path.display(),
+                message.split(';').next().unwrap_or_default()
+            ),
+        },
+        other => other,
+    })?;
     let source = format!(
         "{} ({})",
         path.file_name()

@@ -8,6 +8,7 @@
 
 pub mod carry;
 pub mod table;
+pub mod task;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,8 @@ use crate::error::{io_err, PipelineError, Result};
 use crate::record::Provenance;
 use crate::train::RunOptions;
 use table::{suite_markdown, SuiteReport, SuiteRow};
+pub use task::{task_config, QUICK_EVAL, QUICK_TRAIN};
+use task::read_json;
 
 /// The suite's built-in tasks with what each classifies.
 pub const SUITE_TASKS: [(&str, &str); 5] = [
@@ -31,11 +34,6 @@ pub const SUITE_TASKS: [(&str, &str); 5] = [
     ("debates-2016", "speaker's side"),
     ("spam-assassin", "spam"),
 ];
-
-/// Training examples per task in `--quick` mode.
-pub const QUICK_TRAIN: usize = 1200;
-/// Dev and test examples per task in `--quick` mode.
-pub const QUICK_EVAL: usize = 400;
 
 /// What a suite runs.
 #[derive(Clone, Debug)]
@@ -61,34 +59,6 @@ pub struct SuiteOptions {
     pub carry_from: Option<PathBuf>,
 }
 
-/// The config of the suite's runs of `task` with `seed`, on the split of `split_seed`.
-pub fn task_config(
-    base: &DistillConfig,
-    task: &str,
-    seed: u64,
-    split_seed: u64,
-    quick: bool,
-) -> DistillConfig {
-    let mut c = DistillConfig {
-        dataset: task.to_string(),
-        seed,
-        split_seed: Some(split_seed),
-        teacher: base.teacher.clone(),
-        ..base.clone()
-    };
-    if quick {
-        c.max_train_examples = Some(
-            c.max_train_examples
-                .map_or(QUICK_TRAIN, |m| m.min(QUICK_TRAIN)),
-        );
-        c.max_eval_examples = Some(
-            c.max_eval_examples
-                .map_or(QUICK_EVAL, |m| m.min(QUICK_EVAL)),
-        );
-    }
-    c
-}
-
 /// Whether a teacher fine-tuned by a run of `donor` can serve a run of `wanted`: same data, split, training
 /// subset, input length, base teacher, classifier head and fine-tuning settings.
 pub fn same_teacher_recipe(
@@ -106,14 +76,6 @@ pub fn same_teacher_recipe(
         && donor.teacher_finetune == wanted.teacher_finetune
         && donor.head == wanted.head
         && (donor.teacher.is_none() || donor.teacher == *base_teacher)
-}
-
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err("reading", path))?;
-    serde_json::from_str(&text).map_err(|e| PipelineError::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("{e}; delete the run's directory to run it again"),
-    })
 }
 
 /// A finished run in `dir` whose teacher fits `wanted`: the run directory (its `teacher/` is the classifier).

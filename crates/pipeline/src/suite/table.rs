@@ -157,10 +157,19 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
             pm(&row.seconds, 1.0 / 60.0, 1),
         );
     }
-    let carried: Vec<String> = r
-        .rows
+    // Carried rows grouped by their source: "task, task: source".
+    let mut sources: Vec<(&str, Vec<&str>)> = Vec::new();
+    for row in &r.rows {
+        if let Some(c) = &row.carried_from {
+            match sources.iter_mut().find(|(src, _)| *src == c.as_str()) {
+                Some((_, tasks)) => tasks.push(&row.task),
+                None => sources.push((c, vec![&row.task])),
+            }
+        }
+    }
+    let carried: Vec<String> = sources
         .iter()
-        .filter_map(|row| row.carried_from.as_ref().map(|c| format!("{}: {c}", row.task)))
+        .map(|(src, tasks)| format!("{}: {src}", tasks.join(", ")))
         .collect();
     if !carried.is_empty() {
         s += &format!(
@@ -329,6 +338,15 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("15.0 min (target ≤ 20 min: met)"), "{md}");
+        assert!(!md.contains('†'), "{md}");
+        // Carried rows are marked and their source named once for the tasks that share it.
+        let mut carried = r.clone();
+        carried.rows.push(row("c", 0.5, &[0.5]));
+        carried.rows[0].carried_from = Some("old.json (run X)".into());
+        carried.rows[2].carried_from = Some("old.json (run X)".into());
+        let md = suite_markdown(&carried);
+        assert!(md.contains("| a † | sentiment |") && md.contains("| c † |") && md.contains("| b | sentiment |"));
+        assert!(md.contains("on that task): a, c: old.json (run X).\n"), "{md}");
         let mut other = r.clone();
         other.rows[1].student = vec![0.45];
         other.recipe = "probs".into();

@@ -233,10 +233,18 @@ pub fn suite_comparison_markdown(runs: &[(String, &SuiteReport)]) -> String {
     s += &"---|".repeat(runs.len());
     s += "\n";
     for task in &tasks {
-        let teacher = runs
+        // One figure when the records share the task's teacher, else each record's in the columns' order.
+        let mut teachers: Vec<String> = runs
             .iter()
-            .find_map(|(_, r)| r.rows.iter().find(|x| x.task == *task))
-            .map_or("–".to_string(), |x| format!("{:.4}", x.teacher));
+            .filter_map(|(_, r)| r.rows.iter().find(|x| x.task == *task))
+            .map(|x| format!("{:.4}", x.teacher))
+            .collect();
+        teachers.dedup();
+        let teacher = if teachers.is_empty() {
+            "–".to_string()
+        } else {
+            teachers.join(" / ")
+        };
         s += &format!("| {task} | {teacher} |");
         for (_, r) in runs {
             s += &match r
@@ -265,7 +273,8 @@ pub fn suite_comparison_markdown(runs: &[(String, &SuiteReport)]) -> String {
             None => " – |".into(),
         };
     }
-    s += "\n\nCells: student test accuracy (retention = student / teacher), mean ± std over the seeds run.\n\n";
+    s += "\n\nCells: student test accuracy (retention = student / teacher), mean ± std over the seeds run; where the \
+          records' teachers differ, the teacher column gives each record's, in the columns' order.\n\n";
     for (name, r) in runs {
         let seeds = r.rows.iter().map(|x| x.seeds.len()).max().unwrap_or(0);
         s += &format!(
@@ -354,6 +363,13 @@ mod tests {
         assert!(
             cmp.contains("| b | 0.5000 | 0.5000 (100.0%) | 0.4500 (90.0%) |"),
             "{cmp}"
+        );
+        let mut retaught = other.clone();
+        retaught.rows[1].teacher = 0.6;
+        let cmp2 = suite_comparison_markdown(&[("x".into(), &r), ("z".into(), &retaught)]);
+        assert!(
+            cmp2.contains("| b | 0.5000 / 0.6000 | 0.5000 (100.0%) | 0.4500 (75.0%) |"),
+            "{cmp2}"
         );
         assert!(
             cmp.contains("| **suite mean retention** | | **97.5%** | **92.5%** |"),

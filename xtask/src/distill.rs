@@ -27,10 +27,12 @@ impl flags::RecipeFlags {
                 &mut c.intermediate,
                 &mut c.prediction,
             ] {
-                // Passes asked for by name are the passes made: no step or token floor adds any.
+                // Passes asked for by name are the passes made: no step or token floor adds any, no ceiling
+                // takes any away.
                 stage.epochs = e;
                 stage.min_steps = 0;
                 stage.min_tokens = 0;
+                stage.max_tokens = 0;
             }
         }
         if let Some(m) = self.max_len {

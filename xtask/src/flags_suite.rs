@@ -40,8 +40,8 @@ pub struct Suite {
     #[arg(long)]
     pub record_only: bool,
     /// An earlier suite record (e.g. docs/records/suite-default.json) whose rows stand, marked as carried, for
-    /// the tasks where this recipe makes the same runs: it differs only in stage floors that add no pass there.
-    /// The other tasks run.
+    /// the tasks where this recipe makes the same runs: it differs only in stage floors or token ceilings that
+    /// change no stage's steps there. The other tasks run.
     #[arg(long)]
     pub carry_from: Option<PathBuf>,
     /// Output directory (one subdirectory per task and seed); rerun to continue.

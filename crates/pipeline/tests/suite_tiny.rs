@@ -248,10 +248,10 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
             .collect()
     };
     assert_same_rows(&strip(&carried.rows), &report.rows);
-    assert!(carried
-        .rows
-        .iter()
-        .all(|r| r.carried_from.as_deref().is_some_and(|c| c.contains("suite.json"))));
+    assert!(carried.rows.iter().all(|r| r
+        .carried_from
+        .as_deref()
+        .is_some_and(|c| c.contains("suite.json"))));
     assert!(!carried_dir.join("reviews").exists() && !carried_dir.join("topics").exists());
     assert!(std::fs::read_to_string(carried_dir.join("suite.md"))
         .unwrap()

@@ -66,6 +66,9 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
         stage.batch_size = 8;
         stage.checkpoint_every = 1;
     }
+    // A token ceiling below one pass: the prediction stage makes one step of its 4, and is scored there.
+    config.prediction.epochs = 2;
+    config.prediction.max_tokens = 1;
     let out = dir.join("run");
     let mut options = RunOptions {
         out_dir: out.clone(),
@@ -87,6 +90,15 @@ fn tiny_distill_stops_resumes_and_writes_everything() {
     assert_eq!(
         report.stages[0].steps, 4,
         "the resumed teacher stage ends at its last step"
+    );
+    let prediction = report.stages.last().unwrap();
+    assert_eq!(
+        (prediction.name.as_str(), prediction.steps),
+        ("tinybert-prediction", 1)
+    );
+    assert!(
+        prediction.best_dev.is_some(),
+        "a stage that ends inside a pass is evaluated at its end"
     );
     assert_eq!(report.teacher.layers, 6);
     assert_eq!(report.student.layers, 3);

@@ -235,6 +235,15 @@ fn is_mean(p: &Pooling) -> bool {
 /// at the majority class (docs/RESULTS.md).
 pub const DEFAULT_MIN_TOKENS: (usize, usize) = (200_000, 300_000);
 
+/// The default recipe's token ceiling per pass of a stage's epochs: a stage holds at most `epochs` × this many
+/// real tokens (580,000 for the teacher's and the intermediate stage's 2 passes, 870,000 for the prediction
+/// stage's 3). It is rotten-tomatoes' training pass (276,276 tokens), where the epochs were chosen, with 5% to
+/// spare: a set of that size or smaller is untouched, and a set of longer or more texts makes fewer whole passes
+/// (at least one; a part of one pass when one holds more), so that a run stays near 20 minutes on 2 cores.
+/// spam-assassin's e-mails (300,623 tokens a pass, all at 64 tokens, which cost more a token than short texts)
+/// took 30.1 minutes at 2 + 2 + 3 passes; they make 1 + 1 + 2 under it (docs/RESULTS.md).
+pub const DEFAULT_PASS_TOKENS_CEILING: usize = 290_000;
+
 impl Default for DistillConfig {
     fn default() -> Self {
         Self::preset("default").expect("the default preset exists")
@@ -253,6 +262,26 @@ impl DistillConfig {
     /// The seed of the train/dev/test split: `split_seed`, else `seed`.
     pub fn split_seed(&self) -> u64 {
         self.split_seed.unwrap_or(self.seed)
+    }
+
+    /// The default recipe from the `short` one: the whole training split at up to 64 tokens and the same
+    /// epochs, with token floors (see [`DEFAULT_MIN_TOKENS`]) and ceilings (see [`DEFAULT_PASS_TOKENS_CEILING`])
+    /// on every stage.
+    fn default_from(quick: Self) -> Self {
+        let bounded = |stage: &StageConfig, floor: usize| StageConfig {
+            min_tokens: floor,
+            max_tokens: stage.epochs * DEFAULT_PASS_TOKENS_CEILING,
+            ..stage.clone()
+        };
+        Self {
+            max_length: 64,
+            max_train_examples: None,
+            max_eval_examples: None,
+            teacher_finetune: bounded(&quick.teacher_finetune, DEFAULT_MIN_TOKENS.1),
+            intermediate: bounded(&quick.intermediate, DEFAULT_MIN_TOKENS.0),
+            prediction: bounded(&quick.prediction, DEFAULT_MIN_TOKENS.1),
+            ..quick
+        }
     }
 
     /// A named recipe: `default` (about 17 minutes on a 2-core CPU), `full` (all the data, more epochs) or
@@ -305,25 +334,8 @@ impl DistillConfig {
         match name {
             // The whole training split at up to 64 tokens, the same epochs: 18–19 minutes on 2 cores once
             // flex ran at speed (issue 14; docs/archive/RESULTS-2026-11.md).
-            // Token floors on every stage: see DEFAULT_MIN_TOKENS.
-            "default" => Ok(Self {
-                max_length: 64,
-                max_train_examples: None,
-                max_eval_examples: None,
-                teacher_finetune: StageConfig {
-                    min_tokens: DEFAULT_MIN_TOKENS.1,
-                    ..quick.teacher_finetune.clone()
-                },
-                intermediate: StageConfig {
-                    min_tokens: DEFAULT_MIN_TOKENS.0,
-                    ..quick.intermediate.clone()
-                },
-                prediction: StageConfig {
-                    min_tokens: DEFAULT_MIN_TOKENS.1,
-                    ..quick.prediction.clone()
-                },
-                ..quick
-            }),
+            // Token floors and ceilings on every stage: see `default_from`.
+            "default" => Ok(Self::default_from(quick)),
             // The earlier default, cut to fit the slower backend: 2,400 training examples at 48 tokens, at most
             // 1,000 dev/test examples. The tables of docs/archive/RESULTS-2026-11.md before issue 14 used it.
             "short" => Ok(quick),
@@ -652,6 +664,13 @@ learning_rate = 1e-4
             .unwrap_err()
             .to_string()
             .contains("max_length"));
+        let mut inverted = DistillConfig::default();
+        inverted.prediction.max_tokens = inverted.prediction.min_tokens - 1;
+        let err = inverted.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("prediction") && err.contains("max_tokens (299999)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -89,9 +89,8 @@ fn base_teacher(config: &DistillConfig, cache: &Path) -> Result<(PathBuf, BertTo
         Some(dir) => dir.clone(),
         None => crate::fetch::fetch_asset(&crate::fetch::MINILM_TEACHER, cache)?,
     };
-    let teacher_config = student_arch::BertConfig::from_file(
-        &teacher_dir.join(student_arch::weights::CONFIG_FILE),
-    )?;
+    let teacher_config =
+        student_arch::BertConfig::from_file(&teacher_dir.join(student_arch::weights::CONFIG_FILE))?;
     config.validate_for_teacher(&teacher_config)?;
     let tokenizer = crate::classifier::checked_tokenizer(&teacher_dir, teacher_config.vocab_size)?;
     Ok((teacher_dir, tokenizer))

@@ -1,6 +1,7 @@
 //! Rows carried from an earlier suite record into a new one, for the tasks where the new recipe would make the
-//! very runs the record holds: the two recipes differ only in stage floors (steps, tokens), and on that task's
-//! training split (counted as `distill` encodes it) no floor adds or removes a pass. A recipe change that
+//! very runs the record holds: the two recipes differ only in stage floors (steps, tokens) and token ceilings,
+//! and on that task's training split (counted as `distill` encodes it) no floor or ceiling changes a stage's
+//! steps. A recipe change that
 //! touches a few tasks is then rerun on those alone, and its record still covers the whole suite, each carried
 //! row naming the record it came from.
 
@@ -9,13 +10,13 @@ use std::path::Path;
 use crate::config::DistillConfig;
 use crate::distill::run::train_pass;
 use crate::error::{PipelineError, Result};
-use crate::train::stage::epochs_run;
+use crate::train::stage::steps_run;
 use crate::train::StageConfig;
 
 use super::table::{SuiteReport, SuiteRow};
 use super::task::{read_json, task_config};
 
-/// The stages whose passes a floor sets, as (name, stage) of a config.
+/// The stages whose steps a floor or ceiling sets, as (name, stage) of a config.
 fn floored(c: &DistillConfig) -> [(&'static str, &StageConfig); 3] {
     [
         ("teacher-finetune", &c.teacher_finetune),
@@ -24,7 +25,7 @@ fn floored(c: &DistillConfig) -> [(&'static str, &StageConfig); 3] {
     ]
 }
 
-/// `c` with the step and token floors of `from`'s floored stages.
+/// `c` with the step and token floors and the token ceilings of `from`'s floored stages.
 fn with_floors_of(c: &DistillConfig, from: &DistillConfig) -> DistillConfig {
     let mut c = c.clone();
     for (stage, f) in [
@@ -34,13 +35,14 @@ fn with_floors_of(c: &DistillConfig, from: &DistillConfig) -> DistillConfig {
     ] {
         stage.min_steps = f.min_steps;
         stage.min_tokens = f.min_tokens;
+        stage.max_tokens = f.max_tokens;
     }
     c
 }
 
 /// Why a run of `done` differs from the run of `config` on a training split of `examples` examples holding
 /// `tokens` real tokens, or `None` when they are the same run: the configs agree but for stage floors and
-/// every floored stage makes as many passes under both. Augmented training data (whose size is known only
+/// ceilings, and every floored stage makes as many steps under both. Augmented training data (whose size is known only
 /// after augmenting) is never judged the same.
 pub fn why_not_same_run(
     done: &DistillConfig,
@@ -49,7 +51,10 @@ pub fn why_not_same_run(
     tokens: usize,
 ) -> Option<String> {
     if with_floors_of(done, config) != *config {
-        return Some("the recipes differ in more than the stages' step and token floors".into());
+        return Some(
+            "the recipes differ in more than the stages' step and token floors and token ceilings"
+                .into(),
+        );
     }
     if done == config {
         return None;
@@ -63,11 +68,14 @@ pub fn why_not_same_run(
         .find_map(|((name, old), (_, new))| {
             let steps = examples.div_ceil(old.batch_size.max(1));
             let (was, now) = (
-                epochs_run(old, steps, tokens),
-                epochs_run(new, steps, tokens),
+                steps_run(old, steps, tokens).unwrap_or(usize::MAX),
+                steps_run(new, steps, tokens).unwrap_or(usize::MAX),
             );
             (was != now).then(|| {
-                format!("{name} makes {now} passes over {tokens} tokens where the record's run made {was}")
+                format!(
+                    "{name} makes {now} steps of a {steps}-step pass over {tokens} tokens where the record's \
+                     run made {was}"
+                )
             })
         })
 }
@@ -96,8 +104,10 @@ pub fn carried_rows(
     })?;
     let source = format!(
         "{} ({})",
-        path.file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        ),
         record.provenance.describe()
     );
     let mut out = Vec::with_capacity(tasks.len());
@@ -124,7 +134,10 @@ pub fn carried_rows(
                 out.push(None);
             }
             None => {
-                eprintln!("suite: {task}: carried from {} (the same runs)", path.display());
+                eprintln!(
+                    "suite: {task}: carried from {} (the same runs)",
+                    path.display()
+                );
                 out.push(Some(SuiteRow {
                     carried_from: Some(source.clone()),
                     ..row.clone()
@@ -149,7 +162,7 @@ mod tests {
         assert_eq!(why_not_same_run(&old, &new, 10_246, 250_000), None);
         // debates-2016's: 26,064 tokens a pass, so the teacher's floor makes 12 passes instead of 2.
         let why = why_not_same_run(&old, &new, 898, 26_064).unwrap();
-        assert!(why.contains("teacher-finetune makes 12 passes"), "{why}");
+        assert!(why.contains("teacher-finetune makes 348 steps"), "{why}");
         // Just under the floor in 2 passes: one more pass, another run.
         assert!(why_not_same_run(&old, &new, 1000, 149_999).is_some());
         assert_eq!(why_not_same_run(&old, &new, 1000, 150_000), None);
@@ -159,6 +172,19 @@ mod tests {
         assert!(why_not_same_run(&old, &other, 10_246, 250_000)
             .unwrap()
             .contains("more than"));
+        // The token ceilings: rotten-tomatoes' 276,276 tokens a pass stay under them, the same run;
+        // spam-assassin's 300,623 lose a teacher pass (1 of 148 steps, not 2), another run.
+        let mut unceiled = new.clone();
+        for s in [
+            &mut unceiled.teacher_finetune,
+            &mut unceiled.intermediate,
+            &mut unceiled.prediction,
+        ] {
+            s.max_tokens = 0;
+        }
+        assert_eq!(why_not_same_run(&unceiled, &new, 10_246, 276_276), None);
+        let why = why_not_same_run(&unceiled, &new, 4_727, 300_623).unwrap();
+        assert!(why.contains("teacher-finetune makes 148 steps"), "{why}");
         // Identical recipes are the same run whatever the split.
         assert_eq!(why_not_same_run(&new, &new, 1, 1), None);
         // Augmented data is never judged by the split's size.

@@ -23,8 +23,8 @@ use crate::error::{io_err, PipelineError, Result};
 use crate::record::Provenance;
 use crate::train::RunOptions;
 use table::{suite_markdown, SuiteReport, SuiteRow};
-pub use task::{task_config, QUICK_EVAL, QUICK_TRAIN};
 use task::read_json;
+pub use task::{task_config, QUICK_EVAL, QUICK_TRAIN};
 
 /// The suite's built-in tasks with what each classifies.
 pub const SUITE_TASKS: [(&str, &str); 5] = [
@@ -357,7 +357,7 @@ fn run_one(
 /// `report` recorded them (their steps and tokens over `done`'s epochs). A floor that changes nothing
 /// leaves a finished suite's runs standing.
 pub fn same_schedule(done: &DistillConfig, config: &DistillConfig, report: &Report) -> bool {
-    use crate::train::stage::epochs_run;
+    use crate::train::stage::steps_run;
     let stages = [
         (
             "tinybert-intermediate",
@@ -370,8 +370,10 @@ pub fn same_schedule(done: &DistillConfig, config: &DistillConfig, report: &Repo
     let mut relaxed = done.clone();
     relaxed.intermediate.min_steps = config.intermediate.min_steps;
     relaxed.intermediate.min_tokens = config.intermediate.min_tokens;
+    relaxed.intermediate.max_tokens = config.intermediate.max_tokens;
     relaxed.prediction.min_steps = config.prediction.min_steps;
     relaxed.prediction.min_tokens = config.prediction.min_tokens;
+    relaxed.prediction.max_tokens = config.prediction.max_tokens;
     if relaxed != *config {
         return false;
     }
@@ -379,13 +381,19 @@ pub fn same_schedule(done: &DistillConfig, config: &DistillConfig, report: &Repo
         let Some(stage) = report.stages.iter().find(|s| s.name == *name) else {
             return true;
         };
-        if old.min_steps != 0 || old.min_tokens != 0 || stage.steps % old.epochs != 0 {
-            return old.min_steps == new.min_steps && old.min_tokens == new.min_tokens;
+        if old.min_steps != 0
+            || old.min_tokens != 0
+            || old.max_tokens != 0
+            || stage.steps % old.epochs != 0
+        {
+            return old.min_steps == new.min_steps
+                && old.min_tokens == new.min_tokens
+                && old.max_tokens == new.max_tokens;
         }
         let steps_per_epoch = stage.steps / old.epochs;
         let tokens_per_epoch = stage.tokens / old.epochs;
         // A resumed stage counts only the tokens of its last process: too few, so never a false match.
-        stage.tokens > 0 && epochs_run(new, steps_per_epoch, tokens_per_epoch) == old.epochs
+        stage.tokens > 0 && steps_run(new, steps_per_epoch, tokens_per_epoch) == Some(stage.steps)
     })
 }
 
@@ -420,6 +428,7 @@ mod tests {
         for s in [&mut c.intermediate, &mut c.prediction] {
             s.min_steps = 0;
             s.min_tokens = 0;
+            s.max_tokens = 0;
         }
         c
     }

@@ -137,7 +137,8 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
     s += "| task | kind | classes | train/dev/test | words | seeds | teacher | student | retention % | dev: teacher / student | teacher min | distil min |\n\
           |---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for row in &r.rows {
-        s += &format!(
+        s +=
+            &format!(
             "| {}{} | {} | {} | {}/{}/{} | {} | {} | {:.4} | {} | {} | {} / {} | {:.1} | {} |\n",
             row.task,
             if row.carried_from.is_some() { " †" } else { "" },
@@ -174,7 +175,7 @@ pub fn suite_markdown(r: &SuiteReport) -> String {
     if !carried.is_empty() {
         s += &format!(
             "\n† Carried from an earlier record whose runs this recipe would make again (it differs only in stage \
-             floors that add no pass on that task): {}.\n",
+             floors or token ceilings that change no stage's steps on that task): {}.\n",
             carried.join("; ")
         );
     }
@@ -354,8 +355,15 @@ mod tests {
         carried.rows[0].carried_from = Some("old.json (run X)".into());
         carried.rows[2].carried_from = Some("old.json (run X)".into());
         let md = suite_markdown(&carried);
-        assert!(md.contains("| a † | sentiment |") && md.contains("| c † |") && md.contains("| b | sentiment |"));
-        assert!(md.contains("on that task): a, c: old.json (run X).\n"), "{md}");
+        assert!(
+            md.contains("| a † | sentiment |")
+                && md.contains("| c † |")
+                && md.contains("| b | sentiment |")
+        );
+        assert!(
+            md.contains("on that task): a, c: old.json (run X).\n"),
+            "{md}"
+        );
         let mut other = r.clone();
         other.rows[1].student = vec![0.45];
         other.recipe = "probs".into();

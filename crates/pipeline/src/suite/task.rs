@@ -47,4 +47,3 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         message: format!("{e}; delete the run's directory to run it again"),
     })
 }
-

@@ -42,6 +42,12 @@ student_arch::config_defaults! {
         /// floor would (0: no floor; left out of `config.json` then, so earlier runs resume).
         #[serde(skip_serializing_if = "is_zero")]
         pub min_tokens: usize = 0,
+        /// At most this many real tokens: a set whose passes hold more gets fewer whole passes than `epochs`
+        /// (at least one), and a set one pass of which holds more gets the part of a pass that holds them, so
+        /// that a stage's time is bounded on long or many texts. A floor above it wins (0: no ceiling; left
+        /// out of `config.json` then, so earlier runs resume).
+        #[serde(skip_serializing_if = "is_zero")]
+        pub max_tokens: usize = 0,
         /// Examples per step.
         pub batch_size: usize = 32,
         /// Peak learning rate.
@@ -105,6 +111,12 @@ impl StageConfig {
             return bad(format!(
                 "checkpoint_minutes must be positive, found {}",
                 self.checkpoint_minutes
+            ));
+        }
+        if self.max_tokens > 0 && self.max_tokens < self.min_tokens {
+            return bad(format!(
+                "max_tokens ({}) is below min_tokens ({}): raise max_tokens, or set it to 0 for no ceiling",
+                self.max_tokens, self.min_tokens
             ));
         }
         if self.keep_checkpoints == 0 {

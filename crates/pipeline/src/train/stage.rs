@@ -41,15 +41,15 @@ where
     }
     let steps_per_epoch = train.len().div_ceil(config.batch_size);
     let tokens_per_epoch = train.iter().map(|e| e.ids.len()).sum::<usize>();
-    let total_steps = steps_per_epoch
-        .checked_mul(epochs_run(config, steps_per_epoch, tokens_per_epoch))
-        .ok_or_else(|| PipelineError::Config {
+    let total_steps = steps_run(config, steps_per_epoch, tokens_per_epoch).ok_or_else(|| {
+        PipelineError::Config {
             field: "epochs",
             message: format!(
                 "{} epochs of {steps_per_epoch} steps overflow; use fewer",
                 config.epochs
             ),
-        })?;
+        }
+    })?;
     let files = Checkpoints::new(ctx, config.keep_checkpoints)?;
     let fresh = StageState {
         total_steps,
@@ -109,7 +109,8 @@ where
             .push(values.last().map(|(_, v)| *v).unwrap_or(f32::NAN));
         log_step(ctx, state.step, lr, &values)?;
         bar.step(batch_tokens, &values);
-        let end_of_epoch = state.step % steps_per_epoch == 0;
+        // A stage cut short by its token ceiling ends inside a pass: it is evaluated there too.
+        let end_of_epoch = state.step % steps_per_epoch == 0 || state.step == total_steps;
         if (config.eval_every > 0 && state.step % config.eval_every == 0) || end_of_epoch {
             evaluate_now(&model, &mut state)?;
         }
@@ -139,6 +140,31 @@ pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize, tokens_per_epoch
         .epochs
         .max(config.min_steps.div_ceil(steps_per_epoch.max(1)))
         .max(config.min_tokens.div_ceil(tokens_per_epoch.max(1)))
+}
+
+/// The optimizer steps a stage makes (`None` on overflow): [`epochs_run`]'s passes, fewer when they would hold
+/// more than `max_tokens` real tokens (whole passes, at least one; a part of one pass, of the steps that hold
+/// `max_tokens` at the pass's mean tokens a step, when one pass holds more), and never fewer than the floors ask.
+pub fn steps_run(
+    config: &StageConfig,
+    steps_per_epoch: usize,
+    tokens_per_epoch: usize,
+) -> Option<usize> {
+    let (steps, tokens) = (steps_per_epoch.max(1), tokens_per_epoch.max(1));
+    let floor = config
+        .min_steps
+        .div_ceil(steps)
+        .max(config.min_tokens.div_ceil(tokens));
+    let mut passes = epochs_run(config, steps, tokens);
+    if config.max_tokens > 0 {
+        let fit = config.max_tokens / tokens;
+        if fit == 0 && floor <= 1 {
+            let part = (config.max_tokens as u128 * steps as u128).div_ceil(tokens as u128);
+            return Some((part as usize).clamp(1, steps));
+        }
+        passes = passes.min(fit.max(1)).max(floor);
+    }
+    steps.checked_mul(passes)
 }
 
 /// Whether a checkpoint set is due after `step`: every `checkpoint_every` steps when that is set, and whenever
@@ -256,6 +282,45 @@ mod tests {
         };
         assert_eq!(epochs_run(&both, 29, 26_064), 11);
         assert_eq!(epochs_run(&both, 100, 20_000), 10);
+    }
+
+    #[test]
+    fn a_token_ceiling_cuts_long_sets_to_fewer_passes_or_a_part_of_one() {
+        let c = StageConfig {
+            epochs: 3,
+            min_tokens: 300_000,
+            max_tokens: 870_000,
+            ..Default::default()
+        };
+        // rotten-tomatoes: 321 steps of 276,276 tokens a pass: 3 passes (828,828) fit under the ceiling.
+        assert_eq!(steps_run(&c, 321, 276_276), Some(963));
+        // spam-assassin: 148 steps of 300,623 tokens: 3 passes would hold 901,869; 2 fit.
+        assert_eq!(steps_run(&c, 148, 300_623), Some(296));
+        // Exactly on the ceiling: the passes stand.
+        assert_eq!(steps_run(&c, 100, 290_000), Some(300));
+        // One pass of 2,000,000 tokens over 1,000 steps: the 435 steps that hold 870,000.
+        assert_eq!(steps_run(&c, 1_000, 2_000_000), Some(435));
+        // Few short texts: the floor's passes, untouched by the ceiling.
+        assert_eq!(steps_run(&c, 29, 26_064), Some(29 * 12));
+        // A floor above the ceiling's whole passes wins: ceil(300000 / 295000) = 2 passes, where 1 fits 580,000.
+        let tight = StageConfig {
+            max_tokens: 580_000,
+            ..c.clone()
+        };
+        assert_eq!(steps_run(&tight, 100, 295_000), Some(200));
+        // A step floor over a part-pass ceiling: the floor's passes.
+        let stepped = StageConfig {
+            min_steps: 1_500,
+            ..c.clone()
+        };
+        assert_eq!(steps_run(&stepped, 1_000, 2_000_000), Some(2_000));
+        // No ceiling: epochs and floors alone; overflow is None.
+        assert_eq!(steps_run(&StageConfig::default(), 5, 100), Some(5));
+        let huge = StageConfig {
+            epochs: usize::MAX,
+            ..Default::default()
+        };
+        assert_eq!(steps_run(&huge, 2, 100), None);
     }
 
     #[test]

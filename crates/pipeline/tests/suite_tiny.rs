@@ -96,6 +96,7 @@ fn tiny_config(teacher: PathBuf) -> DistillConfig {
     ] {
         stage.epochs = 1;
         stage.min_tokens = 0;
+        stage.max_tokens = 0;
         stage.batch_size = 8;
         stage.checkpoint_every = 2;
     }
@@ -256,6 +257,20 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
     assert!(std::fs::read_to_string(carried_dir.join("suite.md"))
         .unwrap()
         .contains("† Carried from"));
+    // Into the directory that holds the runs, the runs stand and nothing is carried.
+    let mut task_floored = config.clone();
+    task_floored.prediction.min_tokens = 1;
+    let own = run_suite(
+        &task_floored,
+        &SuiteOptions {
+            record_only: true,
+            ..carry.clone()
+        },
+        &options,
+    )
+    .unwrap();
+    assert_same_rows(&own.rows, &report.rows);
+    assert!(own.rows.iter().all(|r| r.carried_from.is_none()));
     floored.teacher_finetune.min_tokens = 1_000_000;
     let not_carried = run_suite(
         &floored,

@@ -185,6 +185,23 @@ mod tests {
         assert_eq!(why_not_same_run(&unceiled, &new, 10_246, 276_276), None);
         let why = why_not_same_run(&unceiled, &new, 4_727, 300_623).unwrap();
         assert!(why.contains("teacher-finetune makes 148 steps"), "{why}");
+        // A floor on the task stages only, as bbc-news's 1,779 articles (113,856 tokens a pass) met it: their
+        // 2 + 3 passes already hold 200k / 300k, the same run; a step floor of 450 would make 9 passes.
+        let mut task_floors_only = new.clone();
+        for s in [
+            &mut task_floors_only.intermediate,
+            &mut task_floors_only.prediction,
+        ] {
+            s.min_tokens = 0;
+        }
+        assert_eq!(
+            why_not_same_run(&task_floors_only, &new, 1_779, 113_856),
+            None
+        );
+        task_floors_only.prediction.min_steps = 450;
+        assert!(why_not_same_run(&task_floors_only, &new, 1_779, 113_856)
+            .unwrap()
+            .contains("prediction makes 168 steps"));
         // Identical recipes are the same run whatever the split.
         assert_eq!(why_not_same_run(&new, &new, 1, 1), None);
         // Augmented data is never judged by the split's size.

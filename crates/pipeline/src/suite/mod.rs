@@ -18,7 +18,7 @@ use crate::config::DistillConfig;
 use crate::data::labelled::Columns;
 use crate::data::tasks::load_dataset;
 use crate::distill::report::Report;
-use crate::distill::run::distill;
+use crate::distill::run::{distill, train_pass};
 use crate::error::{io_err, PipelineError, Result};
 use crate::record::Provenance;
 use crate::train::RunOptions;
@@ -225,6 +225,23 @@ pub fn run_suite(
         )?,
         None => vec![None; suite.tasks.len()],
     };
+    // A task whose runs were made under --out (its first seed finished) keeps them: a row measured anew is
+    // not replaced by a carried one.
+    let carried: Vec<Option<SuiteRow>> = carried
+        .into_iter()
+        .zip(&suite.tasks)
+        .map(|(c, task)| {
+            let first = out.join(sanitise(task)).join(format!("seed-{split_seed}"));
+            if c.is_some() && first.join("report.json").exists() {
+                eprintln!(
+                    "suite: {task}: not carried: its runs under {} stand",
+                    out.display()
+                );
+                return None;
+            }
+            c
+        })
+        .collect();
     for (row, c) in rows.iter_mut().zip(&carried) {
         if let Some(c) = c {
             *row = c.clone();
@@ -323,17 +340,21 @@ fn run_one(
     if report_path.exists() {
         let mut done: DistillConfig = read_json(&dir.join("config.json"))?;
         done.teacher.clone_from(&config.teacher);
-        let report: Report = read_json(&report_path)?;
-        if done != config && !same_schedule(&done, &config, &report) {
-            return Err(PipelineError::Config {
-                field: "suite",
-                message: format!(
-                    "{} holds a finished run of another recipe (its config.json differs); give the suite a new --out",
-                    dir.display()
-                ),
-            });
+        if done != config {
+            // A recipe that differs only in floors or ceilings that change no stage's steps on this task's
+            // training split makes this very run: it stands.
+            let (examples, tokens) = train_pass(&config, &options.cache)?;
+            if let Some(why) = carry::why_not_same_run(&done, &config, examples, tokens) {
+                return Err(PipelineError::Config {
+                    field: "suite",
+                    message: format!(
+                        "{} holds a finished run of another recipe ({why}); give the suite a new --out",
+                        dir.display()
+                    ),
+                });
+            }
         }
-        return Ok(report);
+        return read_json(&report_path);
     }
     if let Some(d) = donor {
         config.teacher = Some(d.join("teacher"));
@@ -350,120 +371,4 @@ fn run_one(
             .map_err(io_err("removing the finished run's", &checkpoints))?;
     }
     Ok(report)
-}
-
-/// Whether a finished run made under `done` is the run `config` would make: the two differ only in the task
-/// stages' step and token floors, `done` had none, and the floors of `config` add no pass to the stages as
-/// `report` recorded them (their steps and tokens over `done`'s epochs). A floor that changes nothing
-/// leaves a finished suite's runs standing.
-pub fn same_schedule(done: &DistillConfig, config: &DistillConfig, report: &Report) -> bool {
-    use crate::train::stage::steps_run;
-    let stages = [
-        (
-            "tinybert-intermediate",
-            &done.intermediate,
-            &config.intermediate,
-        ),
-        ("tinybert-prediction", &done.prediction, &config.prediction),
-        ("distilbert-task", &done.prediction, &config.prediction),
-    ];
-    let mut relaxed = done.clone();
-    relaxed.intermediate.min_steps = config.intermediate.min_steps;
-    relaxed.intermediate.min_tokens = config.intermediate.min_tokens;
-    relaxed.intermediate.max_tokens = config.intermediate.max_tokens;
-    relaxed.prediction.min_steps = config.prediction.min_steps;
-    relaxed.prediction.min_tokens = config.prediction.min_tokens;
-    relaxed.prediction.max_tokens = config.prediction.max_tokens;
-    if relaxed != *config {
-        return false;
-    }
-    stages.iter().all(|(name, old, new)| {
-        let Some(stage) = report.stages.iter().find(|s| s.name == *name) else {
-            return true;
-        };
-        if old.min_steps != 0
-            || old.min_tokens != 0
-            || old.max_tokens != 0
-            || stage.steps % old.epochs != 0
-        {
-            return old.min_steps == new.min_steps
-                && old.min_tokens == new.min_tokens
-                && old.max_tokens == new.max_tokens;
-        }
-        let steps_per_epoch = stage.steps / old.epochs;
-        let tokens_per_epoch = stage.tokens / old.epochs;
-        // A resumed stage counts only the tokens of its last process: too few, so never a false match.
-        stage.tokens > 0 && steps_run(new, steps_per_epoch, tokens_per_epoch) == Some(stage.steps)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::train::StageOutcome;
-
-    fn report(stages: &[(&str, usize, usize)]) -> Report {
-        let model = serde_json::json!({"accuracy": 0.5, "macro_f1": 0.5, "params": 1, "bytes": 4, "layers": 1,
-            "latency_ms": 1.0, "path": "x"});
-        let mut r: Report = serde_json::from_value(serde_json::json!({
-            "dataset": "d", "labels": ["a", "b"], "method": "tinybert", "device": "flex",
-            "split_sizes": [1, 1, 1], "teacher": model, "student": model, "accuracy_ratio": 1.0,
-            "stages": [], "seconds": 1.0, "general": null, "augmented_train": null
-        }))
-        .unwrap();
-        r.stages = stages
-            .iter()
-            .map(|&(name, steps, tokens)| StageOutcome {
-                name: name.into(),
-                steps,
-                tokens,
-                ..Default::default()
-            })
-            .collect();
-        r
-    }
-
-    fn without_floors() -> DistillConfig {
-        let mut c = DistillConfig::default();
-        for s in [&mut c.intermediate, &mut c.prediction] {
-            s.min_steps = 0;
-            s.min_tokens = 0;
-            s.max_tokens = 0;
-        }
-        c
-    }
-
-    #[test]
-    fn a_floor_that_adds_no_pass_keeps_a_finished_run() {
-        let old = without_floors();
-        let new = DistillConfig::default();
-        assert_ne!(old, new);
-        // bbc-news as the default suite recorded it: 2 + 3 passes of 113,856 tokens clear 200k / 300k.
-        let bbc = report(&[
-            ("teacher-finetune", 112, 227_712),
-            ("tinybert-intermediate", 112, 227_712),
-            ("tinybert-prediction", 168, 341_568),
-        ]);
-        assert!(same_schedule(&old, &new, &bbc));
-        // debates-2016: 26,064 tokens a pass, so the floor adds passes: another run.
-        let debates = report(&[
-            ("tinybert-intermediate", 58, 52_128),
-            ("tinybert-prediction", 87, 78_192),
-        ]);
-        assert!(!same_schedule(&old, &new, &debates));
-        // A resumed stage (tokens of its last process only) is never taken for the same run.
-        let resumed = report(&[
-            ("tinybert-intermediate", 112, 0),
-            ("tinybert-prediction", 168, 341_568),
-        ]);
-        assert!(!same_schedule(&old, &new, &resumed));
-        // Any other difference is another recipe.
-        let mut other = new.clone();
-        other.temperature = 2.0;
-        assert!(!same_schedule(&old, &other, &bbc));
-        // A run that had a floor is the same run only under the same floor.
-        let mut stepped = old.clone();
-        stepped.prediction.min_steps = 450;
-        assert!(!same_schedule(&stepped, &new, &bbc));
-    }
 }

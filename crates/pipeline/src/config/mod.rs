@@ -563,6 +563,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_committed_configs_read_and_validate() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configs");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let c = DistillConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            c.validate()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            read += 1;
+        }
+        assert!(read >= 7, "{read} configs in {}", dir.display());
+        // The ceiling screen raises only the intermediate stage's ceiling over the default.
+        let screen = DistillConfig::from_file(&dir.join("ceiling-intermediate.toml")).unwrap();
+        let mut expected = DistillConfig::default();
+        expected.intermediate.max_tokens = 870_000;
+        assert_eq!(screen, expected);
+    }
+
+    #[test]
     fn student_shapes_are_checked_against_the_teacher_before_training() {
         let teacher: student_arch::BertConfig = serde_json::from_str(
             r#"{"vocab_size": 100, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,

@@ -133,8 +133,9 @@ where
     ))
 }
 
-/// The passes a stage makes: `epochs`, or more whole passes when that is fewer than `min_steps` steps or
-/// `min_tokens` real tokens (a pass holding `tokens_per_epoch`).
+/// The passes a stage's epochs and floors ask for: `epochs`, or more whole passes when that is fewer than
+/// `min_steps` steps or `min_tokens` real tokens (a pass holding `tokens_per_epoch`); [`steps_run`] applies the
+/// ceiling too.
 pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize, tokens_per_epoch: usize) -> usize {
     config
         .epochs

@@ -260,24 +260,17 @@ fn tiny_suite_shares_teachers_resumes_and_refuses_another_recipe() {
     // Into the directory that holds the runs, the runs stand and nothing is carried.
     let mut task_floored = config.clone();
     task_floored.prediction.min_tokens = 1;
-    let own = run_suite(
-        &task_floored,
-        &SuiteOptions {
-            record_only: true,
-            ..carry.clone()
-        },
-        &options,
-    )
-    .unwrap();
+    let carry_record_only = SuiteOptions {
+        record_only: true,
+        ..carry.clone()
+    };
+    let own = run_suite(&task_floored, &carry_record_only, &options).unwrap();
     assert_same_rows(&own.rows, &report.rows);
     assert!(own.rows.iter().all(|r| r.carried_from.is_none()));
     floored.teacher_finetune.min_tokens = 1_000_000;
     let not_carried = run_suite(
         &floored,
-        &SuiteOptions {
-            record_only: true,
-            ..carry.clone()
-        },
+        &carry_record_only,
         &RunOptions {
             out_dir: dir.join("suite-not-carried"),
             ..options.clone()

@@ -80,13 +80,15 @@ pub fn why_not_same_run(
         })
 }
 
-/// For each of `tasks`: the row of the record at `path` when its runs are the runs `base` would make with
-/// `seeds` (same seeds, same quick mode, and [`why_not_same_run`] on the task's split), marked as carried;
-/// else `None`, with the reason logged.
+/// For each of `tasks`: the row of the record at `path` when the task has no runs of its own (`has_runs`,
+/// in the order of `tasks`) and the record's runs are the runs `base` would make with `seeds` (same seeds,
+/// same quick mode, and [`why_not_same_run`] on the task's split), marked as carried; else `None`, with the
+/// reason logged.
 pub fn carried_rows(
     path: &Path,
     base: &DistillConfig,
     tasks: &[String],
+    has_runs: &[bool],
     seeds: &[u64],
     quick: bool,
     cache: &Path,
@@ -111,13 +113,15 @@ pub fn carried_rows(
         record.provenance.describe()
     );
     let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
+    for (task, &runs) in tasks.iter().zip(has_runs) {
         let Some(row) = record.rows.iter().find(|r| &r.task == task) else {
             out.push(None);
             continue;
         };
         let split_seed = seeds[0];
-        let why = if row.seeds != seeds {
+        let why = if runs {
+            Some("its runs under the suite's output directory stand".into())
+        } else if row.seeds != seeds {
             Some(format!("its seeds are {:?}, not {seeds:?}", row.seeds))
         } else if record.quick != quick {
             Some("the record's quick mode differs".into())

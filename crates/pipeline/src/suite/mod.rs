@@ -215,33 +215,31 @@ pub fn run_suite(
     let total = suite.tasks.len() * suite.seeds.len();
     let (mut rows, mut donors) = task_rows(base, suite, &out, split_seed, &options.cache)?;
     let carried = match &suite.carry_from {
-        Some(path) => carry::carried_rows(
-            path,
-            base,
-            &suite.tasks,
-            &suite.seeds,
-            suite.quick,
-            &options.cache,
-        )?,
+        Some(path) => {
+            // A task whose first seed finished under --out keeps its runs: a row measured anew is not
+            // replaced by a carried one.
+            let has_runs: Vec<bool> = suite
+                .tasks
+                .iter()
+                .map(|task| {
+                    out.join(sanitise(task))
+                        .join(format!("seed-{split_seed}"))
+                        .join("report.json")
+                        .exists()
+                })
+                .collect();
+            carry::carried_rows(
+                path,
+                base,
+                &suite.tasks,
+                &has_runs,
+                &suite.seeds,
+                suite.quick,
+                &options.cache,
+            )?
+        }
         None => vec![None; suite.tasks.len()],
     };
-    // A task whose runs were made under --out (its first seed finished) keeps them: a row measured anew is
-    // not replaced by a carried one.
-    let carried: Vec<Option<SuiteRow>> = carried
-        .into_iter()
-        .zip(&suite.tasks)
-        .map(|(c, task)| {
-            let first = out.join(sanitise(task)).join(format!("seed-{split_seed}"));
-            if c.is_some() && first.join("report.json").exists() {
-                eprintln!(
-                    "suite: {task}: not carried: its runs under {} stand",
-                    out.display()
-                );
-                return None;
-            }
-            c
-        })
-        .collect();
     for (row, c) in rows.iter_mut().zip(&carried) {
         if let Some(c) = c {
             *row = c.clone();

@@ -133,30 +133,27 @@ where
     ))
 }
 
-/// The passes a stage's epochs and floors ask for: `epochs`, or more whole passes when that is fewer than
-/// `min_steps` steps or `min_tokens` real tokens (a pass holding `tokens_per_epoch`); [`steps_run`] applies the
-/// ceiling too.
-pub fn epochs_run(config: &StageConfig, steps_per_epoch: usize, tokens_per_epoch: usize) -> usize {
+/// The whole passes the floors alone ask for: enough for `min_steps` steps and `min_tokens` real tokens.
+fn floor_passes(config: &StageConfig, steps_per_epoch: usize, tokens_per_epoch: usize) -> usize {
     config
-        .epochs
-        .max(config.min_steps.div_ceil(steps_per_epoch.max(1)))
+        .min_steps
+        .div_ceil(steps_per_epoch.max(1))
         .max(config.min_tokens.div_ceil(tokens_per_epoch.max(1)))
 }
 
-/// The optimizer steps a stage makes (`None` on overflow): [`epochs_run`]'s passes, fewer when they would hold
-/// more than `max_tokens` real tokens (whole passes, at least one; a part of one pass, of the steps that hold
-/// `max_tokens` at the pass's mean tokens a step, when one pass holds more), and never fewer than the floors ask.
+/// The optimizer steps a stage makes (`None` on overflow): `epochs` passes, or more whole passes when that is
+/// fewer than `min_steps` steps or `min_tokens` real tokens (a pass holding `tokens_per_epoch`); fewer when they
+/// would hold more than `max_tokens` real tokens (whole passes, at least one; a part of one pass, of the steps
+/// that hold `max_tokens` at the pass's mean tokens a step, when one pass holds more), and never fewer than the
+/// floors ask.
 pub fn steps_run(
     config: &StageConfig,
     steps_per_epoch: usize,
     tokens_per_epoch: usize,
 ) -> Option<usize> {
     let (steps, tokens) = (steps_per_epoch.max(1), tokens_per_epoch.max(1));
-    let floor = config
-        .min_steps
-        .div_ceil(steps)
-        .max(config.min_tokens.div_ceil(tokens));
-    let mut passes = epochs_run(config, steps, tokens);
+    let floor = floor_passes(config, steps, tokens);
+    let mut passes = config.epochs.max(floor);
     if config.max_tokens > 0 {
         let fit = config.max_tokens / tokens;
         if fit == 0 && floor <= 1 {
@@ -256,10 +253,10 @@ mod tests {
             ..Default::default()
         };
         // 28 steps a pass (898 examples): 11 passes (308 steps) instead of 2.
-        assert_eq!(epochs_run(&c, 28, 26_064), 11);
+        assert_eq!(steps_run(&c, 28, 26_064), Some(28 * 11));
         // 321 steps a pass: the epochs already exceed the floor.
-        assert_eq!(epochs_run(&c, 321, 276_276), 2);
-        assert_eq!(epochs_run(&StageConfig::default(), 5, 100), 1);
+        assert_eq!(steps_run(&c, 321, 276_276), Some(321 * 2));
+        assert_eq!(steps_run(&StageConfig::default(), 5, 100), Some(5));
     }
 
     #[test]
@@ -270,19 +267,19 @@ mod tests {
             ..Default::default()
         };
         // debates-2016: 898 statements, 26,064 tokens a pass: ceil(200000 / 26064) = 8 passes.
-        assert_eq!(epochs_run(&c, 29, 26_064), 8);
+        assert_eq!(steps_run(&c, 29, 26_064), Some(29 * 8));
         // bbc-news: 1,779 articles at 64 tokens, 113,856 a pass: 2 passes already hold 227,712.
-        assert_eq!(epochs_run(&c, 56, 113_856), 2);
+        assert_eq!(steps_run(&c, 56, 113_856), Some(56 * 2));
         // Exactly on the floor: no extra pass.
-        assert_eq!(epochs_run(&c, 10, 100_000), 2);
-        assert_eq!(epochs_run(&c, 10, 99_999), 3);
+        assert_eq!(steps_run(&c, 10, 100_000), Some(10 * 2));
+        assert_eq!(steps_run(&c, 10, 99_999), Some(10 * 3));
         // Both floors: the larger number of passes wins.
         let both = StageConfig {
             min_steps: 300,
             ..c
         };
-        assert_eq!(epochs_run(&both, 29, 26_064), 11);
-        assert_eq!(epochs_run(&both, 100, 20_000), 10);
+        assert_eq!(steps_run(&both, 29, 26_064), Some(29 * 11));
+        assert_eq!(steps_run(&both, 100, 20_000), Some(100 * 10));
     }
 
     #[test]

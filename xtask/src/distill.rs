@@ -124,7 +124,16 @@ impl flags::Ablate {
         } else {
             self.seeds
         };
-        let report = pipeline::ablate(&c, self.method, &seeds, &options)?;
+        let provenance = crate::root::provenance();
+        let mut report = pipeline::ablate(&c, self.method, &seeds, &options)?;
+        // The table names the run that produced it, so that a copy under docs/records/ is a record.
+        report.provenance = Some(provenance);
+        for (name, text) in [
+            ("ablation.json", serde_json::to_string_pretty(&report)?),
+            ("ablation.md", pipeline::ablation_markdown(&report)),
+        ] {
+            student_arch::io::write_atomic(&self.out.join(name), text.as_bytes())?;
+        }
         println!("{}", pipeline::ablation_markdown(&report));
         println!("{}", self.out.join("ablation.md").display());
         Ok(())

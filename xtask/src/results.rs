@@ -124,7 +124,7 @@ fn load_all<T: serde::de::DeserializeOwned>(
 }
 
 /// The Markdown of the records `names` (ends with a newline), by the kind their names begin with: `bench-` (one
-/// bench run), `compress-`, `quantize-` and `onnx-` (one table over several), `build-` (first builds), `distill-` (distillation runs), else suite records alone or side
+/// bench run), `compress-`, `quantize-` and `onnx-` (one table over several), `build-` (first builds), `distill-` (distillation runs), `ablate-` (ablation tables), else suite records alone or side
 /// by side.
 fn render(names: &[&str], records: &Path) -> Result<String> {
     let all = |prefix: &str| names.iter().all(|n| n.starts_with(prefix));
@@ -150,6 +150,11 @@ fn render(names: &[&str], records: &Path) -> Result<String> {
     if all("distill-") {
         return Ok(pipeline::distill_records_markdown(&load_all(
             records, names, "distill",
+        )?));
+    }
+    if all("ablate-") {
+        return Ok(pipeline::ablation_records_markdown(&load_all(
+            records, names, "ablation",
         )?));
     }
     if all("build-") {

@@ -69,7 +69,9 @@ pub use data::augment::{load_augmented, AugmentConfig};
 pub use data::labelled::{stream_texts, Columns, Dataset, Example, Splits, BUILT_IN};
 pub use data::masking::MaskingConfig;
 pub use data::tasks::load_dataset;
-pub use distill::ablate::{ablate, ablation_markdown, AblationReport, AblationRow};
+pub use distill::ablate::{
+    ablate, ablation_markdown, ablation_records_markdown, AblationReport, AblationRow,
+};
 pub use distill::general::GeneralReport;
 pub use distill::mlm_fit::{fit_mlm, mlm_fit_markdown, CurvePoint, MlmFitReport};
 pub use distill::report::{distill_markdown, distill_records_markdown, ModelReport, Report};

@@ -69,6 +69,10 @@ pub struct AblationReport {
     pub seeds: Vec<u64>,
     /// Rows, the full method first.
     pub rows: Vec<AblationRow>,
+    /// The command, commit, CPU and date of the run, so that a copy under docs/records/ is a record (set by the
+    /// command line once the table is complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::record::Provenance>,
 }
 
 /// Mean of `xs` (NaN when empty).
@@ -305,6 +309,7 @@ pub fn ablate(
                 seconds: 0.0,
             })
             .collect(),
+        provenance: None,
     };
     let mut donor: Option<PathBuf> = None;
     for &seed in seeds {
@@ -387,16 +392,43 @@ pub fn orderings(r: &AblationReport) -> (Vec<String>, Vec<String>) {
 /// method in points, marked `*` where it exceeds twice the pooled std; the paper's figure beside it; and
 /// whether the order of the removals' costs agrees with the paper's.
 pub fn ablation_markdown(r: &AblationReport) -> String {
+    format!(
+        "# Ablation: {:?} on {}\n\n{}",
+        r.method,
+        r.dataset,
+        ablation_table(r)
+    )
+}
+
+/// The tables of committed ablation records (`docs/records/ablate-*.json`), each with its run and its record.
+pub fn ablation_records_markdown(records: &[(String, AblationReport)]) -> String {
+    records
+        .iter()
+        .map(|(name, r)| {
+            format!(
+                "{:?} on {}. {}\nRecord: `docs/records/{name}.json`.\n",
+                r.method,
+                r.dataset,
+                ablation_table(r)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// [`ablation_markdown`] without its title: what the figures are, the table, each seed's test figure, the
+/// order of the removals' costs against the paper's, and the run that produced it.
+fn ablation_table(r: &AblationReport) -> String {
     let n = r.rows.first().map_or(0, |f| f.test_runs.len());
     let paper_head = match r.method {
         Method::Distilbert => "paper: Δ GLUE (Table 4)",
         Method::Tinybert => "paper: avg score",
     };
     let mut s = format!(
-        "# Ablation: {:?} on {}\n\nFine-tuned teacher, test accuracy: {:.4}. Seeds: {:?} ({n} run(s) per row so far), \
+        "Fine-tuned teacher, test accuracy: {:.4}. Seeds: {:?} ({n} run(s) per row so far), \
          one split. Δ is in accuracy points against the first row; `*` marks a difference of the means larger than \
          twice the pooled std √((s_row² + s_full²)/2) (needs two or more seeds).\n\n",
-        r.method, r.dataset, r.teacher_test, r.seeds
+        r.teacher_test, r.seeds
     );
     s += &format!(
         "| row | change | dev acc | Δ dev | test acc | Δ test | {paper_head} | seconds |\n|---|---|---|---|---|---|---|---|\n"
@@ -450,6 +482,21 @@ pub fn ablation_markdown(r: &AblationReport) -> String {
             paper.join(" > "),
             if ours == paper { "The orders agree." } else { "The orders differ." }
         );
+    }
+    if r.rows.iter().any(|row| row.test_runs.len() > 1) {
+        let per_row: Vec<String> = r
+            .rows
+            .iter()
+            .filter(|row| !row.test_runs.is_empty())
+            .map(|row| {
+                let runs: Vec<String> = row.test_runs.iter().map(|t| format!("{t:.3}")).collect();
+                format!("{} {}", row.name, runs.join(" / "))
+            })
+            .collect();
+        s += &format!("\nPer seed, test: {}.\n", per_row.join("; "));
+    }
+    if let Some(p) = &r.provenance {
+        s += &format!("\nRun: {}.\n", p.describe());
     }
     s
 }
@@ -529,6 +576,7 @@ mod tests {
                 row("no-augment", &[0.58, 0.59, 0.60]),
                 row("unknown-row", &[0.69, 0.70, 0.71]),
             ],
+            provenance: None,
         };
         let md = ablation_markdown(&r);
         assert!(
@@ -550,6 +598,32 @@ mod tests {
                  in the paper: no-trm > no-augment > no-general > no-pred > no-emb. The orders agree."
             ),
             "{md}"
+        );
+        assert!(
+            md.contains(
+                "Per seed, test: full 0.690 / 0.700 / 0.710; no-emb 0.680 / 0.690 / 0.700;"
+            ),
+            "{md}"
+        );
+        // A record names its run and its file.
+        let recorded = AblationReport {
+            provenance: Some(crate::record::Provenance {
+                command: "cargo xtask ablate --method tinybert".into(),
+                commit: "abc".into(),
+                cpu: "cpu".into(),
+                date: "2026-12-03".into(),
+            }),
+            ..r.clone()
+        };
+        let rec = ablation_records_markdown(&[("ablate-x".into(), recorded)]);
+        assert!(
+            rec.starts_with("Tinybert on d. Fine-tuned teacher")
+                && rec.contains(
+                    "Run: `cargo xtask ablate --method tinybert` at commit abc on cpu, 2026-12-03."
+                )
+                && rec.ends_with("Record: `docs/records/ablate-x.json`.\n")
+                && !rec.contains("# Ablation"),
+            "{rec}"
         );
         let mut swapped = r.clone();
         swapped.rows[1] = row("no-emb", &[0.64, 0.65, 0.66]);

@@ -350,6 +350,25 @@ fn is_set_name(name: &str) -> bool {
     digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Copies the files of `from` and of its subdirectories into a fresh `to` (whatever stood at `to` is removed
+/// first: only for directories this process writes).
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(io_err("clearing", to))?;
+    }
+    std::fs::create_dir_all(to).map_err(io_err("creating", to))?;
+    for entry in std::fs::read_dir(from).map_err(io_err("reading", from))? {
+        let path = entry.map_err(io_err("reading", from))?.path();
+        let dest = to.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_dir(&path, &dest)?;
+        } else {
+            std::fs::copy(&path, &dest).map_err(io_err("copying", &path))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

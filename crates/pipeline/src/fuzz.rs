@@ -76,7 +76,7 @@ pub fn fuzz_readers(config: &FuzzConfig, device: &Device) -> Result<FuzzReport> 
                 &["LATEST", "model.bpk", "state.json", "manifest.json"],
             ),
         };
-        copy_dir(&source, &case)?;
+        crate::checkpoint::copy_dir(&source, &case)?;
         let file = files[(rng.next_u64() % files.len() as u64) as usize];
         let target = find(&case, file).unwrap_or_else(|| case.join(file));
         let mut mutation = mutate(&target, &mut rng)?;
@@ -261,24 +261,6 @@ fn mutate(path: &Path, rng: &mut SeededRng) -> Result<String> {
     };
     std::fs::write(path, &bytes).map_err(io_err("writing", path))?;
     Ok(what)
-}
-
-/// Copies the files of `from` (one level of subdirectories) into a fresh `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    if to.exists() {
-        std::fs::remove_dir_all(to).map_err(io_err("clearing", to))?;
-    }
-    std::fs::create_dir_all(to).map_err(io_err("creating", to))?;
-    for entry in std::fs::read_dir(from).map_err(io_err("reading", from))? {
-        let path = entry.map_err(io_err("reading", from))?.path();
-        let dest = to.join(path.file_name().unwrap_or_default());
-        if path.is_dir() {
-            copy_dir(&path, &dest)?;
-        } else {
-            std::fs::copy(&path, &dest).map_err(io_err("copying", &path))?;
-        }
-    }
-    Ok(())
 }
 
 /// The first file named `name` under `dir` (one level of subdirectories).

@@ -253,6 +253,27 @@ fn tinybert_general_stage_alone_then_the_ablation_table() {
     )
     .unwrap();
     assert_eq!((second.seed, second.split_seed()), (seeds[1], seeds[0]));
+    // The row without the prediction term runs the full row's general stage, so it starts from a copy of it;
+    // running that stage again gives the same student to the last bit (the general-only run above is it,
+    // made apart from the ablation), while the row without the embedding term trains its own.
+    let weights =
+        |run: PathBuf| std::fs::read(run.join("general/student").join(WEIGHTS_FILE)).unwrap();
+    let seed0 = ablation_out.join(format!("seed-{}", seeds[0]));
+    assert_eq!(weights(seed0.join("no-pred")), weights(seed0.join("full")));
+    assert_eq!(
+        weights(dir.join("general-only")),
+        weights(seed0.join("full"))
+    );
+    assert_ne!(weights(seed0.join("no-emb")), weights(seed0.join("full")));
+    assert!(!seed0.join("no-pred/general.partial").exists());
+    // Copied, not run again: its general report is the full row's to the wall seconds.
+    let general_seconds = |row: &str| {
+        read(&format!("seed-{}/{row}/report.json", seeds[0]))
+            .general
+            .map(|g| g.seconds)
+    };
+    assert_eq!(general_seconds("no-pred"), general_seconds("full"));
+    assert_ne!(general_seconds("no-emb"), general_seconds("full"));
     let no_general = read(&format!("seed-{}/no-general/report.json", seeds[1]));
     assert!(no_general.general.is_none());
     assert_eq!(no_general.student.layers, 2);

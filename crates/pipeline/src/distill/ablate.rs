@@ -17,6 +17,7 @@ use student_arch::io::write_atomic;
 
 use crate::config::general::StudentInit;
 use crate::config::{DistillConfig, LossTerm, Method, Stage};
+use crate::distill::general::general_mix;
 use crate::distill::report::Report;
 use crate::distill::run::distill;
 use crate::error::{io_err, Result};
@@ -222,13 +223,30 @@ fn seed_dir(out: &Path, seeds: &[u64], seed: u64) -> PathBuf {
     }
 }
 
+/// Whether `row`'s general distillation is the very stage that `full` runs: both run one, and they differ in
+/// nothing it reads (the corpus, teacher, student, seed and loss mix are the same; only the dropped task-stage
+/// terms or the augmentation differ). TinyBERT's rows without the prediction term and without augmentation are
+/// such rows; the same seed then gives the same general student, so running it again only costs time.
+pub fn same_general_stage(row: &DistillConfig, full: &DistillConfig) -> bool {
+    let task_choices_dropped = |c: &DistillConfig| DistillConfig {
+        drop_terms: Vec::new(),
+        augment: None,
+        ..c.clone()
+    };
+    row.stage == Stage::Both
+        && full.stage == Stage::Both
+        && general_mix(row) == general_mix(full)
+        && task_choices_dropped(row) == task_choices_dropped(full)
+}
+
 /// One run of an ablation: `config` under `dir`, reusing the donor run's (the first seed's full row)
-/// fine-tuned teacher, fitted MLM head and augmented training set. Returns the run's report (read back when
-/// resuming a finished run).
+/// fine-tuned teacher, fitted MLM head and augmented training set, and, when given, the general distillation of
+/// `general_from` (the same seed's full row, whose general stage is this row's). Returns the run's report (read
+/// back when resuming a finished run).
 fn run_row(
     mut config: DistillConfig,
     dir: &Path,
-    donor: Option<&Path>,
+    (donor, general_from): (Option<&Path>, Option<&Path>),
     options: &RunOptions,
     label: &str,
 ) -> Result<Report> {
@@ -259,6 +277,22 @@ fn run_row(
             path: report_path.clone(),
             message: format!("{e}; delete it to run the row again"),
         });
+    }
+    if let Some(full_dir) = general_from {
+        let (from, to) = (full_dir.join("general"), dir.join("general"));
+        if from.join("report.json").exists() && !to.exists() {
+            student_arch::io::claim_output_dir(dir, "distill", &["report.json", "checkpoints"])?;
+            // Copied whole, then renamed into place: an interrupted copy is never taken for a finished stage.
+            let partial = dir.join("general.partial");
+            crate::checkpoint::copy_dir(&from, &partial)?;
+            std::fs::rename(&partial, &to).map_err(io_err("renaming into", &to))?;
+            eprintln!(
+                "ablation: {label}: general distillation is the full row's; copied from {}",
+                from.display()
+            );
+        }
+        // The copied stage is read back as finished, as a resumed run reads its own.
+        row_options.resume = true;
     }
     eprintln!("ablation: {label}");
     distill(&config, &row_options)
@@ -322,7 +356,22 @@ pub fn ablate(
             };
             let dir = root.join(name);
             let label = format!("{method:?} seed {seed}, row {name} ({change})");
-            let run = run_row(config, &dir, donor.as_deref(), options, &label)?;
+            // A row whose general stage is the full row's (it drops a task-stage term or the augmentation
+            // only) starts from a copy of that stage's output instead of running it again.
+            let full = DistillConfig {
+                seed,
+                split_seed: Some(base.split_seed()),
+                ..configs[0].2.clone()
+            };
+            let general_from =
+                (i > 0 && same_general_stage(&config, &full)).then(|| root.join(&configs[0].0));
+            let run = run_row(
+                config,
+                &dir,
+                (donor.as_deref(), general_from.as_deref()),
+                options,
+                &label,
+            )?;
             if donor.is_none() {
                 report.teacher_test = run.teacher.accuracy;
                 donor = Some(dir.clone());
@@ -536,6 +585,34 @@ mod tests {
         assert!(rows[..5].iter().all(|(_, _, c)| c.augment.is_some()));
         // DistilBERT's recipe never augments, so it has no such row.
         assert!(!names_of(&augmented, Method::Distilbert).contains(&"no-augment".to_string()));
+    }
+
+    #[test]
+    fn rows_share_the_full_rows_general_stage_only_where_they_change_a_task_stage_alone() {
+        let augmented = DistillConfig {
+            augment: Some(crate::data::augment::AugmentConfig::default()),
+            ..DistillConfig::default()
+        };
+        let sharing = |method: Method| -> Vec<String> {
+            let rows = ablation_configs(&augmented, method);
+            let full = &rows[0].2;
+            rows.iter()
+                .skip(1)
+                .filter(|(_, _, c)| same_general_stage(c, full))
+                .map(|(name, _, _)| name.clone())
+                .collect()
+        };
+        // TinyBERT's general stage has no prediction term and no augmentation; every DistilBERT row changes
+        // its general stage (a term of the triple loss, or the student's initialisation).
+        assert_eq!(sharing(Method::Tinybert), ["no-pred", "no-augment"]);
+        assert!(sharing(Method::Distilbert).is_empty());
+        // Another seed is another stage.
+        let rows = ablation_configs(&augmented, Method::Tinybert);
+        let other_seed = DistillConfig {
+            seed: 7,
+            ..rows[2].2.clone()
+        };
+        assert!(!same_general_stage(&other_seed, &rows[0].2));
     }
 
     fn names_of(c: &DistillConfig, method: Method) -> Vec<String> {

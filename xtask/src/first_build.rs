@@ -1,7 +1,8 @@
 //! `cargo xtask first-build`: how long the main job's first build takes, and where the time goes. Each feature
-//! set is built cold (`cargo build -p xtask --timings` into a fresh target directory under `--out`; the crates
-//! themselves are already downloaded, so registry downloads are not counted), one after the other on an
-//! otherwise idle machine; cargo's own timing report gives each unit's compile time. Writes
+//! set is built cold (`cargo build -p xtask --timings` into a fresh target directory under `--out`), one after the
+//! other on an otherwise idle machine. By default the crates come from the cargo home's cache (downloads are not
+//! counted); `--with-downloads` gives each build an empty cargo home of its own, so the registry index and every
+//! crate are fetched inside the timed build, as on a fresh machine; cargo's own timing report gives each unit's compile time. Writes
 //! `first_build.json` (a record for docs/records/, `build-*.json`) and `first_build.md`, and removes the target
 //! directories it built (a few GB each), keeping their timing reports.
 
@@ -22,6 +23,10 @@ pub struct FirstBuild {
     /// Output directory (new, or one an earlier first-build wrote).
     #[arg(long, default_value = "runs/first-build")]
     pub out: PathBuf,
+    /// Count the downloads too: each build runs with an empty cargo home under `--out` (the user's cargo
+    /// `config.toml`, if any, copied in so that registry settings stay), as on a machine that never built Rust.
+    #[arg(long)]
+    pub with_downloads: bool,
 }
 
 /// One cold build.
@@ -48,6 +53,9 @@ pub struct FirstBuildRecord {
     pub rustc: String,
     /// One row per feature set.
     pub builds: Vec<ColdBuild>,
+    /// Whether each build fetched the registry index and the crates itself (`--with-downloads`).
+    #[serde(default)]
+    pub downloads_counted: bool,
 }
 
 impl FirstBuild {
@@ -76,6 +84,11 @@ impl FirstBuild {
             if features != "default" {
                 cmd.args(["--features", features]);
             }
+            let cargo_home = self.out.join(format!("cargo-home-{i}"));
+            if self.with_downloads {
+                fresh_cargo_home(&cargo_home)?;
+                cmd.env("CARGO_HOME", &cargo_home);
+            }
             eprintln!(
                 "first-build: cargo build -p xtask ({features}) into {} …",
                 target.display()
@@ -94,6 +107,10 @@ impl FirstBuild {
                 .with_context(|| format!("reading {}", html.display()))?;
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("removing {}", target.display()))?;
+            if self.with_downloads {
+                std::fs::remove_dir_all(&cargo_home)
+                    .with_context(|| format!("removing {}", cargo_home.display()))?;
+            }
             let build = summarise(features, wall_s, &units);
             eprintln!(
                 "first-build: {features}: {:.1} min, {} units",
@@ -106,6 +123,7 @@ impl FirstBuild {
             provenance,
             rustc,
             builds,
+            downloads_counted: self.with_downloads,
         };
         let json = serde_json::to_string_pretty(&record)?;
         student_arch::io::write_atomic(&self.out.join("first_build.json"), json.as_bytes())?;
@@ -114,6 +132,28 @@ impl FirstBuild {
         println!("{md}");
         Ok(())
     }
+}
+
+/// An empty cargo home at `dir` (an earlier one removed), holding only the user's cargo configuration, so that
+/// a build with it downloads the registry index and every crate as a fresh machine does.
+fn fresh_cargo_home(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing the earlier {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if let Some(home) = home {
+        for name in ["config.toml", "config", "credentials.toml"] {
+            let from = home.join(name);
+            if from.is_file() {
+                std::fs::copy(&from, dir.join(name))
+                    .with_context(|| format!("copying {} into {}", from.display(), dir.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The timing report cargo wrote into `target`.
@@ -196,8 +236,13 @@ pub fn markdown(r: &FirstBuildRecord) -> String {
             longest.join(", ")
         );
     }
+    let downloads = if r.downloads_counted {
+        "each build from an empty cargo home (registry index and crate downloads counted)"
+    } else {
+        "crates already downloaded (downloads not counted)"
+    };
     s += &format!(
-        "\n{}, {}; crates already downloaded (downloads not counted).\n",
+        "\n{}, {}; {downloads}.\n",
         r.provenance.describe(),
         r.rustc
     );
@@ -226,9 +271,34 @@ mod tests {
         assert!(markdown(&FirstBuildRecord {
             provenance: pipeline::Provenance::now("cargo xtask first-build".into(), "abc".into()),
             rustc: "rustc 1.95.0".into(),
-            builds: vec![b],
+            builds: vec![b.clone()],
+            downloads_counted: false,
         })
         .contains("| default | 10.0 | 3 | 254 | burn-flex 250, libc 3 |"));
+        let counted = markdown(&FirstBuildRecord {
+            provenance: pipeline::Provenance::now("cargo xtask first-build".into(), "abc".into()),
+            rustc: "rustc 1.95.0".into(),
+            builds: vec![b],
+            downloads_counted: true,
+        });
+        assert!(counted.contains("downloads counted") && !counted.contains("not counted"));
+        // A record written before the flag existed reads as downloads not counted.
+        let old: FirstBuildRecord = serde_json::from_str(
+            r#"{"provenance":{"command":"c","commit":"abc","cpu":"x","date":"2026-12-03"},"rustc":"r","builds":[]}"#,
+        )
+        .unwrap();
+        assert!(!old.downloads_counted);
         assert!(units("<html>no data</html>").is_err());
+    }
+
+    #[test]
+    fn a_fresh_cargo_home_starts_empty_of_crates() {
+        let dir = std::env::temp_dir().join(format!("first-build-home-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("registry/cache")).unwrap();
+        std::fs::write(dir.join("registry/cache/stale.crate"), b"x").unwrap();
+        fresh_cargo_home(&dir).unwrap();
+        assert!(dir.is_dir());
+        assert!(!dir.join("registry").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -138,7 +138,8 @@ impl FirstBuild {
 /// a build with it downloads the registry index and every crate as a fresh machine does.
 fn fresh_cargo_home(dir: &Path) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing the earlier {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the earlier {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let home = std::env::var_os("CARGO_HOME")
@@ -148,8 +149,9 @@ fn fresh_cargo_home(dir: &Path) -> Result<()> {
         for name in ["config.toml", "config", "credentials.toml"] {
             let from = home.join(name);
             if from.is_file() {
-                std::fs::copy(&from, dir.join(name))
-                    .with_context(|| format!("copying {} into {}", from.display(), dir.display()))?;
+                std::fs::copy(&from, dir.join(name)).with_context(|| {
+                    format!("copying {} into {}", from.display(), dir.display())
+                })?;
             }
         }
     }
@@ -241,11 +243,7 @@ pub fn markdown(r: &FirstBuildRecord) -> String {
     } else {
         "crates already downloaded (downloads not counted)"
     };
-    s += &format!(
-        "\n{}, {}; {downloads}.\n",
-        r.provenance.describe(),
-        r.rustc
-    );
+    s += &format!("\n{}, {}; {downloads}.\n", r.provenance.describe(), r.rustc);
     s
 }
 

@@ -146,7 +146,7 @@ fn fresh_cargo_home(dir: &Path) -> Result<()> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     if let Some(home) = home {
-        for name in ["config.toml", "config", "credentials.toml"] {
+        for name in ["config.toml", "config"] {
             let from = home.join(name);
             if from.is_file() {
                 std::fs::copy(&from, dir.join(name)).with_context(|| {

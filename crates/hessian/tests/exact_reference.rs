@@ -532,8 +532,25 @@ fn sensitivity_ranks_blocks_by_mean_plus_std_over_batches() {
     for b in &report.blocks {
         assert_eq!(b.top_eigenvalues.len(), 2);
         assert_eq!(b.traces.len(), 2);
-        let (m, s) = hessian::sensitivity::mean_std(&b.top_eigenvalues);
-        assert!((b.mean - m).abs() < 1e-12 && (b.std - s).abs() < 1e-12);
+        assert_eq!(b.converged.len(), 2);
+        // The statistics are over the batches whose power iteration settled (all of them when none did). Which
+        // batches settle within 200 iterations differs between CPUs: on a 2-core AMD EPYC with AVX2 alone, head 0's
+        // second batch had not settled at 200 (-10.39) while its first settled in 10; on AVX-512 machines the plain
+        // mean of both batches held.
+        let (m, s) = hessian::sensitivity::settled_mean_std(&b.top_eigenvalues, &b.converged);
+        assert!(
+            (b.mean - m).abs() < 1e-12 && (b.std - s).abs() < 1e-12,
+            "{}: mean {} std {} against {m} {s} from {:?} (converged {:?})",
+            b.name,
+            b.mean,
+            b.std,
+            b.top_eigenvalues,
+            b.converged
+        );
+        if b.converged.iter().all(|&c| c) {
+            let (m2, s2) = hessian::sensitivity::mean_std(&b.top_eigenvalues);
+            assert!((m - m2).abs() < 1e-12 && (s - s2).abs() < 1e-12);
+        }
         assert!((b.score - (m + s)).abs() < 1e-12);
     }
     assert!(report.blocks[0].score >= report.blocks[1].score);

@@ -2,9 +2,9 @@
 //! set is built cold (`cargo build -p xtask --timings` into a fresh target directory under `--out`), one after the
 //! other on an otherwise idle machine. By default the crates come from the cargo home's cache (downloads are not
 //! counted); `--with-downloads` gives each build an empty cargo home of its own, so the registry index and every
-//! crate are fetched inside the timed build, as on a fresh machine; cargo's own timing report gives each unit's compile time. Writes
-//! `first_build.json` (a record for docs/records/, `build-*.json`) and `first_build.md`, and removes the target
-//! directories it built (a few GB each), keeping their timing reports.
+//! crate are fetched inside the timed build, as on a fresh machine. Cargo's own timing report gives each unit's
+//! compile time. Writes `first_build.json` (a record for docs/records/, `build-*.json`) and `first_build.md`, and
+//! removes the target directories (a few GB each) and cargo homes it made, keeping the timing reports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,10 +84,12 @@ impl FirstBuild {
             if features != "default" {
                 cmd.args(["--features", features]);
             }
-            let cargo_home = self.out.join(format!("cargo-home-{i}"));
-            if self.with_downloads {
-                fresh_cargo_home(&cargo_home)?;
-                cmd.env("CARGO_HOME", &cargo_home);
+            let cargo_home = self
+                .with_downloads
+                .then(|| self.out.join(format!("cargo-home-{i}")));
+            if let Some(home) = &cargo_home {
+                fresh_cargo_home(home)?;
+                cmd.env("CARGO_HOME", home);
             }
             eprintln!(
                 "first-build: cargo build -p xtask ({features}) into {} …",
@@ -107,9 +109,9 @@ impl FirstBuild {
                 .with_context(|| format!("reading {}", html.display()))?;
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("removing {}", target.display()))?;
-            if self.with_downloads {
-                std::fs::remove_dir_all(&cargo_home)
-                    .with_context(|| format!("removing {}", cargo_home.display()))?;
+            if let Some(home) = &cargo_home {
+                std::fs::remove_dir_all(home)
+                    .with_context(|| format!("removing {}", home.display()))?;
             }
             let build = summarise(features, wall_s, &units);
             eprintln!(

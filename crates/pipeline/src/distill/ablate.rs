@@ -348,21 +348,18 @@ pub fn ablate(
     let mut donor: Option<PathBuf> = None;
     for &seed in seeds {
         let root = seed_dir(&out, seeds, seed);
+        let seeded = |c: &DistillConfig| DistillConfig {
+            seed,
+            split_seed: Some(base.split_seed()),
+            ..c.clone()
+        };
+        let full = seeded(&configs[0].2);
         for (i, (name, change, config)) in configs.iter().enumerate() {
-            let config = DistillConfig {
-                seed,
-                split_seed: Some(base.split_seed()),
-                ..config.clone()
-            };
+            let config = seeded(config);
             let dir = root.join(name);
             let label = format!("{method:?} seed {seed}, row {name} ({change})");
             // A row whose general stage is the full row's (it drops a task-stage term or the augmentation
             // only) starts from a copy of that stage's output instead of running it again.
-            let full = DistillConfig {
-                seed,
-                split_seed: Some(base.split_seed()),
-                ..configs[0].2.clone()
-            };
             let general_from =
                 (i > 0 && same_general_stage(&config, &full)).then(|| root.join(&configs[0].0));
             let run = run_row(

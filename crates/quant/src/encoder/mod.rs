@@ -40,7 +40,7 @@ impl LayerNorm {
 enum Qkv {
     /// As one GEMM ([`Linear::stack`]: all three integer with row scales, or all three f32), with each matrix's
     /// kernel name.
-    Fused(Linear, [&'static str; 3]),
+    Fused(Box<Linear>, [&'static str; 3]),
     /// Query, key, value, each on its own kernel.
     Separate(Box<[Linear; 3]>),
 }
@@ -217,7 +217,7 @@ impl QuantEncoder {
             };
             // The fused GEMM replaces the three matrices; they are not kept beside it.
             let qkv = match fused {
-                Some(gemm) => Qkv::Fused(gemm, kinds),
+                Some(gemm) => Qkv::Fused(Box::new(gemm), kinds),
                 None => Qkv::Separate(Box::new([query, key, value])),
             };
             layers.push(Layer {

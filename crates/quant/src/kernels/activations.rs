@@ -12,6 +12,9 @@ pub struct TokenCodes {
     /// Groups of `group` tokens, each `[k4][group][4]` (the layout of [`super::tile::Tile`]); the inputs past
     /// `cols` and the tokens past `n` in the last group are zero.
     pub codes: Vec<u8>,
+    /// The same codes as i16 in the same layout, instead of `codes`, for the AVX2 tile (which multiplies i16
+    /// pairs); empty otherwise.
+    pub wide: Vec<i16>,
     /// `[n]`.
     pub scale: Vec<f32>,
     /// `[n]`, in `0..=255`.
@@ -27,6 +30,12 @@ impl TokenCodes {
     pub(crate) fn group_of(&self, t: usize) -> &[u8] {
         let len = self.k4 * self.group * 4;
         &self.codes[t / self.group * len..][..len]
+    }
+
+    /// [`TokenCodes::group_of`] in `wide`.
+    pub(crate) fn wide_group_of(&self, t: usize) -> &[i16] {
+        let len = self.k4 * self.group * 4;
+        &self.wide[t / self.group * len..][..len]
     }
 }
 

@@ -4,13 +4,15 @@
 //! - AVX-512 VNNI: per 4 inputs, one 64-byte panel load and one `vpdpbusd` (u8 × i8, summed in i32) per token
 //!   and panel, the token's 4 codes broadcast to every lane;
 //! - AVX-VNNI (the VEX encoding on client CPUs without AVX-512): the same on two 256-bit halves;
-//! - AVX2: codes widened to i16 and multiplied with `vpmaddwd` (u8 × i8 through `vpmaddubsw` would saturate
-//!   at 8 bits), two lanes per row summed at the end.
+//! - AVX2: both operands widened to i16 beforehand (the weights re-packed into input pairs once,
+//!   [`super::tile::pair_panels`]; the activations quantized straight to i16) and multiplied with `vpmaddwd`, one
+//!   i32 lane per row, the token's input pair broadcast from memory (u8 × i8 through `vpmaddubsw` would
+//!   saturate its i16 sums at 8 bits).
 
 // The tiles index tokens, panels and accumulators by the same `t` and `p`; indices read better there.
 #![allow(clippy::needless_range_loop)]
 
-use super::tile::{Tile, TileAcc, PANEL};
+use super::tile::{Tile, TileAcc, WideTile, PANEL};
 use std::arch::x86_64::*;
 
 /// Dispatches a tile's `(mr, np)` to a kernel compiled for exactly that shape.
@@ -150,39 +152,41 @@ unsafe fn vnni256<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut Ti
 }
 
 /// # Safety
-/// The CPU must have AVX2; the tile must be in bounds and at most 2 tokens × 1 panel.
+/// The CPU must have AVX2; the tile must be in bounds and at most 6 tokens × 1 panel.
 #[target_feature(enable = "avx2")]
-pub unsafe fn tile_avx2(tile: Tile<'_>, acc: &mut TileAcc) {
-    by_shape!(avx2, tile, acc, [(1, 1), (2, 1)])
+pub unsafe fn tile_avx2(tile: WideTile<'_>, acc: &mut TileAcc) {
+    by_shape!(
+        avx2,
+        tile,
+        acc,
+        [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]
+    )
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn avx2<const MR: usize, const NP: usize>(tile: Tile<'_>, acc: &mut TileAcc) {
-    let w = tile.w.as_ptr();
-    // Per token, 4 registers of 4 rows each; lanes 2i and 2i + 1 hold row i's two pair sums.
-    let mut a = [[_mm256_setzero_si256(); 4]; MR];
+unsafe fn avx2<const MR: usize, const NP: usize>(tile: WideTile<'_>, acc: &mut TileAcc) {
+    let (w, x) = (tile.w.as_ptr(), tile.x.as_ptr());
+    // Per token, rows 0–7 and 8–15 of the panel, one i32 lane per row.
+    let mut a = [[_mm256_setzero_si256(); 2]; MR];
     for kk in 0..tile.k4 {
-        let base = w.add(kk * 4 * PANEL);
-        let mut wv = [_mm256_setzero_si256(); 4];
-        for c in 0..4 {
-            wv[c] = _mm256_cvtepi8_epi16(_mm_loadu_si128(base.add(16 * c) as *const __m128i));
-        }
-        for t in 0..MR {
-            // The 4 codes as i16, repeated over the register: [x0, x1, x2, x3] × 4.
-            let xv = _mm256_cvtepu8_epi16(_mm_set1_epi32(codes4(&tile, t, kk)));
-            for c in 0..4 {
-                a[t][c] = _mm256_add_epi32(a[t][c], _mm256_madd_epi16(wv[c], xv));
+        for h in 0..2 {
+            // Inputs 4·kk + 2h and + 1 of rows 0–7 and of rows 8–15.
+            let base = w.add((kk * 4 + 2 * h) * PANEL);
+            let w0 = _mm256_loadu_si256(base as *const __m256i);
+            let w1 = _mm256_loadu_si256(base.add(PANEL) as *const __m256i);
+            for t in 0..MR {
+                // The token's two codes of those inputs, broadcast as one i32.
+                let pair =
+                    (x.add((kk * tile.group + t) * 4 + 2 * h) as *const i32).read_unaligned();
+                let xv = _mm256_set1_epi32(pair);
+                a[t][0] = _mm256_add_epi32(a[t][0], _mm256_madd_epi16(w0, xv));
+                a[t][1] = _mm256_add_epi32(a[t][1], _mm256_madd_epi16(w1, xv));
             }
         }
     }
     for t in 0..MR {
-        for c in 0..4 {
-            let mut lanes = [0i32; 8];
-            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, a[t][c]);
-            for i in 0..4 {
-                acc[t][4 * c + i] = lanes[2 * i] + lanes[2 * i + 1];
-            }
-        }
+        _mm256_storeu_si256(acc[t].as_mut_ptr() as *mut __m256i, a[t][0]);
+        _mm256_storeu_si256(acc[t][8..].as_mut_ptr() as *mut __m256i, a[t][1]);
     }
 }

@@ -11,7 +11,9 @@
 //!   (AVX-512 VNNI, AVX-VNNI, AVX2, plain loops), so every CPU gives bit-identical outputs (tested).
 //!
 //! The weights are packed once into panels of 16 rows (`vpdpbusd` layout: 4 consecutive inputs of one row per
-//! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction.
+//! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction. On CPUs whose
+//! best ISA is AVX2 the panels are also kept widened to i16 in input pairs (`vpmaddwd` layout, twice the bytes)
+//! and the activations are quantized straight to i16, so the tile does no widening of its own.
 
 // The tile loops index rows, tokens and accumulators by the same `t` and `j`; indices read better there.
 #![allow(clippy::needless_range_loop)]
@@ -25,7 +27,9 @@ pub use super::activations::{quantize_token, TokenCodes};
 use super::isa::Isa;
 use super::shared::SharedOut;
 use super::simd::{multiversion, Tier};
-pub use super::tile::{tile_scalar, Tile, TileAcc, MAX_PANELS, MAX_TOKENS, PANEL};
+pub use super::tile::{
+    pair_panels, tile_scalar, Tile, TileAcc, WideTile, MAX_PANELS, MAX_TOKENS, PANEL,
+};
 
 thread_local! {
     /// Set while this thread runs [`serial`].
@@ -57,21 +61,24 @@ pub fn is_serial() -> bool {
     SERIAL.get()
 }
 
-/// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]).
-fn run_tile(isa: Isa, tile: Tile<'_>, acc: &mut TileAcc) {
-    assert!(tile.in_bounds(), "int_gemm: a tile outside its slices");
+/// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]); the AVX2 tile reads `wide` (the same
+/// tile widened: [`WideTile`]), every other one `tile`.
+fn run_tile(isa: Isa, tile: Tile<'_>, wide: WideTile<'_>, acc: &mut TileAcc) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::available` (its features were detected at run time) and the tile is in
-        // bounds (checked above).
-        Isa::Avx512Vnni => unsafe { super::gemm_avx::tile_avx512_vnni(tile, acc) },
+        // bounds (checked).
+        Isa::Avx512Vnni if tile.in_bounds() => unsafe {
+            super::gemm_avx::tile_avx512_vnni(tile, acc)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::AvxVnni => unsafe { super::gemm_avx::tile_avx_vnni(tile, acc) },
+        Isa::AvxVnni if tile.in_bounds() => unsafe { super::gemm_avx::tile_avx_vnni(tile, acc) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { super::gemm_avx::tile_avx2(tile, acc) },
-        _ => tile_scalar(tile, acc),
+        Isa::Avx2 if wide.in_bounds() => unsafe { super::gemm_avx::tile_avx2(wide, acc) },
+        Isa::Scalar if tile.in_bounds() => tile_scalar(tile, acc),
+        _ => panic!("int_gemm: a {} tile outside its slices", isa.name()),
     }
 }
 
@@ -95,6 +102,65 @@ multiversion! {
     }
 }
 
+/// Tokens `x: [n, cols]` to quantize into groups of `group` interleaved tokens ([`TokenCodes`]' layout).
+struct Groups<'a> {
+    x: &'a [f32],
+    cols: usize,
+    k4: usize,
+    group: usize,
+    col_scale: Option<&'a [f32]>,
+}
+
+impl Groups<'_> {
+    /// Quantizes every token into `codes` (bytes or i16), `scale` and `zero` (both `[n]`), threaded over groups
+    /// when `parallel`.
+    fn quantize<T: From<u8> + Copy + Default + Send>(
+        &self,
+        codes: &mut Vec<T>,
+        scale: &mut [f32],
+        zero: &mut [i32],
+        parallel: bool,
+    ) {
+        let (k4, cols, group, cs) = (self.k4, self.cols, self.group, self.col_scale);
+        let group_len = k4 * group * 4;
+        // Every element is written below (padding included), so old contents may stay.
+        codes.resize(scale.len().div_ceil(group) * group_len, T::default());
+        let tier = Tier::best();
+        type Job<'a, T> = (((&'a mut [T], &'a mut [f32]), &'a mut [i32]), &'a [f32]);
+        let quantize = |(((out, scale), zero), xs): Job<'_, T>| {
+            // One token row-major, then its 4-code groups to their places in the interleaved group; the tokens
+            // missing from a last, partial group are zeros.
+            let mut row = vec![0u8; k4 * 4];
+            for t in 0..group {
+                match xs.chunks(cols).nth(t) {
+                    Some(xs) => (scale[t], zero[t]) = quantize_token(tier, xs, cs, &mut row),
+                    None => row.fill(0),
+                }
+                for (kk, c) in row.chunks_exact(4).enumerate() {
+                    for (o, c) in out[(kk * group + t) * 4..][..4].iter_mut().zip(c) {
+                        *o = T::from(*c);
+                    }
+                }
+            }
+        };
+        if parallel {
+            codes
+                .par_chunks_mut(group_len)
+                .zip(scale.par_chunks_mut(group))
+                .zip(zero.par_chunks_mut(group))
+                .zip(self.x.par_chunks(group * cols))
+                .for_each(quantize);
+        } else {
+            codes
+                .chunks_mut(group_len)
+                .zip(scale.chunks_mut(group))
+                .zip(zero.chunks_mut(group))
+                .zip(self.x.chunks(group * cols))
+                .for_each(quantize);
+        }
+    }
+}
+
 /// A `[rows = out, cols = in]` matrix of integer codes with one scale per row (and optionally one per column,
 /// folded into the activations), computing `y = x Wᵀ + b` as one integer GEMM.
 #[derive(Clone, Debug)]
@@ -109,6 +175,9 @@ pub struct IntLinear {
     k4: usize,
     /// `rows.div_ceil(16)` panels of `k4 · 64` codes.
     packed: Vec<i8>,
+    /// `packed` re-packed for the AVX2 tile ([`pair_panels`]), made on first use (at packing when AVX2 is this
+    /// CPU's best ISA).
+    pairs: std::sync::OnceLock<Vec<i16>>,
     /// `[rows]`: each row's weight scale.
     row_scale: Vec<f32>,
     /// `[cols]`: each input column's weight scale, multiplied into the activations (O's per-head groups).
@@ -208,17 +277,31 @@ impl IntLinear {
                     .sum()
             })
             .collect();
-        Self {
+        Self::new_packed(Self {
             rows,
             cols,
             bits,
             k4,
             packed,
+            pairs: Default::default(),
             row_scale,
             col_scale,
             row_sums,
             bias,
+        })
+    }
+
+    /// `lin`, its AVX2 pairs made now when AVX2 is the ISA its GEMMs will run on.
+    fn new_packed(lin: IntLinear) -> IntLinear {
+        if Isa::best() == Isa::Avx2 {
+            lin.pairs();
         }
+        lin
+    }
+
+    /// The weights as the AVX2 tile reads them.
+    fn pairs(&self) -> &[i16] {
+        self.pairs.get_or_init(|| pair_panels(&self.packed))
     }
 
     /// The matrices one under the other (Q, K and V as one GEMM over one quantization of their input), when
@@ -234,7 +317,7 @@ impl IntLinear {
         let cat = |f: &dyn Fn(&IntLinear) -> &[f32]| {
             parts.iter().flat_map(|p| f(p).iter().copied()).collect()
         };
-        Some(IntLinear {
+        Some(IntLinear::new_packed(IntLinear {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             bits: parts.iter().map(|p| p.bits).max().unwrap_or(8),
@@ -250,7 +333,8 @@ impl IntLinear {
                 .flat_map(|p| p.row_sums.iter().copied())
                 .collect(),
             bias: cat(&|p| &p.bias),
-        })
+            pairs: Default::default(),
+        }))
     }
 
     /// The weights as f32, row-major (`code · row scale · column scale`).
@@ -275,16 +359,18 @@ impl IntLinear {
     /// Quantizes `x: [n, cols]` per token into groups of `group` interleaved tokens (threaded over groups).
     pub fn quantize_input(&self, x: &[f32], n: usize, group: usize) -> Result<TokenCodes> {
         let mut acts = TokenCodes::default();
-        self.quantize_into(x, n, group, &mut acts)?;
+        self.quantize_into(x, n, group, false, &mut acts)?;
         Ok(acts)
     }
 
-    /// [`IntLinear::quantize_input`] into `acts`, reusing its buffers.
+    /// [`IntLinear::quantize_input`] into `acts`, reusing its buffers: the codes as bytes, or as i16 in `wide`
+    /// (for the AVX2 tile) when `wide` is set.
     fn quantize_into(
         &self,
         x: &[f32],
         n: usize,
         group: usize,
+        wide: bool,
         acts: &mut TokenCodes,
     ) -> Result<()> {
         if x.len() != n * self.cols || group == 0 {
@@ -297,46 +383,25 @@ impl IntLinear {
                 ),
             });
         }
-        let (k4, cols) = (self.k4, self.cols);
-        let group_len = k4 * group * 4;
-        // Every byte is written below (padding included), so old contents may stay.
-        acts.codes.resize(n.div_ceil(group) * group_len, 0);
         acts.scale.resize(n, 0.0);
         acts.zero.resize(n, 0);
-        let cs = self.col_scale.as_deref();
-        let tier = Tier::best();
-        type Job<'a> = (((&'a mut [u8], &'a mut [f32]), &'a mut [i32]), &'a [f32]);
-        let quantize = |(((out, scale), zero), xs): Job<'_>| {
-            // One token row-major, then its 4-byte groups to their places in the interleaved group; the tokens
-            // missing from a last, partial group are zeros.
-            let mut row = vec![0u8; k4 * 4];
-            for t in 0..group {
-                match xs.chunks(cols).nth(t) {
-                    Some(xs) => (scale[t], zero[t]) = quantize_token(tier, xs, cs, &mut row),
-                    None => row.fill(0),
-                }
-                for (kk, c) in row.chunks_exact(4).enumerate() {
-                    out[(kk * group + t) * 4..][..4].copy_from_slice(c);
-                }
-            }
+        let parallel = n >= 16 && !SERIAL.get();
+        let groups = Groups {
+            x,
+            cols: self.cols,
+            k4: self.k4,
+            group,
+            col_scale: self.col_scale.as_deref(),
         };
-        if n >= 16 && !SERIAL.get() {
-            acts.codes
-                .par_chunks_mut(group_len)
-                .zip(acts.scale.par_chunks_mut(group))
-                .zip(acts.zero.par_chunks_mut(group))
-                .zip(x.par_chunks(group * cols))
-                .for_each(quantize);
+        if wide {
+            acts.codes.clear();
+            groups.quantize(&mut acts.wide, &mut acts.scale, &mut acts.zero, parallel);
         } else {
-            acts.codes
-                .chunks_mut(group_len)
-                .zip(acts.scale.chunks_mut(group))
-                .zip(acts.zero.chunks_mut(group))
-                .zip(x.chunks(group * cols))
-                .for_each(quantize);
+            acts.wide.clear();
+            groups.quantize(&mut acts.codes, &mut acts.scale, &mut acts.zero, parallel);
         }
         acts.group = group;
-        acts.k4 = k4;
+        acts.k4 = self.k4;
         Ok(())
     }
 
@@ -366,7 +431,7 @@ impl IntLinear {
             });
         }
         with_acts(|acts| {
-            self.quantize_into(x, n, isa.tile().0, acts)?;
+            self.quantize_into(x, n, isa.tile().0, isa == Isa::Avx2, acts)?;
             y.resize(n * self.rows, 0.0);
             self.gemm(isa, acts, n, y);
             Ok(())
@@ -386,7 +451,7 @@ impl IntLinear {
         members: usize,
     ) -> Result<()> {
         with_acts(|acts| {
-            serial(|| self.quantize_into(x, n, isa.tile().0, acts))?;
+            serial(|| self.quantize_into(x, n, isa.tile().0, isa == Isa::Avx2, acts))?;
             let panels = self.rows.div_ceil(PANEL);
             let per = panels
                 .div_ceil(members.max(1))
@@ -464,15 +529,26 @@ impl IntLinear {
                 let mut t0 = t_block;
                 while t0 < t_end {
                     let tile_mr = mr.min(t_end - t0);
+                    let panels = p * panel_len..(p + tile_np) * panel_len;
+                    // The operands of the tile this ISA reads; the other one is empty.
+                    let (x, w, x16, w16): (&[u8], &[i8], &[i16], &[i16]) = match isa {
+                        Isa::Avx2 => (&[], &[], acts.wide_group_of(t0), &self.pairs()[panels]),
+                        _ => (acts.group_of(t0), &self.packed[panels], &[], &[]),
+                    };
                     let tile = Tile {
-                        x: acts.group_of(t0),
+                        x,
                         group: acts.group,
                         mr: tile_mr,
-                        w: &self.packed[p * panel_len..(p + tile_np) * panel_len],
+                        w,
                         np: tile_np,
                         k4: self.k4,
                     };
-                    run_tile(isa, tile, &mut acc);
+                    let wide = WideTile {
+                        x: x16,
+                        w: w16,
+                        ..WideTile::from(tile)
+                    };
+                    run_tile(isa, tile, wide, &mut acc);
                     let r0 = p * PANEL;
                     let r1 = ((p + tile_np) * PANEL).min(self.rows);
                     for t in 0..tile_mr {
@@ -551,6 +627,15 @@ mod tests {
                 np,
                 k4,
             };
+            let (x16, w16) = (
+                x.iter().map(|c| *c as i16).collect::<Vec<_>>(),
+                pair_panels(&w),
+            );
+            let wide = WideTile {
+                x: &x16,
+                w: &w16,
+                ..WideTile::from(tile)
+            };
             let mut want = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
             tile_scalar(tile, &mut want);
             for isa in Isa::available() {
@@ -560,7 +645,7 @@ mod tests {
                     continue;
                 }
                 let mut got = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
-                run_tile(isa, tile, &mut got);
+                run_tile(isa, tile, wide, &mut got);
                 for t in 0..mr {
                     assert_eq!(
                         got[t][..np * PANEL],

@@ -8,7 +8,8 @@ pub enum Isa {
     Avx512Vnni,
     /// `vpdpbusd` on 256-bit registers with the VEX encoding of client CPUs without AVX-512 (AVX-VNNI).
     AvxVnni,
-    /// AVX2: both operands widened to i16 and multiplied with `vpmaddwd` (exact, unlike `vpmaddubsw`).
+    /// AVX2: both operands widened to i16 (the weights once, re-packed into input pairs) and multiplied with
+    /// `vpmaddwd` (exact, unlike `vpmaddubsw`).
     Avx2,
     /// Plain loops.
     Scalar,
@@ -105,7 +106,7 @@ impl Isa {
                     .unwrap_or((12, 2))
             }),
             Isa::AvxVnni => (6, 1),
-            Isa::Avx2 => (2, 1),
+            Isa::Avx2 => (6, 1),
             Isa::Scalar => (4, 1),
         }
     }

@@ -21,25 +21,43 @@ pub const MAX_PANELS: usize = 4;
 pub type TileAcc = [[i32; PANEL * MAX_PANELS]; MAX_TOKENS];
 
 /// One tile's operands: the first `mr` tokens of a group of `group` interleaved tokens (unsigned codes; token
-/// `t`'s inputs `4·kk .. 4·kk + 4` at bytes `(kk · group + t) · 4`) against `np` consecutive packed panels of
-/// `k4 · 64` bytes.
+/// `t`'s inputs `4·kk .. 4·kk + 4` at elements `(kk · group + t) · 4`) against `np` consecutive packed panels
+/// of `k4 · 64` codes. The VNNI tiles and the reference read bytes ([`Tile`]); the AVX2 tile reads both
+/// widened to i16, the weights re-packed into pairs ([`WideTile`], [`pair_panels`]).
 #[derive(Clone, Copy)]
-pub struct Tile<'a> {
+pub struct Tile<'a, X = u8, W = i8> {
     /// Activation codes from the start of the tile's token group on.
-    pub x: &'a [u8],
+    pub x: &'a [X],
     /// Tokens interleaved in the group.
     pub group: usize,
     /// Tokens in the tile.
     pub mr: usize,
     /// Packed weights from the tile's first panel on.
-    pub w: &'a [i8],
+    pub w: &'a [W],
     /// Panels in the tile.
     pub np: usize,
     /// Groups of 4 inputs.
     pub k4: usize,
 }
 
-impl Tile<'_> {
+/// The AVX2 tile's operands: activation codes as i16 in [`Tile`]'s order, weights from [`pair_panels`].
+pub type WideTile<'a> = Tile<'a, i16, i16>;
+
+impl<'a> From<Tile<'a>> for WideTile<'a> {
+    /// The tile's shape with no operands (to be filled in: `WideTile { x, w, ..tile.into() }`).
+    fn from(tile: Tile<'a>) -> Self {
+        WideTile {
+            x: &[],
+            group: tile.group,
+            mr: tile.mr,
+            w: &[],
+            np: tile.np,
+            k4: tile.k4,
+        }
+    }
+}
+
+impl<X, W> Tile<'_, X, W> {
     /// Whether the slices hold everything the kernels read.
     pub(crate) fn in_bounds(&self) -> bool {
         self.mr >= 1
@@ -50,6 +68,30 @@ impl Tile<'_> {
             && self.x.len() >= self.k4 * self.group * 4
             && self.w.len() >= self.np * self.k4 * 4 * PANEL
     }
+}
+
+/// Panels packed for `vpdpbusd` (per 4 inputs, 16 rows × 4 codes) re-packed for `vpmaddwd` on i16: per 4
+/// inputs, four runs of 16 values, run `2h + b` holding inputs `2h, 2h + 1` of rows `8b .. 8b + 8` (row-major
+/// pairs), so one 256-bit multiply-add of a run against a token's broadcast input pair leaves each row's partial
+/// sum in its own i32 lane.
+pub fn pair_panels(packed: &[i8]) -> Vec<i16> {
+    let mut out = vec![0i16; packed.len()];
+    for (src, dst) in packed
+        .chunks_exact(4 * PANEL)
+        .zip(out.chunks_exact_mut(4 * PANEL))
+    {
+        for h in 0..2 {
+            for b in 0..2 {
+                for j in 0..8 {
+                    for i in 0..2 {
+                        dst[((h * 2 + b) * 8 + j) * 2 + i] =
+                            src[(b * 8 + j) * 4 + 2 * h + i] as i16;
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The reference kernel: `acc[t][j] = Σ_k x[t][k] · w[row j][k]`, plain loops.

@@ -16,6 +16,7 @@ Needs `onnx`, `onnxruntime` and `numpy` (and `tokenizers` with --model).
 """
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -83,7 +84,7 @@ def exact_integer_products(model):
     return model
 
 
-def model_drift(path, tokenizer_path, texts_path, limit=256, batch=32):
+def model_drift(path, tokenizer_path, texts_path, max_length=128, limit=256, batch=32):
     """Runs the model as exported and with exact integer products on up to `limit` texts; returns
     (texts, MatMulInteger nodes, max |difference|, max |output|, share of outputs that moved by > 1e-4 of the
     output range, mean cosine between the two outputs per text)."""
@@ -96,7 +97,7 @@ def model_drift(path, tokenizer_path, texts_path, limit=256, batch=32):
         exact_integer_products(model).SerializeToString(), providers=["CPUExecutionProvider"]
     )
     tok = Tokenizer.from_file(tokenizer_path)
-    tok.enable_truncation(128)
+    tok.enable_truncation(max_length)
     with open(texts_path, encoding="utf-8") as f:
         texts = [line.strip() for line in f if line.strip()][:limit]
     diffs, scale, moved, total, cosines = 0.0, 0.0, 0, 0, []
@@ -140,11 +141,20 @@ def main():
     ap.add_argument("--model", help="an integer ONNX export (MatMulInteger) to run as exported and exactly")
     ap.add_argument("--tokenizer", help="tokenizer.json for --model")
     ap.add_argument("--texts", help="texts for --model, one per line")
+    ap.add_argument("--max-length", type=int, default=128, help="tokens per text at most (default 128)")
+    ap.add_argument("--json", action="store_true", help="with --model: print only its comparison, as JSON")
     ap.add_argument("out", nargs="?", help="write the record here too")
     args = ap.parse_args()
     if args.model and not (args.tokenizer and args.texts):
         ap.error("--model needs --tokenizer and --texts")
     out = args.out
+    if args.json:
+        if not args.model:
+            ap.error("--json needs --model")
+        n, count, diff, scale, moved, cosine = model_drift(args.model, args.tokenizer, args.texts, args.max_length)
+        print(json.dumps({"texts": n, "matmul_integer": count, "max_abs_diff": diff, "max_abs_output": scale,
+                          "moved": moved, "min_cosine": cosine}))
+        return
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
@@ -168,7 +178,7 @@ def main():
         ok = abs(got - want) <= 1e-3 * want
         lines.append(f"| DynamicQuantizeMatMul (1.0 · 127) | {k} | {want:g} | {got:g} | {'yes' if ok else 'no'} |")
     if args.model:
-        n, count, diff, scale, moved, cosine = model_drift(args.model, args.tokenizer, args.texts)
+        n, count, diff, scale, moved, cosine = model_drift(args.model, args.tokenizer, args.texts, args.max_length)
         lines += [
             "",
             f"{args.model}: {count} MatMulInteger nodes, {n} texts, as exported against exact integer products:",

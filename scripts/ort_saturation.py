@@ -66,19 +66,24 @@ def dynamic_quantize_matmul(k):
 
 
 def exact_integer_products(model):
-    """`model` with each MatMulInteger (no zero points) computed as Cast(int32) · Cast(int32) → MatMul."""
+    """`model` with each MatMulInteger computed as (Cast(a) − a_zero) · (Cast(b) − b_zero) in int32 MatMul."""
     graph = model.graph
     nodes = []
     for n in graph.node:
         if n.op_type != "MatMulInteger":
             nodes.append(n)
             continue
-        if len([i for i in n.input if i]) != 2:
-            raise SystemExit(f"{n.name}: MatMulInteger with zero points is not handled")
-        a, b = (f"{n.name}_exact_{i}" for i in "ab")
-        nodes.append(helper.make_node("Cast", [n.input[0]], [a], to=TensorProto.INT32))
-        nodes.append(helper.make_node("Cast", [n.input[1]], [b], to=TensorProto.INT32))
-        nodes.append(helper.make_node("MatMul", [a, b], list(n.output), name=n.name + "_exact"))
+        operands = []
+        for side, (value, zero) in enumerate([(n.input[0], n.input[2] if len(n.input) > 2 else ""),
+                                              (n.input[1], n.input[3] if len(n.input) > 3 else "")]):
+            cast = f"{n.name}_exact_{side}"
+            nodes.append(helper.make_node("Cast", [value], [cast], to=TensorProto.INT32))
+            if zero:
+                nodes.append(helper.make_node("Cast", [zero], [cast + "_zero"], to=TensorProto.INT32))
+                nodes.append(helper.make_node("Sub", [cast, cast + "_zero"], [cast + "_centred"]))
+                cast += "_centred"
+            operands.append(cast)
+        nodes.append(helper.make_node("MatMul", operands, list(n.output), name=n.name + "_exact"))
     del graph.node[:]
     graph.node.extend(nodes)
     return model

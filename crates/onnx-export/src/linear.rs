@@ -18,8 +18,9 @@
 //! with a zero point, the range stretched to include 0 and rounded half to even, exactly as
 //! `quant::kernels::activations::quantize_token`; `MatMulInteger` (uint8 × int8 → int32, exact); then
 //! `(sum − zero · Σ_k w) · (scale · row_scale) + b` in the engine's order of operations. Codes beyond ±64 (8-bit
-//! matrices) are split into `2h + l` at load and multiplied as two `MatMulInteger`s: on CPUs without VNNI ONNX
-//! Runtime's kernel sums u8 × i8 pairs in saturating i16, which such codes can overflow. Codes of 4 bits or
+//! matrices) are stored as uint8 offset by 128 with the weight zero point 128: on CPUs without VNNI ONNX
+//! Runtime's uint8 × int8 kernel sums pairs in saturating i16, which such codes can overflow, while its
+//! uint8 × uint8 kernel widens first and is exact. Codes of 4 bits or
 //! fewer stay packed two to a byte and are unpacked by `BitwiseAnd`/`BitShift` on initializers only, which ONNX
 //! Runtime folds into a constant when the session loads.
 
@@ -300,7 +301,19 @@ fn integer_matmul(
     // The codes transposed to [in = cols, out = rows], as MatMulInteger's B.
     let transposed = transpose(&codes, q.shape);
     let dims = [cols, rows];
-    let (w, held) = if q.spec.bits <= 4 && transposed.len().is_multiple_of(2) {
+    // Without VNNI, ONNX Runtime multiplies uint8 × int8 pairs with `vpmaddubsw`, whose i16 pair sums saturate
+    // past 32767 (scripts/ort_saturation.py). Codes within ±64 cannot reach it (255 · 64 · 2 = 32640); larger
+    // ones are stored as uint8 offset by 128 with the weight zero point 128, which ONNX Runtime multiplies as
+    // uint8 × uint8, widened to i16 before multiplying: exact on every CPU.
+    let offset_codes = codes.iter().any(|c| c.abs() > SATURATION_FREE_CODE);
+    let (w, held) = if offset_codes {
+        let values: Vec<u8> = transposed.iter().map(|&v| (v + 128) as u8).collect();
+        (
+            g.u8s(&format!("{name}.qweight"), &dims, values),
+            "codes as uint8 offset by 128 (weight zero point 128: uint8 × uint8, exact where uint8 × int8 \
+             saturates on CPUs without VNNI)",
+        )
+    } else if q.spec.bits <= 4 && transposed.len().is_multiple_of(2) {
         (
             unpacked_int4(g, name, &transposed, &dims)?,
             "codes packed two to a byte, unpacked at load",
@@ -313,24 +326,11 @@ fn integer_matmul(
         )
     };
     let (codes_x, zero, scale) = quantize_tokens(g, x, col_scale.as_deref().map(|cs| (name, cs)));
-    // Without VNNI, ONNX Runtime multiplies u8 × i8 pairs with `vpmaddubsw`, whose i16 pair sums saturate
-    // past 32767 (scripts/ort_saturation.py). Codes within ±64 cannot reach it (255 · 64 · 2 = 32640); larger
-    // ones are split into w = 2h + l (h within ±64, l in {0, 1}) at load, two products that cannot.
-    let split = codes.iter().any(|c| c.abs() > SATURATION_FREE_CODE);
-    let sums = if split {
-        let (high, low) = split_codes(g, name, &w);
-        let high = g.op("MatMulInteger", &[&codes_x, &high], vec![]);
-        let low = g.op("MatMulInteger", &[&codes_x, &low], vec![]);
-        let two = g.i32s(&format!("{name}.split_factor"), &[], &[2]);
-        let high = g.op("Mul", &[&high, &two], vec![]);
-        g.op("Add", &[&high, &low], vec![])
+    let sums = if offset_codes {
+        let offset = g.u8s(&format!("{name}.qweight_zero"), &[], vec![128]);
+        g.op("MatMulInteger", &[&codes_x, &w, "", &offset], vec![])
     } else {
         g.op("MatMulInteger", &[&codes_x, &w], vec![])
-    };
-    let products = if split {
-        "MatMulInteger as two exact products (codes split into high and low bits, so that no CPU saturates)"
-    } else {
-        "MatMulInteger"
     };
     let row_sums = g.i32s(&format!("{name}.row_sums"), &[rows], &row_sums);
     let offset = g.op("Mul", &[&zero, &row_sums], vec![]);
@@ -353,7 +353,7 @@ fn integer_matmul(
     Ok((
         y,
         format!(
-            "{}-bit {held}, {products} with per-token uint8 activations (our integer engine), a scale per {per}",
+            "{}-bit {held}, MatMulInteger with per-token uint8 activations (our integer engine), a scale per {per}",
             q.spec.bits
         ),
     ))
@@ -361,24 +361,6 @@ fn integer_matmul(
 
 /// The largest code magnitude whose u8 × i8 pair sums stay within i16 (255 · 64 · 2 = 32640 ≤ 32767).
 const SATURATION_FREE_CODE: i32 = 64;
-
-/// int8 codes `w` (an initializer's output) as `(h, l)` with `w = 2h + l`, `h` within ±64 and `l` in {0, 1},
-/// both int8, by operators on initializers only (folded into constants when ONNX Runtime loads the model).
-fn split_codes(g: &mut Graph, name: &str, w: &str) -> (String, String) {
-    let w = g.op("Cast", &[w], vec![attr_int("to", DataType::Int32 as i64)]);
-    let one = g.i32s(&format!("{name}.split_one"), &[], &[1]);
-    let two = g.i32s(&format!("{name}.split_two"), &[], &[2]);
-    let low = g.op("BitwiseAnd", &[&w, &one], vec![]);
-    // w − l is even: the division is exact whatever its rounding.
-    let even = g.op("Sub", &[&w, &low], vec![]);
-    let high = g.op("Div", &[&even, &two], vec![]);
-    g.opset = g.opset.max(18);
-    let to_i8 = || vec![attr_int("to", DataType::Int8 as i64)];
-    (
-        g.op("Cast", &[&high], to_i8()),
-        g.op("Cast", &[&low], to_i8()),
-    )
-}
 
 /// Signed codes in -8..=7, `[in, out]` row-major, stored two to a byte (`code + 8`, low nibble first) and
 /// unpacked to int8 by operators on initializers only.

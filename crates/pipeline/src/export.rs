@@ -311,8 +311,8 @@ fn readme(r: &ExportReport) -> String {
         matmul = match (r.kind.as_str(), r.matmul.as_str()) {
             ("quantized classifier", "integer") => {
                 "Quantized matrices compute as `cargo xtask predict`'s integer engine: each token's inputs quantized \
-                 to 8 bits, `MatMulInteger` against the weight codes (codes beyond ±64 split into two products that \
-                 cannot saturate on CPUs without VNNI; exported with `--matmul integer`, the default)."
+                 to 8 bits, `MatMulInteger` against the weight codes (codes beyond ±64 as uint8 with zero point 128, \
+                 which ONNX Runtime multiplies exactly on CPUs without VNNI too; exported with `--matmul integer`, the default)."
             }
             ("quantized classifier", _) => {
                 "Quantized matrices compute in float from their dequantized codes (`--matmul float`): the outputs of \

@@ -7,7 +7,10 @@
 //! - AVX2: both operands widened to i16 beforehand (the weights re-packed into input pairs once,
 //!   [`super::tile::pair_panels`]; the activations quantized straight to i16) and multiplied with `vpmaddwd`, one
 //!   i32 lane per row, the token's input pair broadcast from memory (u8 × i8 through `vpmaddubsw` would
-//!   saturate its i16 sums at 8 bits).
+//!   saturate its i16 sums at 8 bits);
+//! - AVX2 on narrow codes (every weight within ±64: 7 bits or fewer): `vpmaddubsw` on the bytes as they are,
+//!   exact because no pair sum can pass 2 · 255 · 64 = 32640, its i16 sums added over as many input groups as
+//!   cannot overflow ([`super::tile::narrow_steps`]: 8 for 4-bit codes) before one `vpmaddwd` against ones widens them.
 
 // The tiles index tokens, panels and accumulators by the same `t` and `p`; indices read better there.
 #![allow(clippy::needless_range_loop)]
@@ -184,6 +187,57 @@ unsafe fn avx2<const MR: usize, const NP: usize>(tile: WideTile<'_>, acc: &mut T
                 a[t][1] = _mm256_add_epi32(a[t][1], _mm256_madd_epi16(w1, xv));
             }
         }
+    }
+    for t in 0..MR {
+        _mm256_storeu_si256(acc[t].as_mut_ptr() as *mut __m256i, a[t][0]);
+        _mm256_storeu_si256(acc[t][8..].as_mut_ptr() as *mut __m256i, a[t][1]);
+    }
+}
+
+/// # Safety
+/// The CPU must have AVX2; the tile must be in bounds and at most 6 tokens × 1 panel; every weight code within ±64
+/// and `steps · 2 · 255 · max |code| ≤ 32767` ([`super::tile::narrow_steps`]), so no i16 sum can overflow.
+#[target_feature(enable = "avx2")]
+pub unsafe fn tile_avx2_narrow(tile: Tile<'_>, steps: usize, acc: &mut TileAcc) {
+    match (tile.mr, tile.np) {
+        (1, 1) => avx2_narrow::<1>(tile, steps, acc),
+        (2, 1) => avx2_narrow::<2>(tile, steps, acc),
+        (3, 1) => avx2_narrow::<3>(tile, steps, acc),
+        (4, 1) => avx2_narrow::<4>(tile, steps, acc),
+        (5, 1) => avx2_narrow::<5>(tile, steps, acc),
+        (6, 1) => avx2_narrow::<6>(tile, steps, acc),
+        (mr, np) => unreachable!("int_gemm: no narrow AVX2 tile of {mr} tokens × {np} panels"),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_narrow<const MR: usize>(tile: Tile<'_>, steps: usize, acc: &mut TileAcc) {
+    let w = tile.w.as_ptr();
+    let ones = _mm256_set1_epi16(1);
+    // Per token, rows 0–7 and 8–15 of the panel, one i32 lane per row.
+    let mut a = [[_mm256_setzero_si256(); 2]; MR];
+    let mut kk = 0;
+    while kk < tile.k4 {
+        let end = (kk + steps).min(tile.k4);
+        // i16 lanes 2j and 2j + 1: row j's inputs (0, 1) and (2, 3) of each group, summed over the steps.
+        let mut s = [[_mm256_setzero_si256(); 2]; MR];
+        for k in kk..end {
+            let base = w.add(k * 4 * PANEL);
+            let w0 = _mm256_loadu_si256(base as *const __m256i);
+            let w1 = _mm256_loadu_si256(base.add(32) as *const __m256i);
+            for t in 0..MR {
+                let xv = _mm256_set1_epi32(codes4(&tile, t, k));
+                s[t][0] = _mm256_add_epi16(s[t][0], _mm256_maddubs_epi16(xv, w0));
+                s[t][1] = _mm256_add_epi16(s[t][1], _mm256_maddubs_epi16(xv, w1));
+            }
+        }
+        for t in 0..MR {
+            for b in 0..2 {
+                a[t][b] = _mm256_add_epi32(a[t][b], _mm256_madd_epi16(s[t][b], ones));
+            }
+        }
+        kk = end;
     }
     for t in 0..MR {
         _mm256_storeu_si256(acc[t].as_mut_ptr() as *mut __m256i, a[t][0]);

@@ -13,7 +13,8 @@
 //! The weights are packed once into panels of 16 rows (`vpdpbusd` layout: 4 consecutive inputs of one row per
 //! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction. On CPUs whose
 //! best ISA is AVX2 the panels are also kept widened to i16 in input pairs (`vpmaddwd` layout, twice the bytes)
-//! and the activations are quantized straight to i16, so the tile does no widening of its own.
+//! and the activations are quantized straight to i16, so the tile does no widening of its own; a matrix whose
+//! codes are all within ±64 (7 bits or fewer) multiplies bytes with `vpmaddubsw` instead, exactly.
 
 // The tile loops index rows, tokens and accumulators by the same `t` and `j`; indices read better there.
 #![allow(clippy::needless_range_loop)]
@@ -28,7 +29,7 @@ use super::isa::Isa;
 use super::shared::SharedOut;
 use super::simd::{multiversion, Tier};
 pub use super::tile::{
-    pair_panels, tile_scalar, Tile, TileAcc, WideTile, MAX_PANELS, MAX_TOKENS, PANEL,
+    narrow_steps, pair_panels, tile_scalar, Tile, TileAcc, WideTile, MAX_PANELS, MAX_TOKENS, PANEL,
 };
 
 thread_local! {
@@ -61,9 +62,10 @@ pub fn is_serial() -> bool {
     SERIAL.get()
 }
 
-/// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]); the AVX2 tile reads `wide` (the same
-/// tile widened: [`WideTile`]), every other one `tile`.
-fn run_tile(isa: Isa, tile: Tile<'_>, wide: WideTile<'_>, acc: &mut TileAcc) {
+/// One tile on `isa` (which must be one this CPU runs: [`Isa::available`]). AVX2 reads `wide` (the same tile
+/// widened: [`WideTile`]) unless `steps` is set (codes within ±64: [`narrow_steps`]), then `tile` as every other
+/// ISA does.
+fn run_tile(isa: Isa, tile: Tile<'_>, wide: WideTile<'_>, steps: usize, acc: &mut TileAcc) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::available` (its features were detected at run time) and the tile is in
@@ -76,7 +78,14 @@ fn run_tile(isa: Isa, tile: Tile<'_>, wide: WideTile<'_>, acc: &mut TileAcc) {
         Isa::AvxVnni if tile.in_bounds() => unsafe { super::gemm_avx::tile_avx_vnni(tile, acc) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 if wide.in_bounds() => unsafe { super::gemm_avx::tile_avx2(wide, acc) },
+        Isa::Avx2 if steps > 0 && tile.in_bounds() => unsafe {
+            super::gemm_avx::tile_avx2_narrow(tile, steps, acc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 if steps == 0 && wide.in_bounds() => unsafe {
+            super::gemm_avx::tile_avx2(wide, acc)
+        },
         Isa::Scalar if tile.in_bounds() => tile_scalar(tile, acc),
         _ => panic!("int_gemm: a {} tile outside its slices", isa.name()),
     }
@@ -171,6 +180,8 @@ pub struct IntLinear {
     pub cols: usize,
     /// Bits of the weight codes (for reports).
     pub bits: u32,
+    /// The largest weight code's magnitude (AVX2 multiplies codes within ±64 as bytes: [`narrow_steps`]).
+    max_code: u32,
     /// Groups of 4 inputs (`cols` rounded up).
     k4: usize,
     /// `rows.div_ceil(16)` panels of `k4 · 64` codes.
@@ -277,10 +288,16 @@ impl IntLinear {
                     .sum()
             })
             .collect();
+        let max_code = codes
+            .iter()
+            .map(|c| c.unsigned_abs() as u32)
+            .max()
+            .unwrap_or(0);
         Self::new_packed(Self {
             rows,
             cols,
             bits,
+            max_code,
             k4,
             packed,
             pairs: Default::default(),
@@ -291,12 +308,18 @@ impl IntLinear {
         })
     }
 
-    /// `lin`, its AVX2 pairs made now when AVX2 is the ISA its GEMMs will run on.
+    /// `lin`, its AVX2 pairs made now when AVX2 is the ISA its GEMMs will run on and reads them.
     fn new_packed(lin: IntLinear) -> IntLinear {
-        if Isa::best() == Isa::Avx2 {
+        if lin.reads_wide(Isa::best()) {
             lin.pairs();
         }
         lin
+    }
+
+    /// Whether a GEMM on `isa` reads i16 operands: AVX2, unless every code is within ±64 (then it multiplies
+    /// bytes with `vpmaddubsw`, exactly).
+    fn reads_wide(&self, isa: Isa) -> bool {
+        isa == Isa::Avx2 && narrow_steps(self.max_code) == 0
     }
 
     /// The weights as the AVX2 tile reads them.
@@ -321,6 +344,7 @@ impl IntLinear {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             bits: parts.iter().map(|p| p.bits).max().unwrap_or(8),
+            max_code: parts.iter().map(|p| p.max_code).max().unwrap_or(0),
             k4: first.k4,
             packed: parts
                 .iter()
@@ -431,7 +455,7 @@ impl IntLinear {
             });
         }
         with_acts(|acts| {
-            self.quantize_into(x, n, isa.tile().0, isa == Isa::Avx2, acts)?;
+            self.quantize_into(x, n, isa.tile().0, self.reads_wide(isa), acts)?;
             y.resize(n * self.rows, 0.0);
             self.gemm(isa, acts, n, y);
             Ok(())
@@ -451,7 +475,7 @@ impl IntLinear {
         members: usize,
     ) -> Result<()> {
         with_acts(|acts| {
-            serial(|| self.quantize_into(x, n, isa.tile().0, isa == Isa::Avx2, acts))?;
+            serial(|| self.quantize_into(x, n, isa.tile().0, self.reads_wide(isa), acts))?;
             let panels = self.rows.div_ceil(PANEL);
             let per = panels
                 .div_ceil(members.max(1))
@@ -516,6 +540,11 @@ impl IntLinear {
     ) {
         let (mr, np) = isa.tile();
         let panel_len = self.k4 * 4 * PANEL;
+        let wide = self.reads_wide(isa);
+        let steps = match isa {
+            Isa::Avx2 => narrow_steps(self.max_code),
+            _ => 0,
+        };
         let tier = Tier::best();
         // Token blocks of about 128 (whole groups), so a block's activation codes stay in the L2 cache across its
         // panels.
@@ -531,9 +560,9 @@ impl IntLinear {
                     let tile_mr = mr.min(t_end - t0);
                     let panels = p * panel_len..(p + tile_np) * panel_len;
                     // The operands of the tile this ISA reads; the other one is empty.
-                    let (x, w, x16, w16): (&[u8], &[i8], &[i16], &[i16]) = match isa {
-                        Isa::Avx2 => (&[], &[], acts.wide_group_of(t0), &self.pairs()[panels]),
-                        _ => (acts.group_of(t0), &self.packed[panels], &[], &[]),
+                    let (x, w, x16, w16): (&[u8], &[i8], &[i16], &[i16]) = match wide {
+                        true => (&[], &[], acts.wide_group_of(t0), &self.pairs()[panels]),
+                        false => (acts.group_of(t0), &self.packed[panels], &[], &[]),
                     };
                     let tile = Tile {
                         x,
@@ -543,12 +572,12 @@ impl IntLinear {
                         np: tile_np,
                         k4: self.k4,
                     };
-                    let wide = WideTile {
+                    let wide_tile = WideTile {
                         x: x16,
                         w: w16,
                         ..WideTile::from(tile)
                     };
-                    run_tile(isa, tile, wide, &mut acc);
+                    run_tile(isa, tile, wide_tile, steps, &mut acc);
                     let r0 = p * PANEL;
                     let r1 = ((p + tile_np) * PANEL).min(self.rows);
                     for t in 0..tile_mr {
@@ -604,57 +633,96 @@ mod tests {
     #[test]
     fn every_isa_matches_the_reference_tile() {
         let mut rng = SeededRng::new(3);
-        for (k4, mr, np) in [
-            (1, 1, 1),
-            (3, 5, 2),
-            (96, 8, 2),
-            (7, 6, 1),
-            (384, 2, 1),
-            (5, 8, 1),
-        ] {
-            let group = mr + 1;
-            let x: Vec<u8> = (0..k4 * group * 4)
-                .map(|_| (rng.next_u64() % 256) as u8)
-                .collect();
-            let w: Vec<i8> = (0..np * k4 * 64)
-                .map(|_| (rng.next_u64() % 256) as u8 as i8)
-                .collect();
-            let tile = Tile {
-                x: &x,
-                group,
-                mr,
-                w: &w,
-                np,
-                k4,
-            };
-            let (x16, w16) = (
-                x.iter().map(|c| *c as i16).collect::<Vec<_>>(),
-                pair_panels(&w),
-            );
-            let wide = WideTile {
-                x: &x16,
-                w: &w16,
-                ..WideTile::from(tile)
-            };
-            let mut want = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
-            tile_scalar(tile, &mut want);
-            for isa in Isa::available() {
-                // Each ISA's own register tile bounds what it is handed.
-                let (imr, inp) = isa.tile();
-                if mr > imr || np > inp {
-                    continue;
-                }
-                let mut got = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
-                run_tile(isa, tile, wide, &mut got);
-                for t in 0..mr {
-                    assert_eq!(
-                        got[t][..np * PANEL],
-                        want[t][..np * PANEL],
-                        "{isa:?} k4 {k4} mr {mr} np {np}"
-                    );
+        // Weight codes over the whole byte, and within ±64, ±8 and ±7 (the narrow AVX2 tile's cases: one
+        // `vpmaddubsw` exact, its i16 sums added over 1, 8 and 9 input groups); activation codes over 0..=255,
+        // extremes included.
+        for max_code in [128u32, 64, 8, 7] {
+            for (k4, mr, np) in [
+                (1, 1, 1),
+                (3, 5, 2),
+                (96, 8, 2),
+                (7, 6, 1),
+                (384, 2, 1),
+                (5, 8, 1),
+                (17, 6, 1),
+            ] {
+                let group = mr + 1;
+                let x: Vec<u8> = (0..k4 * group * 4)
+                    .map(|i| match i % 7 {
+                        0 => 255,
+                        _ => (rng.next_u64() % 256) as u8,
+                    })
+                    .collect();
+                let span = 2 * max_code as u64 + 1;
+                let w: Vec<i8> = (0..np * k4 * 64)
+                    .map(|i| match i % 5 {
+                        0 => -(max_code.min(128) as i32) as i8,
+                        1 => max_code.min(127) as i8,
+                        _ => ((rng.next_u64() % span) as i64 - max_code as i64).clamp(-128, 127)
+                            as i8,
+                    })
+                    .collect();
+                let tile = Tile {
+                    x: &x,
+                    group,
+                    mr,
+                    w: &w,
+                    np,
+                    k4,
+                };
+                let (x16, w16) = (
+                    x.iter().map(|c| *c as i16).collect::<Vec<_>>(),
+                    pair_panels(&w),
+                );
+                let wide = WideTile {
+                    x: &x16,
+                    w: &w16,
+                    ..WideTile::from(tile)
+                };
+                let mut want = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
+                tile_scalar(tile, &mut want);
+                for isa in Isa::available() {
+                    // Each ISA's own register tile bounds what it is handed.
+                    let (imr, inp) = isa.tile();
+                    if mr > imr || np > inp {
+                        continue;
+                    }
+                    // AVX2 both ways when the codes allow bytes: i16 pairs and narrow.
+                    let steps = match isa {
+                        Isa::Avx2 => vec![0, narrow_steps(max_code)],
+                        _ => vec![0],
+                    };
+                    for steps in steps {
+                        let mut got = [[0; PANEL * MAX_PANELS]; MAX_TOKENS];
+                        run_tile(isa, tile, wide, steps, &mut got);
+                        for t in 0..mr {
+                            assert_eq!(
+                                got[t][..np * PANEL],
+                                want[t][..np * PANEL],
+                                "{isa:?} codes ±{max_code} steps {steps} k4 {k4} mr {mr} np {np}"
+                            );
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Exactly as many input groups as cannot overflow an i16 lane: 2 · 255 · max · steps ≤ 32767 < that with
+    /// one more group.
+    #[test]
+    fn narrow_steps_are_the_most_that_cannot_overflow() {
+        assert_eq!(narrow_steps(65), 0);
+        assert_eq!(narrow_steps(128), 0);
+        for max in 1..=64u32 {
+            let steps = narrow_steps(max);
+            assert!(steps >= 1);
+            assert!(2 * 255 * max as usize * steps <= 32767, "{max}");
+            assert!(2 * 255 * max as usize * (steps + 1) > 32767, "{max}");
+        }
+        assert_eq!(narrow_steps(7), 9);
+        assert_eq!(narrow_steps(8), 8);
+        assert_eq!(narrow_steps(64), 1);
     }
 
     /// The whole layer: identical outputs on every ISA, for row-grouped and column-grouped matrices of every

@@ -9,7 +9,8 @@ pub enum Isa {
     /// `vpdpbusd` on 256-bit registers with the VEX encoding of client CPUs without AVX-512 (AVX-VNNI).
     AvxVnni,
     /// AVX2: both operands widened to i16 (the weights once, re-packed into input pairs) and multiplied with
-    /// `vpmaddwd` (exact, unlike `vpmaddubsw`).
+    /// `vpmaddwd` (exact, unlike `vpmaddubsw` on 8-bit codes); codes within ±64 as bytes with `vpmaddubsw`, which
+    /// cannot saturate on them.
     Avx2,
     /// Plain loops.
     Scalar,

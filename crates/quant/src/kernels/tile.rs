@@ -70,6 +70,17 @@ impl<X, W> Tile<'_, X, W> {
     }
 }
 
+/// Groups of 4 inputs whose `vpmaddubsw` pair sums an i16 lane can add up exactly when no weight code exceeds
+/// `max_code` in magnitude (each pair sum is at most 2 · 255 · `max_code`); 0 when a single product could
+/// saturate (`max_code` above 64).
+pub fn narrow_steps(max_code: u32) -> usize {
+    if max_code > 64 {
+        0
+    } else {
+        (i16::MAX as usize / (2 * 255 * max_code.max(1) as usize)).max(1)
+    }
+}
+
 /// Panels packed for `vpdpbusd` (per 4 inputs, 16 rows × 4 codes) re-packed for `vpmaddwd` on i16: per 4
 /// inputs, four runs of 16 values, run `2h + b` holding inputs `2h, 2h + 1` of rows `8b .. 8b + 8` (row-major
 /// pairs), so one 256-bit multiply-add of a run against a token's broadcast input pair leaves each row's partial

@@ -19,11 +19,10 @@
 // The tile loops index rows, tokens and accumulators by the same `t` and `j`; indices read better there.
 #![allow(clippy::needless_range_loop)]
 
-use rayon::prelude::*;
-
 use crate::error::{QuantError, Result};
 use crate::format::QuantizedTensor;
 
+use super::activations::Groups;
 pub use super::activations::{quantize_token, TokenCodes};
 use super::isa::Isa;
 use super::shared::SharedOut;
@@ -107,65 +106,6 @@ multiversion! {
         let (sums, row_sums, row_scale, bias) = (&sums[..n], &row_sums[..n], &row_scale[..n], &bias[..n]);
         for i in 0..n {
             out[i] = (sums[i] - zero * row_sums[i]) as f32 * (scale * row_scale[i]) + bias[i];
-        }
-    }
-}
-
-/// Tokens `x: [n, cols]` to quantize into groups of `group` interleaved tokens ([`TokenCodes`]' layout).
-struct Groups<'a> {
-    x: &'a [f32],
-    cols: usize,
-    k4: usize,
-    group: usize,
-    col_scale: Option<&'a [f32]>,
-}
-
-impl Groups<'_> {
-    /// Quantizes every token into `codes` (bytes or i16), `scale` and `zero` (both `[n]`), threaded over groups
-    /// when `parallel`.
-    fn quantize<T: From<u8> + Copy + Default + Send>(
-        &self,
-        codes: &mut Vec<T>,
-        scale: &mut [f32],
-        zero: &mut [i32],
-        parallel: bool,
-    ) {
-        let (k4, cols, group, cs) = (self.k4, self.cols, self.group, self.col_scale);
-        let group_len = k4 * group * 4;
-        // Every element is written below (padding included), so old contents may stay.
-        codes.resize(scale.len().div_ceil(group) * group_len, T::default());
-        let tier = Tier::best();
-        type Job<'a, T> = (((&'a mut [T], &'a mut [f32]), &'a mut [i32]), &'a [f32]);
-        let quantize = |(((out, scale), zero), xs): Job<'_, T>| {
-            // One token row-major, then its 4-code groups to their places in the interleaved group; the tokens
-            // missing from a last, partial group are zeros.
-            let mut row = vec![0u8; k4 * 4];
-            for t in 0..group {
-                match xs.chunks(cols).nth(t) {
-                    Some(xs) => (scale[t], zero[t]) = quantize_token(tier, xs, cs, &mut row),
-                    None => row.fill(0),
-                }
-                for (kk, c) in row.chunks_exact(4).enumerate() {
-                    for (o, c) in out[(kk * group + t) * 4..][..4].iter_mut().zip(c) {
-                        *o = T::from(*c);
-                    }
-                }
-            }
-        };
-        if parallel {
-            codes
-                .par_chunks_mut(group_len)
-                .zip(scale.par_chunks_mut(group))
-                .zip(zero.par_chunks_mut(group))
-                .zip(self.x.par_chunks(group * cols))
-                .for_each(quantize);
-        } else {
-            codes
-                .chunks_mut(group_len)
-                .zip(scale.chunks_mut(group))
-                .zip(zero.chunks_mut(group))
-                .zip(self.x.chunks(group * cols))
-                .for_each(quantize);
         }
     }
 }

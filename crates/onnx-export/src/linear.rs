@@ -29,7 +29,7 @@ use crate::graph::{attr_int, attr_string, Graph, MS_DOMAIN};
 use crate::head::MatrixExport;
 use crate::proto::tensor_proto::DataType;
 use crate::tensors::{Tensors, Weight};
-use quant::kernels::IntLinear;
+use quant::kernels::{IntLinear, SATURATION_FREE_CODE};
 use quant::QuantizedTensor;
 
 /// `x·Wᵀ + b` for the layer `prefix` (`prefix.weight` `[out, in]`, `prefix.bias` `[out]`); returns `y`'s name.
@@ -305,7 +305,9 @@ fn integer_matmul(
     // past 32767 (scripts/ort_saturation.py). Codes within ±64 cannot reach it (255 · 64 · 2 = 32640); larger
     // ones are stored as uint8 offset by 128 with the weight zero point 128, which ONNX Runtime multiplies as
     // uint8 × uint8, widened to i16 before multiplying: exact on every CPU.
-    let offset_codes = codes.iter().any(|c| c.abs() > SATURATION_FREE_CODE);
+    let offset_codes = codes
+        .iter()
+        .any(|c| c.unsigned_abs() > SATURATION_FREE_CODE);
     let (w, held) = if offset_codes {
         let values: Vec<u8> = transposed.iter().map(|&v| (v + 128) as u8).collect();
         (
@@ -358,9 +360,6 @@ fn integer_matmul(
         ),
     ))
 }
-
-/// The largest code magnitude whose u8 × i8 pair sums stay within i16 (255 · 64 · 2 = 32640 ≤ 32767).
-const SATURATION_FREE_CODE: i32 = 64;
 
 /// Signed codes in -8..=7, `[in, out]` row-major, stored two to a byte (`code + 8`, low nibble first) and
 /// unpacked to int8 by operators on initializers only.

@@ -11,10 +11,10 @@
 //!   (AVX-512 VNNI, AVX-VNNI, AVX2, plain loops), so every CPU gives bit-identical outputs (tested).
 //!
 //! The weights are packed once into panels of 16 rows (`vpdpbusd` layout: 4 consecutive inputs of one row per
-//! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction. On CPUs whose
-//! best ISA is AVX2 the panels are also kept widened to i16 in input pairs (`vpmaddwd` layout, twice the bytes)
-//! and the activations are quantized straight to i16, so the tile does no widening of its own; a matrix whose
-//! codes are all within ±64 (7 bits or fewer) multiplies bytes with `vpmaddubsw` instead, exactly.
+//! 32-bit lane); a kernel keeps a tile of tokens × panels in registers over the whole reduction. On AVX2 the
+//! panels are also kept (from the first GEMM there on) widened to i16 in input pairs (`vpmaddwd` layout, twice
+//! the bytes) and the activations are quantized straight to i16, so the tile does no widening of its own; a
+//! matrix whose codes are all within ±64 (7 bits or fewer) multiplies bytes with `vpmaddubsw` instead, exactly.
 
 // The tile loops index rows, tokens and accumulators by the same `t` and `j`; indices read better there.
 #![allow(clippy::needless_range_loop)]
@@ -126,8 +126,8 @@ pub struct IntLinear {
     k4: usize,
     /// `rows.div_ceil(16)` panels of `k4 · 64` codes.
     packed: Vec<i8>,
-    /// `packed` re-packed for the AVX2 tile ([`pair_panels`]), made on first use (at packing when AVX2 is this
-    /// CPU's best ISA).
+    /// `packed` re-packed for the AVX2 tile ([`pair_panels`]), made by its first GEMM (never for a matrix only
+    /// stacked into another, like Q, K and V, nor on CPUs that do not run that tile).
     pairs: std::sync::OnceLock<Vec<i16>>,
     /// `[rows]`: each row's weight scale.
     row_scale: Vec<f32>,
@@ -233,7 +233,7 @@ impl IntLinear {
             .map(|c| c.unsigned_abs() as u32)
             .max()
             .unwrap_or(0);
-        Self::new_packed(Self {
+        Self {
             rows,
             cols,
             bits,
@@ -245,15 +245,7 @@ impl IntLinear {
             col_scale,
             row_sums,
             bias,
-        })
-    }
-
-    /// `lin`, its AVX2 pairs made now when AVX2 is the ISA its GEMMs will run on and reads them.
-    fn new_packed(lin: IntLinear) -> IntLinear {
-        if lin.reads_wide(Isa::best()) {
-            lin.pairs();
         }
-        lin
     }
 
     /// Whether a GEMM on `isa` reads i16 operands: AVX2, unless every code is within ±64 (then it multiplies
@@ -280,7 +272,7 @@ impl IntLinear {
         let cat = |f: &dyn Fn(&IntLinear) -> &[f32]| {
             parts.iter().flat_map(|p| f(p).iter().copied()).collect()
         };
-        Some(IntLinear::new_packed(IntLinear {
+        Some(IntLinear {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
             bits: parts.iter().map(|p| p.bits).max().unwrap_or(8),
@@ -298,7 +290,7 @@ impl IntLinear {
                 .collect(),
             bias: cat(&|p| &p.bias),
             pairs: Default::default(),
-        }))
+        })
     }
 
     /// The weights as f32, row-major (`code · row scale · column scale`).

@@ -32,3 +32,4 @@ pub use int_gemm::{is_serial, serial, IntLinear};
 pub use isa::Isa;
 pub use linear::QuantLinear;
 pub use shared::SharedOut;
+pub use tile::SATURATION_FREE_CODE;

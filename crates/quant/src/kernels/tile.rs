@@ -70,11 +70,16 @@ impl<X, W> Tile<'_, X, W> {
     }
 }
 
+/// The largest weight code magnitude whose u8 × i8 pair sums stay within i16, whatever the unsigned 8-bit
+/// activation codes (2 · 255 · 64 = 32640 ≤ 32767): `vpmaddubsw` (the AVX2 narrow tile here, ONNX Runtime's
+/// integer kernel on CPUs without VNNI) is exact on such codes.
+pub const SATURATION_FREE_CODE: u32 = 64;
+
 /// Groups of 4 inputs whose `vpmaddubsw` pair sums an i16 lane can add up exactly when no weight code exceeds
 /// `max_code` in magnitude (each pair sum is at most 2 · 255 · `max_code`); 0 when a single product could
-/// saturate (`max_code` above 64).
+/// saturate (`max_code` above [`SATURATION_FREE_CODE`]).
 pub fn narrow_steps(max_code: u32) -> usize {
-    if max_code > 64 {
+    if max_code > SATURATION_FREE_CODE {
         0
     } else {
         (i16::MAX as usize / (2 * 255 * max_code.max(1) as usize)).max(1)

@@ -29,6 +29,7 @@ use pipeline::step::{
 };
 use pipeline::{SequenceClassifier, StageConfig};
 use quant::encoder::QuantEncoder;
+use quant::kernels::F32Gemm;
 use quant::{quantize_tensors, NamedTensors, QuantPlan};
 use serde::{Deserialize, Serialize};
 use student_arch::pooling::mean_pool;
@@ -332,7 +333,7 @@ pub fn bench_student(teacher: &BertModel) -> Result<(BertConfig, NamedTensors), 
 }
 
 /// The 3-layer student's inference on `quant`'s forward-only encoder: full precision (f32 GEMMs, backend `fp32`;
-/// `fp32_qkv3` with Q, K and V as three GEMMs) and on the integer kernels, 8-bit and 4-bit weights (per-head groups, the `quantize` default) with 8-bit
+/// `fp32_qkv3` with Q, K and V as three GEMMs, `fp32_crate` on the `gemm` crate) and on the integer kernels, 8-bit and 4-bit weights (per-head groups, the `quantize` default) with 8-bit
 /// activations (backends `int8` and `int4`).
 pub fn run_quantized(
     teacher: &BertModel,
@@ -347,6 +348,8 @@ pub fn run_quantized(
     // The full-precision student on the same forward-only encoder (f32 GEMMs): backend `fp32`, and beside it
     // the encoder before each of its last two changes: Q, K and V as three GEMMs on the pool (`fp32_qkv3`),
     // stacked but a small batch still step by step on the pool (`fp32_pool`) instead of as one team of threads;
+    // on the `gemm` crate, which packs the weights at every call, instead of the weights packed at load where that
+    // is the default (`fp32_crate`: on AVX-512 CPUs the crate stays the default, and the two are the same);
     // the 8-bit encoder likewise before the team mode (`int8_pool`).
     let full =
         || QuantEncoder::full_precision(&student_config, &tensors).map_err(|e| e.to_string());
@@ -357,6 +360,7 @@ pub fn run_quantized(
                 .map_err(|e| e.to_string())?,
         ),
         ("fp32_pool", full()?.with_team(false)),
+        ("fp32_crate", full()?.with_f32_gemm(F32Gemm::Crate)),
         ("fp32", full()?),
     ];
     for bits in [8u32, 4] {
@@ -466,6 +470,8 @@ mod tests {
                 "fp32_qkv3",
                 "fp32_pool",
                 "fp32_pool",
+                "fp32_crate",
+                "fp32_crate",
                 "fp32",
                 "fp32",
                 "int8_pool",

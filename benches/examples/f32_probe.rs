@@ -1,6 +1,10 @@
-//! Times `quant::encoder::Linear::f32` (one `gemm` call) against the same product with the operands swapped:
-//! `cargo run -p benches --no-default-features --features flex --example f32_probe -- ROWS COLS TOKENS RUNS`.
+//! Times `quant::encoder::Linear`'s two f32 GEMMs side by side, one run of each in turn (so a noisy machine
+//! slows both alike): the weight packed at load (`F32Gemm::Packed`) and the `gemm` crate, which packs it at
+//! every call (`F32Gemm::Crate`). On the calling thread (rayon's pool of `RAYON_NUM_THREADS` when the GEMM
+//! splits):
+//! `cargo run --release -p benches --no-default-features --features flex --example f32_probe -- ROWS COLS TOKENS RUNS`.
 use quant::encoder::Linear;
+use quant::kernels::F32Gemm;
 
 fn main() {
     let a: Vec<usize> = std::env::args()
@@ -14,49 +18,36 @@ fn main() {
     let x: Vec<f32> = (0..n * cols)
         .map(|i| ((i * 104729 % 997) as f32 - 498.0) / 498.0)
         .collect();
-    let lin = Linear::f32(&w, vec![0.0; rows], rows, cols).unwrap();
-    let mut y = vec![];
-    let time = |f: &mut dyn FnMut()| {
-        let mut t = vec![];
-        for _ in 0..runs {
+    let gemms = [F32Gemm::Packed, F32Gemm::Crate];
+    let linears: Vec<Linear> = gemms
+        .iter()
+        .map(|&g| Linear::f32_on(g, &w, vec![0.0; rows], rows, cols).unwrap())
+        .collect();
+    let mut ys = vec![vec![]; 2];
+    let mut times = vec![vec![]; 2];
+    for _ in 0..runs {
+        for (i, lin) in linears.iter().enumerate() {
             let s = std::time::Instant::now();
-            f();
-            t.push(s.elapsed().as_secs_f64() * 1e3);
+            lin.forward_into(&x, n, &mut ys[i]).unwrap();
+            times[i].push(s.elapsed().as_secs_f64() * 1e3);
         }
+    }
+    let gflop = 2.0 * (rows * cols * n) as f64 / 1e9;
+    let median = |t: &mut Vec<f64>| {
         t.sort_by(f64::total_cmp);
         t[t.len() / 2]
     };
-    let ms = time(&mut || lin.forward_into(&x, n, &mut y).unwrap());
-    // W [rows, cols] row-major as lhs: y^T = W x^T, written into y [n, rows].
-    let mut y2 = vec![0.0f32; n * rows];
-    let ms2 = time(&mut || unsafe {
-        gemm::gemm(
-            rows,
-            n,
-            cols,
-            y2.as_mut_ptr(),
-            rows as isize,
-            1,
-            false,
-            w.as_ptr(),
-            1,
-            cols as isize,
-            x.as_ptr(),
-            cols as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        )
-    });
-    let gflop = 2.0 * (rows * cols * n) as f64 / 1e9;
+    let (packed, krate) = (median(&mut times[0]), median(&mut times[1]));
     println!(
-        "{rows}x{cols}, {n} tokens: Linear::f32 {ms:.3} ms ({:.1} GFLOP/s); W as lhs {ms2:.3} ms ({:.1} GFLOP/s); max diff {}",
-        gflop / ms * 1e3,
-        gflop / ms2 * 1e3,
-        y.iter().zip(&y2).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+        "{rows}x{cols}, {n} tokens: packed {packed:.3} ms ({:.1} GFLOP/s), gemm crate {krate:.3} ms ({:.1} GFLOP/s), \
+         ratio {:.2}; max diff {}",
+        gflop / packed * 1e3,
+        gflop / krate * 1e3,
+        packed / krate,
+        ys[0]
+            .iter()
+            .zip(&ys[1])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max)
     );
 }

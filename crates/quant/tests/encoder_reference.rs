@@ -6,6 +6,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use quant::encoder::QuantEncoder;
+use quant::kernels::F32Gemm;
 use quant::{quantize_tensors, Granularity, QuantPlan};
 use student_arch::weights::{load_weights_from_bytes, named_tensors, safetensors_bytes};
 use student_arch::{BertConfig, BertInput};
@@ -130,7 +131,22 @@ fn full_precision_encoder_matches_burn() {
     let model = config.init_random(false, 11, &device).unwrap();
     let tensors = named_tensors(&model).unwrap();
     let hf_config = BertConfig::from_json(&model.config.to_hf_json()).unwrap();
-    let encoder = QuantEncoder::full_precision(&hf_config, &tensors).unwrap();
+    // Both f32 GEMMs: the weights packed at load, and the `gemm` crate.
+    for gemm in [F32Gemm::Packed, F32Gemm::Crate] {
+        full_precision_on(gemm, &model, &hf_config, &tensors, &device);
+    }
+}
+
+fn full_precision_on(
+    gemm: F32Gemm,
+    model: &student_arch::BertModel,
+    hf_config: &BertConfig,
+    tensors: &quant::NamedTensors,
+    device: &Device,
+) {
+    let encoder = QuantEncoder::full_precision(hf_config, tensors)
+        .unwrap()
+        .with_f32_gemm(gemm);
     assert!(encoder.kernels().iter().flatten().all(|k| *k == "f32"));
     // A small batch (one group, threaded GEMMs) and a large one (groups of sequences, one thread each).
     let small: Vec<Vec<u32>> = vec![vec![1, 5, 9, 33, 2], vec![3]];
@@ -145,8 +161,9 @@ fn full_precision_encoder_matches_burn() {
     // gives the same values.
     assert_eq!(encoder.runs_as_team(), rayon::current_num_threads() > 1);
     let team = encoder.forward(&small).unwrap();
-    let pool = QuantEncoder::full_precision(&hf_config, &tensors)
+    let pool = QuantEncoder::full_precision(hf_config, tensors)
         .unwrap()
+        .with_f32_gemm(gemm)
         .with_team(false);
     assert!(!pool.runs_as_team());
     for (a, b) in team.iter().zip(&pool.forward(&small).unwrap()) {
@@ -155,12 +172,12 @@ fn full_precision_encoder_matches_burn() {
     for sequences in [small, large] {
         let ours = encoder.forward(&sequences).unwrap();
         for (seq, got) in sequences.iter().zip(&ours) {
-            let want = burn_hidden(&model, seq, &device);
+            let want = burn_hidden(model, seq, device);
             assert_eq!(got.len(), want.len());
             let worst = max_abs_diff(got, &want);
             assert!(
                 worst <= 1e-4,
-                "sequence of {}: max difference {worst}",
+                "{gemm:?}, sequence of {}: max difference {worst}",
                 seq.len()
             );
         }

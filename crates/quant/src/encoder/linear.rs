@@ -1,8 +1,12 @@
 //! [`Linear`]: one linear layer of [`super::QuantEncoder`] on the fastest kernel its format allows (the integer
-//! GEMM, llama.cpp-style blocks, or f32 through the `gemm` crate), whole or as one thread's share.
+//! GEMM, llama.cpp-style blocks, or f32 on weights packed at load or through the `gemm` crate), whole or as one
+//! thread's share.
 
 use crate::error::{QuantError, Result};
-use crate::kernels::{self, BlockQ4_0, BlockQ8_0, IntLinear, Isa, QuantLinear, SharedOut};
+use crate::kernels::{
+    self, BlockQ4_0, BlockQ8_0, F32Gemm, IntLinear, Isa, PackedF32, QuantLinear, SharedOut,
+    F32_PANEL,
+};
 
 /// One linear layer, on the fastest kernel its format allows.
 #[derive(Clone, Debug)]
@@ -14,11 +18,10 @@ pub enum Linear {
     Q8(QuantLinear<BlockQ8_0>),
     /// 4-bit blocks.
     Q4(QuantLinear<BlockQ4_0>),
-    /// f32 weights (full precision, or dequantized) with bias: one `gemm` call (the crate Burn's CPU backends
-    /// use), the bias written into the output first.
+    /// f32 weights (full precision, or dequantized) with bias, on the GEMM [`F32Gemm::best`] picks.
     F32 {
-        /// `[in, out]`, row-major: the weight transposed once at load, so the GEMM reads it row by row.
-        weight_t: Vec<f32>,
+        /// The weight, laid out once at load for that GEMM.
+        weight: F32Weight,
         /// `[out]`.
         bias: Vec<f32>,
         /// Output features.
@@ -26,6 +29,44 @@ pub enum Linear {
         /// Input features.
         cols: usize,
     },
+}
+
+/// An f32 weight laid out for the GEMM that reads it.
+#[derive(Clone, Debug)]
+pub enum F32Weight {
+    /// In panels of 16 output features ([`F32Gemm::Packed`]).
+    Packed(PackedF32),
+    /// `[in, out]`, row-major: transposed once at load, so the `gemm` crate reads it row by row (it packs it
+    /// at every call: [`F32Gemm::Crate`]).
+    Transposed(Vec<f32>),
+}
+
+impl F32Weight {
+    /// `weight: [rows, cols]`, row-major, laid out for `gemm`.
+    fn new(weight: &[f32], rows: usize, cols: usize, gemm: F32Gemm) -> Self {
+        match gemm {
+            F32Gemm::Packed => Self::Packed(PackedF32::new(weight, rows, cols)),
+            F32Gemm::Crate => {
+                let mut weight_t = vec![0.0; rows * cols];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        weight_t[c * rows + r] = weight[r * cols + c];
+                    }
+                }
+                Self::Transposed(weight_t)
+            }
+        }
+    }
+
+    /// The weight as given, `[rows, cols]` row-major.
+    fn rows_major(&self, rows: usize, cols: usize) -> Vec<f32> {
+        match self {
+            Self::Packed(p) => (0..rows).flat_map(|r| p.row(r)).collect(),
+            Self::Transposed(w) => (0..rows)
+                .flat_map(|r| (0..cols).map(move |c| w[c * rows + r]))
+                .collect(),
+        }
+    }
 }
 
 impl Linear {
@@ -53,8 +94,19 @@ impl Linear {
         }
     }
 
-    /// An f32 linear layer from a row-major `[rows = out, cols = in]` weight.
+    /// An f32 linear layer from a row-major `[rows = out, cols = in]` weight, on the GEMM [`F32Gemm::best`] picks.
     pub fn f32(weight: &[f32], bias: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
+        Self::f32_on(F32Gemm::best(), weight, bias, rows, cols)
+    }
+
+    /// [`Linear::f32`] on the GEMM `gemm`.
+    pub fn f32_on(
+        gemm: F32Gemm,
+        weight: &[f32],
+        bias: Vec<f32>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
         if weight.len() != rows * cols || bias.len() != rows {
             return Err(QuantError::Shape {
                 op: "Linear::f32",
@@ -65,18 +117,30 @@ impl Linear {
                 ),
             });
         }
-        let mut weight_t = vec![0.0; rows * cols];
-        for r in 0..rows {
-            for c in 0..cols {
-                weight_t[c * rows + r] = weight[r * cols + c];
-            }
-        }
         Ok(Self::F32 {
-            weight_t,
+            weight: F32Weight::new(weight, rows, cols, gemm),
             bias,
             rows,
             cols,
         })
+    }
+
+    /// The same layer with an f32 weight laid out for `gemm` (other kinds unchanged).
+    pub fn on_f32_gemm(self, gemm: F32Gemm) -> Self {
+        match self {
+            Self::F32 {
+                weight,
+                bias,
+                rows,
+                cols,
+            } => Self::F32 {
+                weight: F32Weight::new(&weight.rows_major(rows, cols), rows, cols, gemm),
+                bias,
+                rows,
+                cols,
+            },
+            other => other,
+        }
     }
 
     /// The matrices `parts` (same input width) as one, their outputs side by side: one GEMM instead of several.
@@ -93,15 +157,15 @@ impl Linear {
         if let Some(ints) = ints {
             return IntLinear::stack(&ints).map(Self::Int);
         }
-        let floats: Option<Vec<(&[f32], &[f32], usize, usize)>> = parts
+        let floats: Option<Vec<(&F32Weight, &[f32], usize, usize)>> = parts
             .iter()
             .map(|p| match p {
                 Self::F32 {
-                    weight_t,
+                    weight,
                     bias,
                     rows,
                     cols,
-                } => Some((weight_t.as_slice(), bias.as_slice(), *rows, *cols)),
+                } => Some((weight, bias.as_slice(), *rows, *cols)),
                 _ => None,
             })
             .collect();
@@ -111,15 +175,17 @@ impl Linear {
             return None;
         }
         let rows: usize = floats.iter().map(|f| f.2).sum();
-        // weight_t is [cols, rows]: each input feature's row holds every part's outputs in turn.
-        let mut weight_t = Vec::with_capacity(cols * rows);
-        for c in 0..cols {
-            for (w, _, r, _) in &floats {
-                weight_t.extend_from_slice(&w[c * r..(c + 1) * r]);
-            }
-        }
+        // The parts' weights one under the other, [rows, cols], laid out again as the first part's.
+        let weight: Vec<f32> = floats
+            .iter()
+            .flat_map(|(w, _, r, c)| w.rows_major(*r, *c))
+            .collect();
+        let gemm = match floats[0].0 {
+            F32Weight::Packed(_) => F32Gemm::Packed,
+            F32Weight::Transposed(_) => F32Gemm::Crate,
+        };
         Some(Self::F32 {
-            weight_t,
+            weight: F32Weight::new(&weight, rows, cols, gemm),
             bias: floats.iter().flat_map(|f| f.1.iter().copied()).collect(),
             rows,
             cols,
@@ -131,7 +197,7 @@ impl Linear {
         match self {
             Self::Int(l) => l.forward_into(Isa::best(), x, n, y),
             Self::F32 {
-                weight_t,
+                weight,
                 bias,
                 rows,
                 cols,
@@ -147,24 +213,60 @@ impl Linear {
                 if n == 0 {
                     return Ok(());
                 }
-                let parallelism = if kernels::is_serial() || rayon::current_num_threads() == 1 {
-                    gemm::Parallelism::None
-                } else {
-                    gemm::Parallelism::Rayon(0)
-                };
-                // SAFETY: y is [n, rows], x is [n, cols] and weight_t is [cols, rows], all row-major and of
-                // exactly those lengths (checked above and at construction).
-                unsafe {
-                    f32_affine_cols(
-                        n,
-                        (rows, cols),
-                        0..rows,
-                        x.as_ptr(),
-                        (weight_t, bias),
-                        y.as_mut_ptr(),
-                        parallelism,
-                    )
-                };
+                let serial = kernels::is_serial() || rayon::current_num_threads() == 1;
+                match weight {
+                    F32Weight::Packed(packed) => {
+                        let panels = packed.panel_count();
+                        let members = if serial {
+                            1
+                        } else {
+                            rayon::current_num_threads().min(panels)
+                        };
+                        // The output's address, shared by the members (each writes its own panels' columns).
+                        let out = y.as_mut_ptr() as usize;
+                        let share = |member: usize| {
+                            let chunk = panels.div_ceil(members);
+                            let p0 = (member * chunk).min(panels);
+                            // SAFETY: x is [n, cols] and y is [n, rows] (checked above); members write disjoint
+                            // columns, and y outlives them (the call waits for all).
+                            unsafe {
+                                packed.affine(
+                                    bias,
+                                    x.as_ptr(),
+                                    n,
+                                    out as *mut f32,
+                                    p0..(p0 + chunk).min(panels),
+                                )
+                            }
+                        };
+                        if members == 1 {
+                            share(0);
+                        } else {
+                            use rayon::prelude::*;
+                            (0..members).into_par_iter().for_each(share);
+                        }
+                    }
+                    F32Weight::Transposed(weight_t) => {
+                        let parallelism = if serial {
+                            gemm::Parallelism::None
+                        } else {
+                            gemm::Parallelism::Rayon(0)
+                        };
+                        // SAFETY: y is [n, rows], x is [n, cols] and weight_t is [cols, rows], all row-major
+                        // and of exactly those lengths (checked above and at construction).
+                        unsafe {
+                            f32_affine_cols(
+                                n,
+                                (rows, cols),
+                                0..rows,
+                                x.as_ptr(),
+                                (weight_t, bias),
+                                y.as_mut_ptr(),
+                                parallelism,
+                            )
+                        };
+                    }
+                }
                 Ok(())
             }
             _ => {
@@ -199,27 +301,32 @@ impl Linear {
                 members,
             ),
             Self::F32 {
-                weight_t,
+                weight,
                 bias,
                 rows,
                 cols,
             } => {
                 let (rows, cols) = (*rows, *cols);
-                let chunk = rows.div_ceil(members.max(1)).next_multiple_of(16);
+                let chunk = rows.div_ceil(members.max(1)).next_multiple_of(F32_PANEL);
                 let j0 = (member * chunk).min(rows);
                 let j1 = (j0 + chunk).min(rows);
                 if n == 0 || j0 == j1 {
                     return Ok(());
                 }
-                f32_affine_cols(
-                    n,
-                    (rows, cols),
-                    j0..j1,
-                    x,
-                    (weight_t, bias),
-                    y,
-                    gemm::Parallelism::None,
-                );
+                match weight {
+                    F32Weight::Packed(packed) => {
+                        packed.affine(bias, x, n, y, j0 / F32_PANEL..j1.div_ceil(F32_PANEL))
+                    }
+                    F32Weight::Transposed(weight_t) => f32_affine_cols(
+                        n,
+                        (rows, cols),
+                        j0..j1,
+                        x,
+                        (weight_t, bias),
+                        y,
+                        gemm::Parallelism::None,
+                    ),
+                }
                 Ok(())
             }
             Self::Q8(_) | Self::Q4(_) => Ok(()),

@@ -10,13 +10,13 @@ use student_arch::{BertConfig, HiddenAct};
 use crate::encoder_ops as ops;
 use crate::error::{QuantError, Result};
 use crate::kernels::simd::Tier;
-use crate::kernels::{self, IntLinear, QuantLinear, SharedOut, QK};
+use crate::kernels::{self, F32Gemm, IntLinear, QuantLinear, SharedOut, QK};
 
 mod linear;
 mod team;
 
 use crate::model::QuantizedModel;
-pub use linear::Linear;
+pub use linear::{F32Weight, Linear};
 
 struct LayerNorm {
     gamma: Vec<f32>,
@@ -270,6 +270,26 @@ impl QuantEncoder {
         self
     }
 
+    /// Every f32 matrix on the GEMM `gemm` instead of the one [`F32Gemm::best`] picked: the `gemm` crate's
+    /// ([`F32Gemm::Crate`]) is the "before" of the weights packed at load in `cargo xtask bench` (backend
+    /// `fp32_crate`).
+    pub fn with_f32_gemm(mut self, gemm: F32Gemm) -> Self {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|l| Layer {
+                qkv: match l.qkv {
+                    Qkv::Fused(m, kinds) => Qkv::Fused(Box::new(m.on_f32_gemm(gemm)), kinds),
+                    Qkv::Separate(m) => Qkv::Separate(Box::new(m.map(|l| l.on_f32_gemm(gemm)))),
+                },
+                output: l.output.on_f32_gemm(gemm),
+                intermediate: l.intermediate.on_f32_gemm(gemm),
+                ffn_output: l.ffn_output.on_f32_gemm(gemm),
+                ..l
+            })
+            .collect();
+        self
+    }
+
     /// The kernel each layer's six matrices run on, e.g. `["q4_0", ...]` per layer.
     pub fn kernels(&self) -> Vec<[&'static str; 6]> {
         self.layers
@@ -503,11 +523,18 @@ mod tests {
 
     #[test]
     fn stacked_f32_matrices_give_each_matrix_s_outputs_side_by_side() {
+        for gemm in [F32Gemm::Packed, F32Gemm::Crate] {
+            stacked_f32_on(gemm);
+        }
+    }
+
+    fn stacked_f32_on(gemm: F32Gemm) {
         let (cols, n) = (24, 5);
         let parts: Vec<Linear> = [(8, 1), (16, 2), (8, 3)]
             .iter()
             .map(|&(rows, seed)| {
-                Linear::f32(
+                Linear::f32_on(
+                    gemm,
                     &values(rows * cols, seed),
                     values(rows, seed + 10),
                     rows,
@@ -529,7 +556,7 @@ mod tests {
                     let (a, b) = (y[t * 32 + at + j], own[t * r + j]);
                     assert!(
                         (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                        "token {t} output {j}: {a} vs {b}"
+                        "{gemm:?}: token {t} output {j}: {a} vs {b}"
                     );
                 }
             }

@@ -15,6 +15,7 @@
 pub mod activations;
 pub mod blocks;
 pub mod dispatch;
+pub mod f32_gemm;
 pub mod int_gemm;
 pub mod isa;
 pub mod linear;
@@ -28,6 +29,7 @@ mod avx;
 mod gemm_avx;
 
 pub use blocks::{quantize_row_q8, ActRows, BlockQ4_0, BlockQ8_0, QuantBlock, WeightRows, QK};
+pub use f32_gemm::{F32Gemm, PackedF32, F32_PANEL};
 pub use int_gemm::{is_serial, serial, IntLinear};
 pub use isa::Isa;
 pub use linear::QuantLinear;

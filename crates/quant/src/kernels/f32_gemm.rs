@@ -8,7 +8,9 @@
 //! panel reads 16 weights per input from one contiguous line and broadcasts each token's input from `x` as it is.
 //! The tokens are taken in chunks of [`F32_CHUNK`], the inputs in blocks of at most [`F32_BLOCK`] (a panel's
 //! block stays in L1, a chunk's inputs in L2); the tile's 12 AVX2 accumulators start from the bias on the first
-//! block and from `y` on the others.
+//! block and from `y` on the others. While a panel's tiles run they pull the next panel's block towards L2, one
+//! line per 4 inputs: a forward pass reads every weight once per chunk, too many megabytes to stay in cache
+//! between passes, and the hardware prefetcher stops at every 4 KiB page.
 //!
 //! [`F32Gemm::best`] picks this kernel on CPUs whose widest f32 tier is AVX2 + FMA; on AVX-512 the `gemm` crate's
 //! 512-bit kernels stay (they met the f32 target there), and a CPU without AVX2 keeps the crate too.
@@ -122,6 +124,14 @@ impl PackedF32 {
             let (kc, chunk) = (block.min(cols - k0), F32_CHUNK.min(n - t0));
             for p in panels.clone() {
                 let j0 = p * F32_PANEL;
+                let block_at = |p: usize| self.panels.as_ptr().add((p * cols + k0) * F32_PANEL);
+                // The next panel's block, pulled towards L2 while this one runs (the last panel pulls its own:
+                // harmless).
+                let next = if p + 1 < panels.end {
+                    block_at(p + 1)
+                } else {
+                    block_at(p)
+                };
                 let tile = Tile {
                     kc,
                     x: x.add(k0),
@@ -129,12 +139,16 @@ impl PackedF32 {
                     w: self.panels.as_ptr().add((p * cols + k0) * F32_PANEL),
                     width: F32_PANEL.min(rows - j0),
                     bias: (k0 == 0).then(|| bias.as_ptr().add(j0)),
+                    prefetch: next,
                 };
                 let mut t = t0;
                 while t < t0 + chunk {
                     let mr = F32_TOKENS.min(t0 + chunk - t);
+                    // Tile i pulls the quarter i % 4 of the next block: one line of 16 weights per 4 inputs.
+                    let quarter = (t - t0) / F32_TOKENS % 4;
                     let at = Tile {
                         x: tile.x.add(t * cols),
+                        prefetch: next.add(quarter * (kc / 4) * F32_PANEL),
                         ..tile
                     };
                     let out = y.add(t * rows + j0);
@@ -174,6 +188,8 @@ struct Tile {
     width: usize,
     /// The panel's bias on the first block (the tile starts from it), `None` on the others (it adds to `y`).
     bias: Option<*const f32>,
+    /// `kc / 4` lines of 16 weights to pull into L2 meanwhile (the next panel's block, in quarters).
+    prefetch: *const f32,
 }
 
 /// The portable tile: `mr` tokens, the same sums in the same order as the AVX2 tile's lanes.
@@ -231,14 +247,28 @@ unsafe fn kernel_avx2<const MR: usize>(tile: Tile, y: *mut f32, y_stride: usize)
             None => load16(y.add(t * y_stride)),
         };
     }
-    for k in 0..tile.kc {
-        let w0 = _mm256_loadu_ps(tile.w.add(k * F32_PANEL));
-        let w1 = _mm256_loadu_ps(tile.w.add(k * F32_PANEL + 8));
-        for t in 0..MR {
-            let a = _mm256_broadcast_ss(&*tile.x.add(t * tile.x_stride + k));
-            acc[t][0] = _mm256_fmadd_ps(a, w0, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(a, w1, acc[t][1]);
+    macro_rules! input {
+        ($k:expr) => {{
+            let k = $k;
+            let w0 = _mm256_loadu_ps(tile.w.add(k * F32_PANEL));
+            let w1 = _mm256_loadu_ps(tile.w.add(k * F32_PANEL + 8));
+            for t in 0..MR {
+                let a = _mm256_broadcast_ss(&*tile.x.add(t * tile.x_stride + k));
+                acc[t][0] = _mm256_fmadd_ps(a, w0, acc[t][0]);
+                acc[t][1] = _mm256_fmadd_ps(a, w1, acc[t][1]);
+            }
+        }};
+    }
+    // Four inputs a step, each step pulling one line of the next block towards L2.
+    let steps = tile.kc / 4;
+    for q in 0..steps {
+        _mm_prefetch::<_MM_HINT_T1>(tile.prefetch.add(q * F32_PANEL) as *const i8);
+        for u in 0..4 {
+            input!(4 * q + u);
         }
+    }
+    for k in 4 * steps..tile.kc {
+        input!(k);
     }
     for t in 0..MR {
         let out = y.add(t * y_stride);
@@ -311,6 +341,7 @@ mod tests {
                             w: packed.panels[(p * cols + k0) * F32_PANEL..].as_ptr(),
                             width: F32_PANEL.min(rows - p * F32_PANEL),
                             bias: (k0 == 0).then(|| b[p * F32_PANEL..].as_ptr()),
+                            prefetch: std::ptr::null(),
                         };
                         // SAFETY: the tile lies inside x, the panels and plain.
                         unsafe {

@@ -1,7 +1,8 @@
 //! Times `quant::encoder::Linear`'s two f32 GEMMs side by side, one run of each in turn (so a noisy machine
 //! slows both alike): the weight packed at load (`F32Gemm::Packed`) and the `gemm` crate, which packs it at
-//! every call (`F32Gemm::Crate`). On the calling thread (rayon's pool of `RAYON_NUM_THREADS` when the GEMM
-//! splits):
+//! every call (`F32Gemm::Crate`); on x86-64 with AVX2 + FMA also this thread's FMA peak, from a loop of
+//! independent fused multiply-adds, measured before and after. On the calling thread (rayon's pool of
+//! `RAYON_NUM_THREADS` when the GEMM splits):
 //! `cargo run --release -p benches --no-default-features --features flex --example f32_probe -- ROWS COLS TOKENS RUNS`.
 use quant::encoder::Linear;
 use quant::kernels::F32Gemm;
@@ -38,6 +39,7 @@ fn main() {
         t[t.len() / 2]
     };
     let (packed, krate) = (median(&mut times[0]), median(&mut times[1]));
+    let peak = fma_peak();
     println!(
         "{rows}x{cols}, {n} tokens: packed {packed:.3} ms ({:.1} GFLOP/s), gemm crate {krate:.3} ms ({:.1} GFLOP/s), \
          ratio {:.2}; max diff {}",
@@ -50,4 +52,41 @@ fn main() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max)
     );
+    if let (Some(a), Some(b)) = (peak, fma_peak()) {
+        let peak = (a + b) / 2.0;
+        println!(
+            "  FMA peak of one thread {peak:.1} GFLOP/s (before {a:.1}, after {b:.1}): packed at {:.0}%, crate at {:.0}%",
+            100.0 * gflop / packed * 1e3 / peak,
+            100.0 * gflop / krate * 1e3 / peak
+        );
+    }
+}
+
+/// GFLOP/s of 12 independent chains of 256-bit fused multiply-adds on this thread (two flops per lane), or `None`
+/// without AVX2 + FMA.
+fn fma_peak() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return Some(unsafe { fma_chains() });
+    }
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains() -> f64 {
+    use std::arch::x86_64::*;
+    let (b, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    let iters = 20_000_000u64;
+    let start = std::time::Instant::now();
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, b, c);
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    (iters * 12 * 16) as f64 / seconds / 1e9
 }

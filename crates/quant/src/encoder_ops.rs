@@ -205,22 +205,33 @@ multiversion! {
                     }
                 }
             }
-            // Softmax over the real keys of each query (the padding's weights are zero).
+            // Softmax over the real keys of each query (the padding's weights are zero): each row's maximum in
+            // 16 lanes a block (whole blocks, then the rest), its exponentials and their sum's inverse; then the
+            // weights of all the block's queries written key by key (a query past the sequence's end gets 0).
             pt.fill(0.0);
+            let mut inv = [0.0f32; QB];
             for r in 0..rows {
                 let s = &mut scores[r * lp..(r + 1) * lp];
                 let mut lanes = [f32::NEG_INFINITY; LANES];
-                for (j, x) in s[..len].iter().enumerate() {
-                    let l = j % LANES;
+                let blocks = s[..len].chunks_exact(LANES);
+                let rest = blocks.remainder();
+                for b in blocks {
+                    for l in 0..LANES {
+                        lanes[l] = if b[l] > lanes[l] { b[l] } else { lanes[l] };
+                    }
+                }
+                for (l, x) in rest.iter().enumerate() {
                     lanes[l] = if *x > lanes[l] { *x } else { lanes[l] };
                 }
                 let max = lanes.iter().fold(f32::NEG_INFINITY, |m, v| if *v > m { *v } else { m });
                 for x in s[..len].iter_mut() {
                     *x = exp_neg(*x - max);
                 }
-                let inv = 1.0 / lane_sum(&s[..len], |x| x);
-                for j in 0..len {
-                    pt[j * QB + r] = s[j] * inv;
+                inv[r] = 1.0 / lane_sum(&s[..len], |x| x);
+            }
+            for (j, w) in pt[..len * QB].chunks_exact_mut(QB).enumerate() {
+                for r in 0..rows {
+                    w[r] = scores[r * lp + j] * inv[r];
                 }
             }
             // Weighted values: 4 queries × 16 columns, even and odd keys (lp is even) in separate accumulators.

@@ -31,6 +31,9 @@ pub enum Linear {
     },
 }
 
+/// One f32 matrix to stack: its weight, bias, rows and columns.
+type F32Part<'a> = (&'a F32Weight, &'a [f32], usize, usize);
+
 /// An f32 weight laid out for the GEMM that reads it.
 #[derive(Clone, Debug)]
 pub enum F32Weight {
@@ -157,7 +160,7 @@ impl Linear {
         if let Some(ints) = ints {
             return IntLinear::stack(&ints).map(Self::Int);
         }
-        let floats: Option<Vec<(&F32Weight, &[f32], usize, usize)>> = parts
+        let floats: Option<Vec<F32Part<'_>>> = parts
             .iter()
             .map(|p| match p {
                 Self::F32 {

@@ -119,7 +119,12 @@ impl PackedF32 {
         let block = cols.div_ceil(blocks);
         for (t0, k0) in (0..n)
             .step_by(F32_CHUNK)
-            .flat_map(|t0| (0..cols).step_by(block.max(1)).map(move |k0| (t0, k0)))
+            // No inputs at all still makes one empty block, so the bias is written.
+            .flat_map(|t0| {
+                (0..cols.max(1))
+                    .step_by(block.max(1))
+                    .map(move |k0| (t0, k0))
+            })
         {
             let (kc, chunk) = (block.min(cols - k0), F32_CHUNK.min(n - t0));
             for p in panels.clone() {
@@ -369,6 +374,19 @@ mod tests {
                     "[{n}, {rows}, {cols}] output {i}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_layer_without_inputs_gives_its_bias() {
+        let (n, rows) = (7, 20);
+        let b = values(rows, 8);
+        let packed = PackedF32::new(&[], rows, 0);
+        let mut y = vec![f32::NAN; n * rows];
+        // SAFETY: x holds n · 0 values, y is [n, rows].
+        unsafe { packed.affine(&b, [].as_ptr(), n, y.as_mut_ptr(), 0..packed.panel_count()) };
+        for t in 0..n {
+            assert_eq!(y[t * rows..(t + 1) * rows], b[..], "token {t}");
         }
     }
 

@@ -74,10 +74,16 @@ fn export_with(model: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("export_report.json")).unwrap()).unwrap()
 }
 
+/// `texts`, one per line, in the scratch directory's `texts.txt` (the scripts' `--texts`).
+fn texts_file(s: &Scratch) -> std::path::PathBuf {
+    let path = s.path().join("texts.txt");
+    std::fs::write(&path, texts().join("\n") + "\n").unwrap();
+    path
+}
+
 /// Runs scripts/check_onnx.py on `export` against `reference` (JSONL) for `texts`; returns its summary.
 fn check(s: &Scratch, export: &Path, reference: &str, tolerance: f64) -> serde_json::Value {
-    let texts_file = s.path().join("texts.txt");
-    std::fs::write(&texts_file, texts().join("\n") + "\n").unwrap();
+    let texts_file = texts_file(s);
     let reference_file = s.path().join("reference.jsonl");
     std::fs::write(&reference_file, reference).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_onnx.py");
@@ -324,8 +330,7 @@ fn eight_bit_integer_exports_match_the_integer_engine() {
     let same = check(&s, &out, &predict(&quantized, Some("integer")), 1e-4);
     assert_eq!(same["label_agreement"], 1.0);
     // The model as exported against itself with every MatMulInteger computed in int32 (exact on any CPU).
-    let text_file = s.path().join("texts.txt");
-    std::fs::write(&text_file, texts().join("\n") + "\n").unwrap();
+    let text_file = texts_file(&s);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_saturation.py");
     let run = std::process::Command::new("python3")
         .arg(&script)

@@ -219,34 +219,24 @@ impl Linear {
                 let serial = kernels::is_serial() || rayon::current_num_threads() == 1;
                 match weight {
                     F32Weight::Packed(packed) => {
-                        let panels = packed.panel_count();
+                        // One team member's share per thread of the pool (whole panels each).
                         let members = if serial {
                             1
                         } else {
-                            rayon::current_num_threads().min(panels)
+                            rayon::current_num_threads().min(packed.panel_count())
                         };
-                        // The output's address, shared by the members (each writes its own panels' columns).
-                        let out = y.as_mut_ptr() as usize;
-                        let share = |member: usize| {
-                            let chunk = panels.div_ceil(members);
-                            let p0 = (member * chunk).min(panels);
-                            // SAFETY: x is [n, cols] and y is [n, rows] (checked above); members write disjoint
-                            // columns, and y outlives them (the call waits for all).
-                            unsafe {
-                                packed.affine(
-                                    bias,
-                                    x.as_ptr(),
-                                    n,
-                                    out as *mut f32,
-                                    p0..(p0 + chunk).min(panels),
-                                )
-                            }
+                        // The operands' addresses, shared by the members.
+                        let (xs, ys) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
+                        // SAFETY: x is [n, cols] and y is [n, rows] (checked above); members write disjoint
+                        // columns, and y outlives them (the call waits for all).
+                        let share = |member: usize| unsafe {
+                            self.forward_share(xs as *const f32, n, ys as *mut f32, member, members)
                         };
                         if members == 1 {
-                            share(0);
+                            share(0)?;
                         } else {
                             use rayon::prelude::*;
-                            (0..members).into_par_iter().for_each(share);
+                            (0..members).into_par_iter().try_for_each(share)?;
                         }
                     }
                     F32Weight::Transposed(weight_t) => {

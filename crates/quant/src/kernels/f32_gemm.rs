@@ -110,21 +110,12 @@ impl PackedF32 {
     ) {
         let (rows, cols) = (self.rows, self.cols);
         debug_assert!(panels.end <= self.panel_count() && bias.len() == rows);
-        #[cfg(target_arch = "x86_64")]
         let avx2 = Tier::best() != Tier::Plain;
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        // Blocks of equal size, none over F32_BLOCK: 1536 inputs as 4 × 384, 384 as one.
-        let blocks = cols.div_ceil(F32_BLOCK).max(1);
-        let block = cols.div_ceil(blocks);
+        let block = block_len(cols);
         for (t0, k0) in (0..n)
             .step_by(F32_CHUNK)
             // No inputs at all still makes one empty block, so the bias is written.
-            .flat_map(|t0| {
-                (0..cols.max(1))
-                    .step_by(block.max(1))
-                    .map(move |k0| (t0, k0))
-            })
+            .flat_map(|t0| (0..cols.max(1)).step_by(block).map(move |k0| (t0, k0)))
         {
             let (kc, chunk) = (block.min(cols - k0), F32_CHUNK.min(n - t0));
             for p in panels.clone() {
@@ -132,16 +123,12 @@ impl PackedF32 {
                 let block_at = |p: usize| self.panels.as_ptr().add((p * cols + k0) * F32_PANEL);
                 // The next panel's block, pulled towards L2 while this one runs (the last panel pulls its own:
                 // harmless).
-                let next = if p + 1 < panels.end {
-                    block_at(p + 1)
-                } else {
-                    block_at(p)
-                };
+                let next = block_at((p + 1).min(panels.end - 1));
                 let tile = Tile {
                     kc,
                     x: x.add(k0),
                     x_stride: cols,
-                    w: self.panels.as_ptr().add((p * cols + k0) * F32_PANEL),
+                    w: block_at(p),
                     width: F32_PANEL.min(rows - j0),
                     bias: (k0 == 0).then(|| bias.as_ptr().add(j0)),
                     prefetch: next,
@@ -156,27 +143,38 @@ impl PackedF32 {
                         prefetch: next.add(quarter * (kc / 4) * F32_PANEL),
                         ..tile
                     };
-                    let out = y.add(t * rows + j0);
-                    #[cfg(target_arch = "x86_64")]
-                    if avx2 {
-                        match mr {
-                            6 => kernel_avx2::<6>(at, out, rows),
-                            5 => kernel_avx2::<5>(at, out, rows),
-                            4 => kernel_avx2::<4>(at, out, rows),
-                            3 => kernel_avx2::<3>(at, out, rows),
-                            2 => kernel_avx2::<2>(at, out, rows),
-                            _ => kernel_avx2::<1>(at, out, rows),
-                        }
-                        t += mr;
-                        continue;
-                    }
-                    let _ = avx2;
-                    kernel_plain(mr, at, out, rows);
+                    run_tile(avx2, mr, at, y.add(t * rows + j0), rows);
                     t += mr;
                 }
             }
         }
     }
+}
+
+/// Inputs per block for `cols` inputs: blocks of equal size, none over [`F32_BLOCK`] (1536 inputs as 4 × 384,
+/// 384 as one); at least 1.
+fn block_len(cols: usize) -> usize {
+    cols.div_ceil(cols.div_ceil(F32_BLOCK).max(1)).max(1)
+}
+
+/// One tile of `mr` tokens on the AVX2 tile when `avx2` (an x86-64 CPU with AVX2 + FMA), else the portable one.
+///
+/// # Safety
+/// As [`kernel_plain`].
+unsafe fn run_tile(avx2: bool, mr: usize, tile: Tile, y: *mut f32, y_stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        return match mr {
+            6 => kernel_avx2::<6>(tile, y, y_stride),
+            5 => kernel_avx2::<5>(tile, y, y_stride),
+            4 => kernel_avx2::<4>(tile, y, y_stride),
+            3 => kernel_avx2::<3>(tile, y, y_stride),
+            2 => kernel_avx2::<2>(tile, y, y_stride),
+            _ => kernel_avx2::<1>(tile, y, y_stride),
+        };
+    }
+    let _ = avx2;
+    kernel_plain(mr, tile, y, y_stride)
 }
 
 /// One register tile's operands: `kc` inputs of up to [`F32_TOKENS`] tokens against one panel.
@@ -336,8 +334,7 @@ mod tests {
             let mut plain = vec![f32::NAN; n * rows];
             for t in (0..n).step_by(F32_TOKENS) {
                 for p in 0..packed.panel_count() {
-                    let blocks = cols.div_ceil(F32_BLOCK);
-                    let block = cols.div_ceil(blocks);
+                    let block = block_len(cols);
                     for k0 in (0..cols).step_by(block) {
                         let tile = Tile {
                             kc: block.min(cols - k0),

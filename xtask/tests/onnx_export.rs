@@ -81,28 +81,45 @@ fn texts_file(s: &Scratch) -> std::path::PathBuf {
     path
 }
 
+/// Runs the committed `scripts/{script}` with `args` and returns the JSON it prints, failing with its output
+/// when it fails.
+fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Runs scripts/check_onnx.py on `export` against `reference` (JSONL) for `texts`; returns its summary.
 fn check(s: &Scratch, export: &Path, reference: &str, tolerance: f64) -> serde_json::Value {
     let texts_file = texts_file(s);
     let reference_file = s.path().join("reference.jsonl");
     std::fs::write(&reference_file, reference).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/check_onnx.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(["--export", &export.display().to_string()])
-        .args(["--reference", &reference_file.display().to_string()])
-        .args(["--texts", &texts_file.display().to_string()])
-        .args(["--tolerance", &tolerance.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check_onnx.py on {}: {}{}",
-        export.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let tolerance = tolerance.to_string();
+    let summary = python_json(
+        "check_onnx.py",
+        &[
+            "--export".as_ref(),
+            export.as_os_str(),
+            "--reference".as_ref(),
+            reference_file.as_os_str(),
+            "--texts".as_ref(),
+            texts_file.as_os_str(),
+            "--tolerance".as_ref(),
+            tolerance.as_ref(),
+        ],
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["checker"], "passed");
     assert_eq!(summary["texts"], texts().len());
     summary
@@ -330,26 +347,25 @@ fn eight_bit_integer_exports_match_the_integer_engine() {
     let same = check(&s, &out, &predict(&quantized, Some("integer")), 1e-4);
     assert_eq!(same["label_agreement"], 1.0);
     // The model as exported against itself with every MatMulInteger computed in int32 (exact on any CPU).
-    let text_file = texts_file(&s);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_saturation.py");
-    let run = std::process::Command::new("python3")
-        .arg(&script)
-        .arg("--json")
-        .arg("--model")
-        .arg(out.join("model.onnx"))
-        .arg("--tokenizer")
-        .arg(out.join("tokenizer.json"))
-        .arg("--texts")
-        .arg(&text_file)
-        .args(["--max-length", "16"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    let (text_file, model, tokenizer) = (
+        texts_file(&s),
+        out.join("model.onnx"),
+        out.join("tokenizer.json"),
     );
-    let drift: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let drift = python_json(
+        "ort_saturation.py",
+        &[
+            "--json".as_ref(),
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--tokenizer".as_ref(),
+            tokenizer.as_os_str(),
+            "--texts".as_ref(),
+            text_file.as_os_str(),
+            "--max-length".as_ref(),
+            "16".as_ref(),
+        ],
+    );
     // With int8 codes, this CPU-dependent difference was 3.3e-4 on outputs up to 0.09 (86% of them moved) on
     // an AVX2 CPU without VNNI; with VNNI it is 0 either way.
     let (diff, scale) = (
